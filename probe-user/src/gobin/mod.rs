@@ -1,0 +1,1 @@
+//! Go binary inspection (placeholder, being written).

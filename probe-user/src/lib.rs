@@ -1,6 +1,62 @@
 //! mapaudit: which goroutines and threads write which Go maps, how hard, from
-//! where — and whether any of those writes overlap. See ARCHITECTURE in the
-//! README for the data flow.
+//! where — and whether any of those writes overlap.
+//!
+//! Data flow (see README "How it works"): `target` finds processes, `gobin`
+//! reads their Go binaries, `loader` attaches the eBPF probes, `collector`
+//! turns kernel counters and events into the pure `model`, which `tui`
+//! draws and `report` serialises; `gate` turns a report into an exit code.
 
+pub mod bpfmaps;
+pub mod cli;
+pub mod collector;
 pub mod fixtures;
+pub mod gate;
 pub mod gobin;
+pub mod loader;
+pub mod model;
+pub mod preflight;
+pub mod record;
+pub mod report;
+pub mod session;
+pub mod summary;
+pub mod target;
+pub mod top;
+
+pub use cli::Cli;
+
+/// Runs mapaudit; returns the process exit code (0 ok, 1 gate failed,
+/// 2 usage or environment error; `record -- CMD`: CMD's status).
+pub fn run(cli: Cli) -> i32 {
+    env_logger::Builder::new().filter_level(cli.log_level.filter()).format_timestamp_millis().init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("mapaudit: error: cannot start the runtime: {e}");
+            return 2;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            None => top::run(cli::TopArgs::system_wide(), cli.log_level).await,
+            Some(cli::Command::Top(a)) => top::run(a, cli.log_level).await,
+            Some(cli::Command::Record(a)) => record::run(a, cli.log_level).await,
+            Some(cli::Command::Check(a)) => check(a),
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("mapaudit: error: {e:#}");
+            2
+        }
+    }
+}
+
+fn check(a: cli::CheckArgs) -> anyhow::Result<i32> {
+    let rep = gate::read_report(&a.report)?;
+    let failures = gate::evaluate(&rep, &a.gate);
+    if a.gate.is_empty() {
+        eprintln!("mapaudit: {} is a valid report ({} findings); give --fail-on or a threshold to gate on it", a.report.display(), rep.findings.len());
+    }
+    Ok(gate::conclude(&failures))
+}

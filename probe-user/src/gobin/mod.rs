@@ -1,1 +1,332 @@
-//! Go binary inspection (placeholder, being written).
+//! Go binary inspection, without running or tracing the binary: Go version,
+//! the map-write routines and where to attach to them, runtime struct
+//! offsets, PC → function/file:line, and type names.
+//!
+//! Everything works on stripped binaries (`-ldflags=-s -w`), because it
+//! relies on what the Go runtime itself keeps for tracebacks and reflection
+//! (`.go.buildinfo`, the pclntab, moduledata); DWARF and the symbol table
+//! are used when present. Only 64-bit little-endian ELF is supported.
+//!
+//! Parsers here see untrusted bytes (they are fuzzed): every read is bounds
+//! checked and malformed input yields an error or `None`.
+
+mod buildinfo;
+mod elf;
+mod moduledata;
+mod offsets;
+mod pclntab;
+mod prologue;
+mod read;
+mod types;
+#[cfg(test)]
+mod tests;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use probe_common::uprobe::routine;
+
+pub use elf::Segment;
+pub use offsets::{OffsetSource, RuntimeOffsets};
+
+use elf::ElfImage;
+use moduledata::ModuleData;
+use pclntab::Pclntab;
+
+/// Why a file cannot be inspected.
+#[derive(Debug, thiserror::Error)]
+pub enum GoBinError {
+    #[error("cannot read {}: {source}", path.display())]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("not an ELF file")]
+    NotElf,
+    #[error("malformed ELF file: {0}")]
+    BadElf(String),
+    #[error("unsupported binary: {0}")]
+    Unsupported(String),
+    #[error("not a Go binary (no .go.buildinfo / .gopclntab)")]
+    NotGo,
+    #[error("Go binary without readable build info (.go.buildinfo): cannot tell which Go version built it")]
+    NoBuildInfo,
+    #[error("cannot understand the Go version {0:?} recorded in .go.buildinfo")]
+    BadVersion(String),
+    #[error(
+        "Go {found} is older than the oldest supported go1.{oldest}; supported: go1.{oldest} … go1.{newest}",
+        oldest = offsets::OLDEST_MINOR,
+        newest = offsets::NEWEST_MINOR
+    )]
+    TooOld { found: String },
+    #[error("Go function table (.gopclntab) is missing or damaged: {0}")]
+    BadPclntab(String),
+    #[error("no runtime offsets for Go {0}")]
+    NoOffsets(String),
+}
+
+/// A map-write routine linked into the binary, and where to probe it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Routine {
+    /// `probe_common::uprobe::routine` id.
+    pub id: u8,
+    pub symbol: &'static str,
+    /// Function entry (link-time virtual address).
+    pub entry: u64,
+    pub attach_vaddr: u64,
+    /// File offset of `attach_vaddr`: what a uprobe attaches to.
+    pub attach_offset: u64,
+    /// `true` when `attach_vaddr` follows the stack-bound check (see
+    /// [`prologue`]); `false` means the entry, with its extra cost.
+    pub after_prologue: bool,
+    /// The instruction at `attach_vaddr`, Intel syntax (`push rbp`).
+    pub attach_instruction: String,
+}
+
+/// A symbolized code address.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Location {
+    /// Innermost function, inlined or not (`main.strWriter`).
+    pub function: String,
+    /// Source file as recorded by the compiler (full path unless -trimpath).
+    pub file: String,
+    pub line: u32,
+}
+
+/// A function of the binary's function table.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Function {
+    pub name: String,
+    pub entry: u64,
+    /// One past the last byte.
+    pub end: u64,
+}
+
+/// An inspected Go executable. Owns the file bytes; all addresses are
+/// link-time virtual addresses (remove the PIE load bias first).
+pub struct GoBinary {
+    data: Vec<u8>,
+    img: ElfImage,
+    version_string: String,
+    version: (u32, u32, u32),
+    pcln: Pclntab,
+    moduledata: Option<ModuleData>,
+    has_dwarf: bool,
+    type_cache: Mutex<HashMap<u64, Option<String>>>,
+}
+
+impl std::fmt::Debug for GoBinary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GoBinary")
+            .field("version", &self.version_string)
+            .field("pie", &self.img.is_pie)
+            .field("dwarf", &self.has_dwarf)
+            .field("symtab", &self.img.has_symtab)
+            .field("functions", &self.pcln.nfunc)
+            .field("moduledata", &self.moduledata.map(|m| m.addr))
+            .finish()
+    }
+}
+
+impl GoBinary {
+    pub fn open(path: &Path) -> Result<Self, GoBinError> {
+        let data = std::fs::read(path).map_err(|source| GoBinError::Io { path: path.to_owned(), source })?;
+        Self::parse(data)
+    }
+
+    pub fn parse(data: Vec<u8>) -> Result<Self, GoBinError> {
+        let img = ElfImage::parse(&data)?;
+        let version_string = buildinfo::find_version(&img, &data);
+        let pcln = Pclntab::locate(&img, &data);
+        let (version_string, pcln) = match (version_string, pcln) {
+            (None, None) => return Err(GoBinError::NotGo),
+            (None, Some(_)) => return Err(GoBinError::NoBuildInfo),
+            (Some(_), None) => return Err(GoBinError::BadPclntab("not found".into())),
+            (Some(v), Some(p)) => (v, p),
+        };
+        let version = buildinfo::parse_version(&version_string)
+            .filter(|v| v.0 == 1)
+            .ok_or_else(|| GoBinError::BadVersion(version_string.clone()))?;
+        if version.1 < offsets::OLDEST_MINOR {
+            return Err(GoBinError::TooOld { found: version_string });
+        }
+        let mut pcln = pcln.map_err(GoBinError::BadPclntab)?;
+        let moduledata = moduledata::locate(&img, &data, &pcln, version.1);
+        pcln.text = match moduledata {
+            Some(md) => md.text,
+            None if pcln.header_text_start != 0 => pcln.header_text_start,
+            None => img
+                .symbols
+                .get("runtime.text")
+                .copied()
+                .or_else(|| img.section(".text").map(|s| s.addr))
+                .ok_or_else(|| GoBinError::BadPclntab("cannot find the text base (runtime.text)".into()))?,
+        };
+        if pcln.nfunc == 0 {
+            return Err(GoBinError::BadPclntab("no functions".into()));
+        }
+        let has_dwarf = img.has_section(".debug_info") || img.has_section(".zdebug_info");
+        Ok(Self {
+            data,
+            img,
+            version_string,
+            version,
+            pcln,
+            moduledata,
+            has_dwarf,
+            type_cache: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The toolchain version as recorded, e.g. `go1.27.3`.
+    pub fn go_version(&self) -> &str {
+        &self.version_string
+    }
+
+    /// `(1, 27, 3)`.
+    pub fn version(&self) -> (u32, u32, u32) {
+        self.version
+    }
+
+    /// Position-independent (ELF `ET_DYN`): runtime addresses carry a load bias.
+    pub fn is_pie(&self) -> bool {
+        self.img.is_pie
+    }
+
+    pub fn has_dwarf(&self) -> bool {
+        self.has_dwarf
+    }
+
+    pub fn has_symtab(&self) -> bool {
+        self.img.has_symtab
+    }
+
+    /// Whether moduledata was found (needed for type names and inlined
+    /// function names; without it both degrade).
+    pub fn has_moduledata(&self) -> bool {
+        self.moduledata.is_some()
+    }
+
+    /// All functions of the function table, in address order.
+    pub fn functions(&self) -> Vec<Function> {
+        self.pcln
+            .funcs(&self.data)
+            .filter_map(|f| {
+                Some(Function { name: self.pcln.func_name(&self.data, &f)?, entry: f.entry, end: f.end })
+            })
+            .collect()
+    }
+
+    /// The first function named `name` (Go names are unique per binary).
+    pub fn function(&self, name: &str) -> Option<Function> {
+        self.pcln.funcs(&self.data).find_map(|f| {
+            let n = self.pcln.func_name(&self.data, &f)?;
+            (n == name).then_some(Function { name: n, entry: f.entry, end: f.end })
+        })
+    }
+
+    /// The function containing `vaddr`.
+    pub fn function_at(&self, vaddr: u64) -> Option<Function> {
+        let f = self.pcln.find(&self.data, vaddr)?;
+        Some(Function { name: self.pcln.func_name(&self.data, &f)?, entry: f.entry, end: f.end })
+    }
+
+    /// Code bytes of `f` from the file, clipped to its segment.
+    pub fn code(&self, f: &Function) -> Option<&[u8]> {
+        let len = usize::try_from(f.end.checked_sub(f.entry)?).ok()?;
+        let tail = self.img.tail(&self.data, f.entry)?;
+        tail.get(..len.min(tail.len()))
+    }
+
+    /// The map-write routines the binary links, one per routine id, by id.
+    pub fn routines(&self) -> Vec<Routine> {
+        let mut found: Vec<Option<Routine>> = vec![None; routine::COUNT];
+        for f in self.pcln.funcs(&self.data) {
+            let Some(name) = self.pcln.func_name(&self.data, &f) else { continue };
+            let Some(id) = routine::SYMBOLS.iter().position(|s| *s == name) else { continue };
+            let Some(slot) = found.get_mut(id) else { continue };
+            if slot.is_some() {
+                continue;
+            }
+            let func = Function { name, entry: f.entry, end: f.end };
+            let attach = match (self.img.machine, self.code(&func)) {
+                (object::elf::EM_X86_64, Some(code)) => prologue::attach_point(code, f.entry),
+                _ => prologue::Attach { vaddr: f.entry, after_prologue: false, instruction: String::new() },
+            };
+            let Some(attach_offset) = self.img.vaddr_to_offset(attach.vaddr) else { continue };
+            *slot = Some(Routine {
+                id: u8::try_from(id).unwrap_or(u8::MAX),
+                symbol: routine::SYMBOLS.get(id).copied().unwrap_or_default(),
+                entry: f.entry,
+                attach_vaddr: attach.vaddr,
+                attach_offset,
+                after_prologue: attach.after_prologue,
+                attach_instruction: attach.instruction,
+            });
+        }
+        found.into_iter().flatten().collect()
+    }
+
+    /// Offsets for the probe, from DWARF when present, else from the
+    /// per-version table; `source` says which.
+    pub fn runtime_offsets(&self) -> Result<RuntimeOffsets, GoBinError> {
+        if self.has_dwarf {
+            if let Some(o) = offsets::from_dwarf(&self.data, self.version.1) {
+                return Ok(o);
+            }
+        }
+        offsets::from_table(self.version.1).ok_or_else(|| GoBinError::NoOffsets(self.version_string.clone()))
+    }
+
+    /// Symbolizes a return address or `gopc` (link-time address). Like the Go
+    /// runtime, looks up `pc-1` so a call at the end of an inlined body or
+    /// before a line change is attributed to the call's line.
+    pub fn symbolize(&self, pc: u64) -> Option<Location> {
+        let look = pc.checked_sub(1)?;
+        let d = &self.data;
+        let f = self.pcln.find(d, look)?;
+        let line = u32::try_from(self.pcln.line(d, &f, look)?).ok()?;
+        let file = self.pcln.file(d, &f, look)?;
+        // pcln/pcfile already give the innermost position; only the name
+        // needs the inline tree.
+        let function = self
+            .inlined_name(&f, look)
+            .or_else(|| self.pcln.func_name(d, &f))?;
+        Some(Location { function, file, line })
+    }
+
+    fn inlined_name(&self, f: &pclntab::Func, pc: u64) -> Option<String> {
+        let md = self.moduledata.as_ref()?;
+        let ix = u64::try_from(self.pcln.pcdata(&self.data, f, pclntab::PCDATA_INL_TREE_INDEX, pc)?).ok()?;
+        let tree = md.gofunc.checked_add(u64::from(self.pcln.funcdata(&self.data, f, pclntab::FUNCDATA_INL_TREE)?))?;
+        // inlinedCall{funcID u8; _ [3]byte; nameOff int32; parentPc int32; startLine int32}
+        let call = tree.checked_add(ix.checked_mul(16)?)?;
+        let name_off = self.img.u32(&self.data, call.checked_add(4)?)? as i32;
+        self.pcln.name_at(&self.data, name_off)
+    }
+
+    /// Name of the Go type whose `abi.Type` is at `type_addr` (link-time
+    /// address), e.g. the `*maptype` argument of `mapassign`.
+    pub fn type_name(&self, type_addr: u64) -> Option<String> {
+        if let Ok(cache) = self.type_cache.lock() {
+            if let Some(hit) = cache.get(&type_addr) {
+                return hit.clone();
+            }
+        }
+        let name = types::type_name(&self.img, &self.data, self.moduledata.as_ref()?, type_addr);
+        if let Ok(mut cache) = self.type_cache.lock() {
+            cache.insert(type_addr, name.clone());
+        }
+        name
+    }
+
+    /// Virtual address → file offset (uprobes attach by file offset).
+    pub fn vaddr_to_offset(&self, vaddr: u64) -> Option<u64> {
+        self.img.vaddr_to_offset(vaddr)
+    }
+
+    /// The PT_LOAD segments, e.g. to compute the PIE load bias from
+    /// `/proc/PID/maps` (bias = mapped start − (vaddr − offset) of the
+    /// mapping with the same file offset).
+    pub fn load_segments(&self) -> Vec<Segment> {
+        self.img.segments.clone()
+    }
+}

@@ -1,0 +1,56 @@
+//! Every map of the object, in one place. Names come from
+//! `probe_common::maps`; userspace resizes them before load.
+
+use aya_ebpf::{
+    macros::map,
+    maps::{Array, HashMap, PerCpuArray, PerCpuHashMap, RingBuf},
+};
+use probe_common::{
+    bpfmap::{BpfWriteKey, BpfWriteValue},
+    config::{Global, Tracked},
+    lost,
+    maps as names,
+    uprobe::{MapKey, MapState, WriteKey},
+};
+
+#[map(name = "WRITES")]
+pub static WRITES: PerCpuHashMap<WriteKey, u64> =
+    PerCpuHashMap::with_max_entries(names::WRITES_DEFAULT_ENTRIES, 0);
+
+#[map(name = "MAP_STATE")]
+pub static MAP_STATE: HashMap<MapKey, MapState> =
+    HashMap::with_max_entries(names::MAP_STATE_DEFAULT_ENTRIES, 0);
+
+#[map(name = "EVENTS")]
+pub static EVENTS: RingBuf = RingBuf::with_byte_size(names::EVENTS_DEFAULT_BYTES, 0);
+
+#[map(name = "LOST")]
+pub static LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(lost::COUNT, 0);
+
+#[map(name = "TRACKED")]
+pub static TRACKED: HashMap<u32, Tracked> =
+    HashMap::with_max_entries(names::TRACKED_DEFAULT_ENTRIES, 0);
+
+#[map(name = "GLOBAL")]
+pub static GLOBAL: Array<Global> = Array::with_max_entries(1, 0);
+
+#[map(name = "BPF_WRITES")]
+pub static BPF_WRITES: PerCpuHashMap<BpfWriteKey, BpfWriteValue> =
+    PerCpuHashMap::with_max_entries(names::BPF_WRITES_DEFAULT_ENTRIES, 0);
+
+/// Counts one thing the kernel side could not record (`probe_common::lost`).
+#[inline(always)]
+pub fn count_lost(idx: u32) {
+    if let Some(p) = LOST.get_ptr_mut(idx) {
+        // SAFETY: per-CPU slot, this program runs with migration disabled.
+        unsafe { *p += 1 };
+    }
+}
+
+#[inline(always)]
+pub fn global() -> Global {
+    match GLOBAL.get(0) {
+        Some(g) => *g,
+        None => Global::default(),
+    }
+}

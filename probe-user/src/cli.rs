@@ -1,0 +1,257 @@
+//! The command line (clap). `mapaudit` alone means `mapaudit top`,
+//! system-wide. Everything a user types is parsed and validated here.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "mapaudit",
+    version,
+    about = "Who writes which Go maps, how hard, from where — and do any writes overlap?",
+    long_about = "mapaudit audits Go map writes (runtime.mapassign*, mapdelete*, mapclear) in \
+running, unmodified Go programs with eBPF uprobes, counting per goroutine, thread, map and \
+call site in the kernel. It also counts writes to kernel BPF maps made through bpf(2).\n\n\
+It needs root (or CAP_BPF + CAP_PERFMON + CAP_SYS_ADMIN) and a kernel with BTF, uprobes and \
+syscall tracepoints (5.15 or newer).",
+    after_help = "EXAMPLES:\n  \
+sudo mapaudit                                   live view of every Go process on the node\n  \
+sudo mapaudit top --pid 4242                    live view of one process\n  \
+sudo mapaudit record --json r.json -- ./server  audit a command, write a JSON report\n  \
+sudo mapaudit record --duration 30s --json - --pid 4242\n  \
+mapaudit check r.json --fail-on overlap         CI gate on a report (no privileges)\n\n\
+EXIT STATUS: 0 ok (for `record -- CMD`: CMD's status), 1 gate failed, 2 usage or environment error."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    /// Log level for mapaudit and its eBPF programs (off, error, warn, info, debug, trace).
+    /// Also read from MAPAUDIT_LOG.
+    #[arg(long, global = true, env = "MAPAUDIT_LOG", default_value = "off")]
+    pub log_level: LogLevel,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Live terminal view (the default command).
+    Top(TopArgs),
+    /// Record for a while (or until CMD exits) and write a JSON report.
+    Record(RecordArgs),
+    /// Gate on a JSON report: exit 1 when a --fail-on condition holds. Needs no privileges.
+    Check(CheckArgs),
+}
+
+#[derive(Args, Debug, Clone, Default)]
+pub struct TargetArgs {
+    /// Audit one running process.
+    #[arg(long, conflicts_with_all = ["exe", "cmd"])]
+    pub pid: Option<u32>,
+    /// Audit every process running this executable, now and later.
+    #[arg(long, conflicts_with_all = ["pid", "cmd"])]
+    pub exe: Option<PathBuf>,
+    /// Run this command under audit from its first instruction, following
+    /// the programs it execs (e.g. `go test` running its test binary).
+    #[arg(last = true, value_name = "CMD")]
+    pub cmd: Vec<String>,
+}
+
+impl TargetArgs {
+    pub fn target(&self) -> Target {
+        if let Some(pid) = self.pid {
+            Target::Pid(pid)
+        } else if let Some(exe) = &self.exe {
+            Target::Exe(exe.clone())
+        } else if !self.cmd.is_empty() {
+            Target::Command(self.cmd.clone())
+        } else {
+            Target::SystemWide
+        }
+    }
+}
+
+/// What to audit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    Pid(u32),
+    Exe(PathBuf),
+    Command(Vec<String>),
+    SystemWide,
+}
+
+/// Settings shared by `top` and `record`.
+#[derive(Args, Debug, Clone)]
+pub struct ProbeArgs {
+    /// Do not count bpf(2) writes to kernel BPF maps.
+    #[arg(long)]
+    pub no_bpf_maps: bool,
+    /// Capacity of the in-kernel write counter (distinct goroutine × thread ×
+    /// map × site tuples). Memory: ~(40 + 8 × CPUs) bytes per entry. Writes
+    /// beyond it are counted as lost, never dropped silently.
+    #[arg(long, default_value_t = probe_common::maps::WRITES_DEFAULT_ENTRIES, value_name = "N")]
+    pub max_entries: u32,
+    /// Size of the event ring buffer in KiB (power of two, ≥ 4).
+    #[arg(long, default_value_t = probe_common::maps::EVENTS_DEFAULT_BYTES / 1024, value_name = "KIB")]
+    pub ringbuf_kib: u32,
+    /// Under sudo, run CMD as this user instead of the invoking one.
+    #[arg(long, value_name = "NAME")]
+    pub user: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct TopArgs {
+    #[command(flatten)]
+    pub target: TargetArgs,
+    #[command(flatten)]
+    pub probe: ProbeArgs,
+    /// Refresh interval (e.g. 500ms, 1s, 2s).
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    pub interval: Duration,
+}
+
+impl TopArgs {
+    /// What plain `mapaudit` runs: `top` over every Go process.
+    pub fn system_wide() -> Self {
+        match Cli::try_parse_from(["mapaudit", "top"]).map(|c| c.command) {
+            Ok(Some(Command::Top(t))) => t,
+            // Unreachable: "top" with defaults always parses.
+            _ => Self {
+                target: TargetArgs::default(),
+                probe: ProbeArgs { no_bpf_maps: false, max_entries: probe_common::maps::WRITES_DEFAULT_ENTRIES, ringbuf_kib: 1024, user: None },
+                interval: Duration::from_secs(1),
+            },
+        }
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct RecordArgs {
+    #[command(flatten)]
+    pub target: TargetArgs,
+    #[command(flatten)]
+    pub probe: ProbeArgs,
+    /// Stop after this long (e.g. 30s, 5m). Without it: until CMD or the
+    /// --pid process exits, or SIGINT/SIGTERM.
+    #[arg(long, value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+    /// Write the JSON report here (`-` for stdout); checked before attaching,
+    /// written atomically (temp file + rename), also on SIGINT/SIGTERM and
+    /// when the target crashes.
+    #[arg(long, value_name = "PATH|-")]
+    pub json: Option<String>,
+    #[command(flatten)]
+    pub gate: GateArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct CheckArgs {
+    /// A report written by `mapaudit record --json`.
+    pub report: PathBuf,
+    #[command(flatten)]
+    pub gate: GateArgs,
+}
+
+#[derive(Args, Debug, Clone, Default)]
+pub struct GateArgs {
+    /// Fail (exit 1) when the report has findings of this kind. Repeatable.
+    #[arg(long, value_enum)]
+    pub fail_on: Vec<FailOn>,
+    /// Fail when any goroutine's or map's average write rate exceeds N/s.
+    #[arg(long, value_name = "N")]
+    pub max_writes_per_sec: Option<f64>,
+    /// Fail when more than N events or writes were lost.
+    #[arg(long, value_name = "N")]
+    pub max_lost_events: Option<u64>,
+}
+
+impl GateArgs {
+    pub fn is_empty(&self) -> bool {
+        self.fail_on.is_empty() && self.max_writes_per_sec.is_none() && self.max_lost_events.is_none()
+    }
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailOn {
+    /// Two goroutines wrote one map at the same time.
+    Overlap,
+    /// A map was written by more than one goroutine (even under a lock).
+    SharedMap,
+    /// A map was read while a write was in progress (needs --reads).
+    ReadDuringWrite,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum LogLevel {
+    Off,
+    Error,
+    Warn,
+    Info,
+    Debug,
+    Trace,
+}
+
+impl LogLevel {
+    pub fn filter(self) -> log::LevelFilter {
+        match self {
+            Self::Off => log::LevelFilter::Off,
+            Self::Error => log::LevelFilter::Error,
+            Self::Warn => log::LevelFilter::Warn,
+            Self::Info => log::LevelFilter::Info,
+            Self::Debug => log::LevelFilter::Debug,
+            Self::Trace => log::LevelFilter::Trace,
+        }
+    }
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| format!("{e} (examples: 500ms, 30s, 5m)"))?;
+    if d.is_zero() {
+        return Err("must be more than zero".into());
+    }
+    Ok(d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("mapaudit").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn no_args_means_system_wide_top() {
+        let cli = parse(&[]).unwrap();
+        assert!(cli.command.is_none());
+    }
+
+    #[test]
+    fn record_with_command() {
+        let cli = parse(&["record", "--duration", "2s", "--json", "-", "--", "./x", "-n", "5"]).unwrap();
+        let Some(Command::Record(r)) = cli.command else { panic!("not record") };
+        assert_eq!(r.duration, Some(Duration::from_secs(2)));
+        assert_eq!(r.json.as_deref(), Some("-"));
+        assert_eq!(r.target.target(), Target::Command(vec!["./x".into(), "-n".into(), "5".into()]));
+    }
+
+    #[test]
+    fn pid_and_command_conflict() {
+        assert!(parse(&["record", "--pid", "1", "--", "ls"]).is_err());
+    }
+
+    #[test]
+    fn check_gate_options() {
+        let cli = parse(&["check", "r.json", "--fail-on", "overlap", "--fail-on", "shared-map", "--max-lost-events", "0"]).unwrap();
+        let Some(Command::Check(c)) = cli.command else { panic!("not check") };
+        assert_eq!(c.gate.fail_on, vec![FailOn::Overlap, FailOn::SharedMap]);
+        assert_eq!(c.gate.max_lost_events, Some(0));
+    }
+
+    #[test]
+    fn bad_duration_is_rejected() {
+        assert!(parse(&["record", "--duration", "soon"]).is_err());
+        assert!(parse(&["record", "--duration", "0s"]).is_err());
+    }
+}

@@ -1,0 +1,325 @@
+//! From the kernel to the model: drains the event ring buffer, snapshots the
+//! per-CPU counters, and resolves what userspace must name (call sites,
+//! `map[K]V` types, goroutine creators, bpf map ids) through each process's
+//! Go binary.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use aya::maps::{MapData, PerCpuArray, PerCpuHashMap, RingBuf};
+use probe_common::{
+    bpfmap::{BpfWriteKey, BpfWriteValue, is_batch},
+    events::{self, EventHeader},
+    lost,
+    maps as names,
+    uprobe::WriteKey,
+};
+
+use crate::bpfmaps;
+use crate::gobin::GoBinary;
+use crate::loader::Probes;
+use crate::model::{BpfRow, Location, Model, OverlapEvent, ProcessInfo};
+use crate::target::{self, ProcExe};
+
+/// Something the session must act on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Control {
+    /// A process exec'd; `stopped`: the kernel stopped it for us to attach.
+    Exec { pid: u32, stopped: bool },
+    Exit { pid: u32 },
+}
+
+/// A process whose Go binary is known.
+pub struct Proc {
+    pub exe: ProcExe,
+    pub bin: Arc<GoBinary>,
+    pub bias: u64,
+}
+
+pub struct Collector {
+    pub events: RingBuf<MapData>,
+    writes: PerCpuHashMap<MapData, WriteKey, u64>,
+    lost: PerCpuArray<MapData, u64>,
+    bpf_writes: Option<PerCpuHashMap<MapData, BpfWriteKey, BpfWriteValue>>,
+    /// Parsed executables by (dev, ino); None: not a Go binary.
+    binaries: HashMap<(u64, u64), Option<Arc<GoBinary>>>,
+    pub procs: HashMap<u32, Proc>,
+    /// Pids already looked at and found not to be Go (or gone).
+    not_go: HashSet<u32>,
+    seen_keys: HashSet<WriteKey>,
+    bpf_resolver: bpfmaps::Resolver,
+    bpf_ids: HashMap<(u32, u32), Option<bpfmaps::BpfMapId>>,
+}
+
+impl Collector {
+    pub fn new(probes: &mut Probes) -> anyhow::Result<Self> {
+        let ebpf = &mut probes.ebpf;
+        let take = |ebpf: &mut aya::Ebpf, n: &str| ebpf.take_map(n).with_context(|| format!("map {n} missing"));
+        let events = RingBuf::try_from(take(ebpf, names::EVENTS)?)?;
+        let writes = PerCpuHashMap::try_from(take(ebpf, names::WRITES)?)?;
+        let lost = PerCpuArray::try_from(take(ebpf, names::LOST)?)?;
+        let bpf_writes = PerCpuHashMap::try_from(take(ebpf, names::BPF_WRITES)?).ok();
+        Ok(Self {
+            events,
+            writes,
+            lost,
+            bpf_writes,
+            binaries: HashMap::new(),
+            procs: HashMap::new(),
+            not_go: HashSet::new(),
+            seen_keys: HashSet::new(),
+            bpf_resolver: bpfmaps::Resolver::default(),
+            bpf_ids: HashMap::new(),
+        })
+    }
+
+    /// The Go binary behind `exe`, parsed once per file.
+    pub fn binary(&mut self, exe: &ProcExe) -> Result<Arc<GoBinary>, crate::gobin::GoBinError> {
+        if let Some(Some(b)) = self.binaries.get(&exe.key()) {
+            return Ok(b.clone());
+        }
+        match GoBinary::open(&exe.path) {
+            Ok(b) => {
+                let b = Arc::new(b);
+                self.binaries.insert(exe.key(), Some(b.clone()));
+                Ok(b)
+            }
+            Err(e) => {
+                self.binaries.insert(exe.key(), None);
+                Err(e)
+            }
+        }
+    }
+
+    /// Registers a process (after its binary is attached), computing its
+    /// load bias and recording it in the model.
+    pub fn add_process(&mut self, exe: ProcExe, bin: Arc<GoBinary>, model: &mut Model) {
+        let segs: Vec<(u64, u64)> = bin.load_segments().iter().map(|s| (s.vaddr, s.offset)).collect();
+        let bias = if bin.is_pie() { target::load_bias(exe.pid, exe.ino, &segs).unwrap_or(0) } else { 0 };
+        model.processes.insert(
+            exe.pid,
+            ProcessInfo {
+                pid: exe.pid,
+                exe: exe.display.clone(),
+                comm: target::comm(exe.pid, exe.pid),
+                go_version: bin.go_version().to_string(),
+            },
+        );
+        self.not_go.remove(&exe.pid);
+        self.procs.insert(exe.pid, Proc { exe, bin, bias });
+    }
+
+    /// A pid seen in the counters but not registered (system-wide or --exe
+    /// attachments cover every process of a file): look it up now.
+    fn ensure_process(&mut self, pid: u32, model: &mut Model) -> bool {
+        if self.procs.contains_key(&pid) {
+            return true;
+        }
+        if self.not_go.contains(&pid) {
+            return false;
+        }
+        let Ok(exe) = target::proc_exe(pid) else {
+            self.not_go.insert(pid);
+            return false;
+        };
+        match self.binary(&exe) {
+            Ok(bin) => {
+                self.add_process(exe, bin, model);
+                true
+            }
+            Err(_) => {
+                self.not_go.insert(pid);
+                false
+            }
+        }
+    }
+
+    fn symbolize(&self, pid: u32, pc: u64) -> Option<Location> {
+        let p = self.procs.get(&pid)?;
+        let l = p.bin.symbolize(pc.wrapping_sub(p.bias))?;
+        Some(Location { function: l.function, file: l.file, line: l.line })
+    }
+
+    fn type_name(&self, pid: u32, maptype: u64) -> Option<String> {
+        let p = self.procs.get(&pid)?;
+        p.bin.type_name(maptype.wrapping_sub(p.bias))
+    }
+
+    /// Drains every pending ring-buffer event into the model.
+    pub fn drain(&mut self, model: &mut Model) -> Vec<Control> {
+        let mut raw: Vec<Vec<u8>> = Vec::new();
+        while let Some(item) = self.events.next() {
+            raw.push(item.to_vec());
+        }
+        let mut controls = Vec::new();
+        for bytes in raw {
+            if let Some(c) = self.handle(&bytes, model) {
+                controls.push(c);
+            }
+        }
+        controls
+    }
+
+    fn handle(&mut self, bytes: &[u8], model: &mut Model) -> Option<Control> {
+        let hdr: EventHeader = read_pod(bytes)?;
+        match hdr.kind {
+            events::KIND_NEW_TUPLE => {
+                let Some(ev) = read_pod::<events::NewTuple>(bytes) else {
+                    model.unresolved += 1;
+                    return None;
+                };
+                self.note_tuple(&ev.key, ev.maptype, ev.gopc, model);
+                None
+            }
+            events::KIND_OVERLAP => {
+                let Some(ev) = read_pod::<events::Overlap>(bytes) else {
+                    model.unresolved += 1;
+                    return None;
+                };
+                let k = ev.key;
+                self.note_tuple(&k, ev.maptype, ev.gopc, model);
+                let known = ev.other_known != 0;
+                let ov = OverlapEvent {
+                    pid: k.pid,
+                    map: k.map,
+                    goid: k.goid,
+                    tid: k.tid,
+                    site: self.symbolize(k.pid, k.pc),
+                    other_goid: known.then_some(ev.other.goid),
+                    other_tid: known.then_some(ev.other.tid),
+                    other_site: if known { self.symbolize(k.pid, ev.other.pc) } else { None },
+                    ktime_ns: ev.hdr.ktime_ns,
+                };
+                if let Some(s) = &ov.other_site {
+                    model.names.sites.entry((k.pid, ev.other.pc)).or_insert_with(|| s.clone());
+                }
+                model.add_overlap(ov);
+                None
+            }
+            events::KIND_EXEC => {
+                let ev: events::Exec = read_pod(bytes)?;
+                Some(Control::Exec { pid: ev.hdr.pid, stopped: ev.stopped != 0 })
+            }
+            events::KIND_EXIT => Some(Control::Exit { pid: hdr.pid }),
+            _ => {
+                model.unresolved += 1;
+                None
+            }
+        }
+    }
+
+    /// Names what a first-seen (or overlapping) write tuple refers to.
+    fn note_tuple(&mut self, k: &WriteKey, maptype: u64, gopc: u64, model: &mut Model) {
+        if !self.ensure_process(k.pid, model) {
+            return;
+        }
+        if let std::collections::hash_map::Entry::Vacant(e) = model.names.map_types.entry((k.pid, k.map))
+            && let Some(t) = self.type_name(k.pid, maptype)
+        {
+            e.insert(t);
+        }
+        if gopc != 0
+            && !model.names.created_by.contains_key(&(k.pid, k.goid))
+            && let Some(l) = self.symbolize(k.pid, gopc)
+        {
+            model.names.created_by.insert((k.pid, k.goid), l);
+        }
+        self.name_key(k, model);
+    }
+
+    fn name_key(&mut self, k: &WriteKey, model: &mut Model) {
+        if !model.names.sites.contains_key(&(k.pid, k.pc))
+            && let Some(l) = self.symbolize(k.pid, k.pc)
+        {
+            model.names.sites.insert((k.pid, k.pc), l);
+        }
+        model.names.comms.entry((k.pid, k.tid)).or_insert_with(|| target::comm(k.pid, k.tid));
+    }
+
+    /// Reads every counter into the model (sums over CPUs).
+    pub fn snapshot(&mut self, model: &mut Model) -> anyhow::Result<()> {
+        let mut counts = Vec::new();
+        for item in self.writes.iter() {
+            let Ok((k, per_cpu)) = item else { continue };
+            counts.push((k, per_cpu.iter().sum::<u64>()));
+        }
+        for (k, _) in &counts {
+            if self.seen_keys.insert(*k) && self.ensure_process(k.pid, model) {
+                self.name_key(k, model);
+            }
+        }
+        model.set_counts(counts);
+        for i in 0..lost::COUNT {
+            if let Ok(v) = self.lost.get(&i, 0) {
+                model.lost[i as usize] = v.iter().sum();
+            }
+        }
+        self.snapshot_bpf(model);
+        Ok(())
+    }
+
+    fn snapshot_bpf(&mut self, model: &mut Model) {
+        let Some(bw) = &self.bpf_writes else { return };
+        let mut rows: HashMap<(u32, u32, u32), BpfRow> = HashMap::new();
+        let mut entries = Vec::new();
+        for item in bw.iter() {
+            let Ok((k, per_cpu)) = item else { continue };
+            let mut calls = 0;
+            let mut elems = 0;
+            let mut comm = [0u8; 16];
+            for v in per_cpu.iter() {
+                calls += v.calls;
+                elems += v.elems;
+                if v.comm[0] != 0 {
+                    comm = v.comm;
+                }
+            }
+            entries.push((k, calls, elems, comm));
+        }
+        for (k, calls, elems, comm) in entries {
+            let id = self
+                .bpf_ids
+                .entry((k.pid, k.fd))
+                .or_insert_with(|| self.bpf_resolver.resolve(k.pid, k.fd))
+                .clone();
+            let row = rows.entry((k.pid, k.tid, k.fd)).or_insert_with(|| BpfRow {
+                pid: k.pid,
+                tid: k.tid,
+                fd: k.fd,
+                comm: String::from_utf8_lossy(&comm[..comm.iter().position(|&b| b == 0).unwrap_or(16)]).into_owned(),
+                map_id: id.as_ref().map(|i| i.id),
+                map_name: id.as_ref().and_then(|i| i.name.clone()),
+                map_type: id.as_ref().and_then(|i| i.map_type.clone()),
+                ..Default::default()
+            });
+            let _ = is_batch(k.cmd);
+            if k.cmd == probe_common::bpfmap::BPF_MAP_UPDATE_ELEM || k.cmd == probe_common::bpfmap::BPF_MAP_UPDATE_BATCH {
+                row.updates += elems;
+                row.update_calls += calls;
+            } else {
+                row.deletes += elems;
+                row.delete_calls += calls;
+            }
+        }
+        let mut rows: Vec<BpfRow> = rows.into_values().collect();
+        rows.sort_by(|a, b| (b.updates + b.deletes).cmp(&(a.updates + a.deletes)).then((a.pid, a.tid, a.fd).cmp(&(b.pid, b.tid, b.fd))));
+        // Keep rates: carry over from the model's previous rows.
+        model.set_bpf(rows);
+    }
+
+    /// Forgets a process that exited (after its counts were read).
+    pub fn forget(&mut self, pid: u32) {
+        self.procs.remove(&pid);
+        self.bpf_resolver.forget(pid);
+    }
+}
+
+/// Reads a `#[repr(C)]` POD event from the start of `bytes`.
+fn read_pod<T: aya::Pod>(bytes: &[u8]) -> Option<T> {
+    if bytes.len() < std::mem::size_of::<T>() {
+        return None;
+    }
+    // SAFETY: length checked; T is Pod (any bit pattern valid); unaligned read.
+    Some(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<T>()) })
+}

@@ -1,0 +1,159 @@
+//! The CI gate: thresholds over a report → failures → exit code, plus the
+//! human summary `check` prints. Pure; `check` needs no privileges.
+
+use std::path::Path;
+
+use crate::cli::{FailOn, GateArgs};
+use crate::report::{FindingReport, Report, SCHEMA};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("cannot read report {path}: {why}")]
+    Io { path: String, why: String },
+    #[error("{path} is not a valid mapaudit JSON report: {why}")]
+    Parse { path: String, why: String },
+    #[error("{path} has schema {found:?}; this mapaudit reads {SCHEMA:?} — use a matching mapaudit version")]
+    Schema { path: String, found: String },
+}
+
+/// Reads and validates a report file.
+pub fn read_report(path: &Path) -> Result<Report, ReadError> {
+    let p = path.display().to_string();
+    let data = std::fs::read(path).map_err(|e| ReadError::Io { path: p.clone(), why: e.to_string() })?;
+    parse_report(&data, &p)
+}
+
+pub fn parse_report(data: &[u8], path: &str) -> Result<Report, ReadError> {
+    // Check the schema first so a future report gets the right message.
+    let v: serde_json::Value =
+        serde_json::from_slice(data).map_err(|e| ReadError::Parse { path: path.into(), why: e.to_string() })?;
+    match v.get("schema").and_then(|s| s.as_str()) {
+        Some(SCHEMA) => {}
+        Some(other) => return Err(ReadError::Schema { path: path.into(), found: other.into() }),
+        None => return Err(ReadError::Parse { path: path.into(), why: "no \"schema\" field".into() }),
+    }
+    serde_json::from_value(v).map_err(|e| ReadError::Parse { path: path.into(), why: e.to_string() })
+}
+
+/// One reason the gate fails, printable.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Failure(pub String);
+
+fn describe(f: &FindingReport) -> String {
+    format!(
+        "{} in pid {}: map {} ({}) written by goroutines {} at {}",
+        f.kind,
+        f.pid,
+        f.map,
+        f.type_name.as_deref().unwrap_or("type unknown"),
+        f.goroutines.iter().map(|g| g.to_string()).collect::<Vec<_>>().join(" and "),
+        if f.sites.is_empty() { "unknown sites".to_string() } else { f.sites.join(", ") },
+    )
+}
+
+pub fn evaluate(report: &Report, gate: &GateArgs) -> Vec<Failure> {
+    let mut out = Vec::new();
+    for kind in &gate.fail_on {
+        let name = match kind {
+            FailOn::Overlap => "overlapping_writes",
+            FailOn::SharedMap => "shared_map",
+            FailOn::ReadDuringWrite => "read_during_write",
+        };
+        out.extend(report.findings.iter().filter(|f| f.kind == name).map(|f| Failure(describe(f))));
+    }
+    if let Some(max) = gate.max_writes_per_sec {
+        let secs = report.duration_s.max(f64::MIN_POSITIVE);
+        for p in &report.processes {
+            for g in &p.goroutines {
+                let rate = (g.writes + g.deletes + g.clears) as f64 / secs;
+                if rate > max {
+                    out.push(Failure(format!(
+                        "goroutine {} in pid {} ({}) wrote {:.0}/s > {max}/s",
+                        g.goid,
+                        p.pid,
+                        g.created_by.as_deref().unwrap_or("creator unknown"),
+                        rate
+                    )));
+                }
+            }
+            for m in &p.maps {
+                let rate = (m.writes + m.deletes + m.clears) as f64 / secs;
+                if rate > max {
+                    out.push(Failure(format!(
+                        "map {} ({}) in pid {} was written {:.0}/s > {max}/s",
+                        m.addr,
+                        m.type_name.as_deref().unwrap_or("type unknown"),
+                        p.pid,
+                        rate
+                    )));
+                }
+            }
+        }
+    }
+    if let Some(max) = gate.max_lost_events
+        && report.totals.lost_events > max
+    {
+        out.push(Failure(format!("{} events were lost (> {max})", report.totals.lost_events)));
+    }
+    out
+}
+
+/// Prints the failures and returns the exit code (0 pass, 1 fail).
+pub fn conclude(failures: &[Failure]) -> i32 {
+    if failures.is_empty() {
+        eprintln!("mapaudit: gate passed");
+        return 0;
+    }
+    eprintln!("mapaudit: gate FAILED ({} problem{}):", failures.len(), if failures.len() == 1 { "" } else { "s" });
+    for f in failures {
+        eprintln!("  - {}", f.0);
+    }
+    1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report() -> Report {
+        serde_json::from_value(serde_json::json!({
+            "schema": "mapaudit/v1", "started_at": "t", "duration_s": 2.0,
+            "totals": {"writes": 10, "deletes": 0, "clears": 0, "lost_events": 3},
+            "processes": [{"pid": 1, "exe": "/x", "go_version": "go1.27.3",
+                "goroutines": [{"goid": 7, "writes": 10, "deletes": 0, "tids": [1], "created_by": "main.main main.go:3"}],
+                "threads": [], "maps": []}],
+            "bpf_maps": [],
+            "findings": [{"kind": "shared_map", "pid": 1, "map": "0xc0", "type": "map[string]int", "goroutines": [7, 8], "sites": ["main.a main.go:9"]}]
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn fail_on_kinds() {
+        let r = report();
+        let g = |f: Vec<FailOn>| GateArgs { fail_on: f, ..Default::default() };
+        assert!(evaluate(&r, &g(vec![FailOn::Overlap])).is_empty());
+        let f = evaluate(&r, &g(vec![FailOn::SharedMap]));
+        assert_eq!(f.len(), 1);
+        assert!(f[0].0.contains("goroutines 7 and 8"), "{}", f[0].0);
+        assert!(f[0].0.contains("main.a main.go:9"));
+    }
+
+    #[test]
+    fn thresholds() {
+        let r = report();
+        let g = GateArgs { max_writes_per_sec: Some(4.0), max_lost_events: Some(3), ..Default::default() };
+        assert_eq!(evaluate(&r, &g).len(), 1, "5/s > 4/s; 3 lost is not > 3");
+        let g = GateArgs { max_writes_per_sec: Some(5.0), max_lost_events: Some(2), ..Default::default() };
+        assert_eq!(evaluate(&r, &g).len(), 1);
+    }
+
+    #[test]
+    fn bad_reports_are_errors_not_panics() {
+        assert!(matches!(parse_report(b"{", "r"), Err(ReadError::Parse { .. })));
+        assert!(matches!(parse_report(b"[]", "r"), Err(ReadError::Parse { .. })));
+        assert!(matches!(parse_report(br#"{"schema":"mapaudit/v9"}"#, "r"), Err(ReadError::Schema { .. })));
+        assert!(matches!(parse_report(br#"{"schema":"mapaudit/v1"}"#, "r"), Err(ReadError::Parse { .. })));
+        assert!(matches!(read_report(Path::new("/nonexistent/r.json")), Err(ReadError::Io { .. })));
+    }
+}

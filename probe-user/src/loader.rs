@@ -1,0 +1,226 @@
+//! Loading the embedded eBPF object, configuring it, and attaching: the
+//! process-lifecycle and bpf(2) tracepoints once, the map-write uprobe per
+//! Go binary (all processes) or per process.
+
+use std::collections::HashMap;
+use std::num::NonZeroU32;
+use std::path::Path;
+
+use anyhow::{Context as _, bail};
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::{Array, HashMap as BpfHashMap, MapData},
+    programs::{TracePoint, UProbe, uprobe::{UProbeAttachLocation, UProbeAttachPoint, UProbeLinkId, UProbeScope}},
+};
+use probe_common::{
+    config::{Global, Tracked},
+    maps as names,
+    uprobe::Cookie,
+};
+
+use crate::cli::{LogLevel, ProbeArgs};
+use crate::gobin::GoBinary;
+
+/// The eBPF object, built by build.rs and embedded: mapaudit is one file.
+static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/probe-ebpf.o"));
+
+/// Sizes and switches decided before load.
+#[derive(Debug, Clone)]
+pub struct LoadOptions {
+    pub writes_entries: u32,
+    pub ringbuf_bytes: u32,
+    pub bpf_maps: bool,
+    pub bpf_tracked_only: bool,
+    pub exec_all: bool,
+    pub log_level: LogLevel,
+    /// Hidden test knobs: tiny maps to prove losses are counted.
+    pub map_state_entries: u32,
+    pub bpf_writes_entries: u32,
+}
+
+impl LoadOptions {
+    pub fn from_args(p: &ProbeArgs, log_level: LogLevel) -> anyhow::Result<Self> {
+        let ringbuf_bytes = p.ringbuf_kib.checked_mul(1024).context("--ringbuf-kib too large")?;
+        if !ringbuf_bytes.is_power_of_two() || ringbuf_bytes < 4096 {
+            bail!("--ringbuf-kib must be a power of two of at least 4 (got {})", p.ringbuf_kib);
+        }
+        if p.max_entries == 0 {
+            bail!("--max-entries must be at least 1");
+        }
+        Ok(Self {
+            writes_entries: p.max_entries,
+            ringbuf_bytes,
+            bpf_maps: !p.no_bpf_maps,
+            bpf_tracked_only: false,
+            exec_all: false,
+            log_level,
+            map_state_entries: names::MAP_STATE_DEFAULT_ENTRIES,
+            bpf_writes_entries: names::BPF_WRITES_DEFAULT_ENTRIES,
+        })
+    }
+}
+
+/// One attached Go binary or process.
+struct Attachment {
+    links: Vec<UProbeLinkId>,
+}
+
+pub struct Probes {
+    pub ebpf: Ebpf,
+    /// Keyed by (device, inode, pid or 0 for all processes).
+    attached: HashMap<(u64, u64, u32), Attachment>,
+    _logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
+}
+
+impl Probes {
+    pub fn load(opts: &LoadOptions) -> anyhow::Result<Self> {
+        if EBPF_OBJECT.is_empty() {
+            bail!("this mapaudit was built with MAPAUDIT_SKIP_EBPF=1 and has no eBPF object; rebuild it after `cargo xtask setup`");
+        }
+        let level: u8 = match opts.log_level {
+            LogLevel::Off => 0,
+            LogLevel::Error => 1,
+            LogLevel::Warn => 2,
+            LogLevel::Info => 3,
+            LogLevel::Debug => 4,
+            LogLevel::Trace => 5,
+        };
+        let mut ebpf = EbpfLoader::new()
+            .map_max_entries(names::WRITES, opts.writes_entries)
+            .map_max_entries(names::EVENTS, opts.ringbuf_bytes)
+            .map_max_entries(names::MAP_STATE, opts.map_state_entries)
+            .map_max_entries(names::BPF_WRITES, opts.bpf_writes_entries)
+            .override_global("AYA_LOG_LEVEL", &level, false)
+            .load(EBPF_OBJECT)
+            .context("loading the eBPF programs into the kernel (needs root or CAP_BPF+CAP_PERFMON, and a kernel with BTF)")?;
+        let logger = if opts.log_level != LogLevel::Off {
+            aya_log::EbpfLogger::init(&mut ebpf).ok()
+        } else {
+            None
+        };
+        let mut me = Self { ebpf, attached: HashMap::new(), _logger: logger };
+        me.set_global(Global {
+            self_pid: std::process::id(),
+            exec_all: opts.exec_all as u32,
+            bpf_maps: opts.bpf_maps as u32,
+            bpf_tracked_only: opts.bpf_tracked_only as u32,
+        })?;
+        {
+            let prog: &mut UProbe = me.program(names::PROG_MAP_WRITE)?.try_into()?;
+            prog.load().context("loading the map-write uprobe program")?;
+        }
+        for (name, category, event) in [
+            (names::PROG_FORK, "sched", "sched_process_fork"),
+            (names::PROG_EXEC, "sched", "sched_process_exec"),
+            (names::PROG_EXIT, "sched", "sched_process_exit"),
+            (names::PROG_BPF_SYSCALL, "syscalls", "sys_enter_bpf"),
+        ] {
+            if name == names::PROG_BPF_SYSCALL && !opts.bpf_maps {
+                continue;
+            }
+            let prog: &mut TracePoint = me.program(name)?.try_into()?;
+            prog.load().with_context(|| format!("loading {name}"))?;
+            prog.attach(category, event)
+                .with_context(|| format!("attaching tracepoint {category}/{event} (is tracefs mounted at /sys/kernel/tracing?)"))?;
+        }
+        Ok(me)
+    }
+
+    fn program(&mut self, name: &str) -> anyhow::Result<&mut aya::programs::Program> {
+        self.ebpf.program_mut(name).with_context(|| format!("program {name} missing from the eBPF object"))
+    }
+
+    pub fn set_global(&mut self, g: Global) -> anyhow::Result<()> {
+        let mut arr: Array<&mut MapData, Global> =
+            Array::try_from(self.ebpf.map_mut(names::GLOBAL).context("GLOBAL map")?)?;
+        arr.set(0, g, 0)?;
+        Ok(())
+    }
+
+    pub fn track(&mut self, pid: u32, stop_on_exec: bool) -> anyhow::Result<()> {
+        let mut m: BpfHashMap<&mut MapData, u32, Tracked> =
+            BpfHashMap::try_from(self.ebpf.map_mut(names::TRACKED).context("TRACKED map")?)?;
+        m.insert(pid, Tracked { stop_on_exec: stop_on_exec as u32, _pad: 0 }, 0)?;
+        Ok(())
+    }
+
+    pub fn untrack(&mut self, pid: u32) {
+        if let Some(map) = self.ebpf.map_mut(names::TRACKED)
+            && let Ok(mut m) = BpfHashMap::<&mut MapData, u32, Tracked>::try_from(map)
+        {
+            let _ = m.remove(&pid);
+        }
+    }
+
+    /// Attaches the map-write uprobe at every routine `bin` links, through
+    /// `path` (e.g. `/proc/PID/exe`, which reaches binaries in containers and
+    /// deleted ones). `pid` None: every process running that file.
+    /// Returns how many routines were attached and warnings to show.
+    pub fn attach_binary(
+        &mut self,
+        key: (u64, u64),
+        path: &Path,
+        bin: &GoBinary,
+        pid: Option<u32>,
+    ) -> anyhow::Result<(usize, Vec<String>)> {
+        let id = (key.0, key.1, pid.unwrap_or(0));
+        if self.attached.contains_key(&id) {
+            return Ok((0, Vec::new()));
+        }
+        let offs = bin.runtime_offsets()?;
+        let routines = bin.routines();
+        if routines.is_empty() {
+            bail!("{} links none of the Go map write routines (runtime.mapassign*): nothing to audit", path.display());
+        }
+        let scope = match pid.and_then(NonZeroU32::new) {
+            Some(p) => UProbeScope::OneProcess(p),
+            None => UProbeScope::AllProcesses,
+        };
+        let mut warnings = Vec::new();
+        let prog: &mut UProbe = self.program(names::PROG_MAP_WRITE)?.try_into()?;
+        let mut links = Vec::new();
+        for r in &routines {
+            if !r.after_prologue {
+                warnings.push(format!(
+                    "{}: prologue not recognised, probing the entry (slower; may count twice when the stack grows)",
+                    r.symbol
+                ));
+            }
+            let cookie = Cookie {
+                routine: r.id,
+                goid_off: offs.goid,
+                gopc_off: offs.gopc,
+                writing_off: offs.writing_off,
+                writing_mask: offs.writing_mask,
+            }
+            .encode();
+            let point = UProbeAttachPoint { location: UProbeAttachLocation::AbsoluteOffset(r.attach_offset), cookie: Some(cookie) };
+            let link = prog
+                .attach(point, path, scope)
+                .with_context(|| format!("attaching uprobe to {} in {}", r.symbol, path.display()))?;
+            links.push(link);
+        }
+        let n = links.len();
+        self.attached.insert(id, Attachment { links });
+        Ok((n, warnings))
+    }
+
+    /// Detaches what `attach_binary` attached for a process that is gone.
+    pub fn detach_pid(&mut self, pid: u32) {
+        let ids: Vec<_> = self.attached.keys().filter(|k| k.2 == pid && pid != 0).copied().collect();
+        for id in ids {
+            if let Some(a) = self.attached.remove(&id)
+                && let Some(p) = self.ebpf.program_mut(names::PROG_MAP_WRITE)
+                && let Ok(prog) = <&mut UProbe>::try_from(p)
+            {
+                for l in a.links {
+                    let _ = prog.detach(l);
+                }
+            }
+        }
+    }
+
+    pub fn attached_count(&self) -> usize {
+        self.attached.len()
+    }
+}

@@ -1,0 +1,549 @@
+//! The pure model: cumulative kernel counters in, rankings, rates and
+//! findings out. No I/O, no clocks (callers pass the tick length), so it is
+//! unit-tested without root and shared by the live view and the report.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::time::Duration;
+
+use probe_common::{
+    lost,
+    uprobe::{WriteKey, routine},
+};
+
+/// A resolved code location.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct Location {
+    pub function: String,
+    pub file: String,
+    pub line: u32,
+}
+
+impl Location {
+    /// `main.worker main.go:27`: what Go's tracebacks show, with the file's
+    /// base name to keep tables narrow.
+    pub fn short(&self) -> String {
+        let base = self.file.rsplit('/').next().unwrap_or(&self.file);
+        format!("{} {}:{}", self.function, base, self.line)
+    }
+}
+
+/// What is known about an audited process.
+#[derive(Clone, Debug, Default)]
+pub struct ProcessInfo {
+    pub pid: u32,
+    pub exe: String,
+    pub comm: String,
+    pub go_version: String,
+}
+
+/// Op counts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Ops {
+    pub writes: u64,
+    pub deletes: u64,
+    pub clears: u64,
+}
+
+impl Ops {
+    pub fn add(&mut self, routine_id: u8, n: u64) {
+        match routine::op(routine_id) {
+            routine::Op::Write => self.writes += n,
+            routine::Op::Delete => self.deletes += n,
+            routine::Op::Clear => self.clears += n,
+        }
+    }
+    /// Every mutation: what rates and rankings are based on.
+    pub fn total(&self) -> u64 {
+        self.writes + self.deletes + self.clears
+    }
+}
+
+/// One overlapping write, as seen by the kernel, resolved.
+#[derive(Clone, Debug)]
+pub struct OverlapEvent {
+    pub pid: u32,
+    pub map: u64,
+    pub goid: u64,
+    pub tid: u32,
+    pub site: Option<Location>,
+    /// The writer whose write was in progress, when the kernel knew it.
+    pub other_goid: Option<u64>,
+    pub other_tid: Option<u32>,
+    pub other_site: Option<Location>,
+    pub ktime_ns: u64,
+}
+
+/// A bpf(2) map writer row (already resolved to a map id where possible).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct BpfRow {
+    pub pid: u32,
+    pub tid: u32,
+    pub comm: String,
+    pub fd: u32,
+    pub map_id: Option<u32>,
+    pub map_name: Option<String>,
+    pub map_type: Option<String>,
+    pub updates: u64,
+    pub deletes: u64,
+    pub update_calls: u64,
+    pub delete_calls: u64,
+    pub rate: f64,
+}
+
+/// Names the collector resolved, keyed like the counters they describe.
+#[derive(Default, Debug)]
+pub struct Names {
+    /// (pid, pc) → call site.
+    pub sites: HashMap<(u32, u64), Location>,
+    /// (pid, map) → `map[K]V`.
+    pub map_types: HashMap<(u32, u64), String>,
+    /// (pid, goid) → where the goroutine was created.
+    pub created_by: HashMap<(u32, u64), Location>,
+    /// (pid, tid) → thread name.
+    pub comms: HashMap<(u32, u32), String>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct GoroutineRow {
+    pub pid: u32,
+    pub goid: u64,
+    pub ops: Ops,
+    pub rate: f64,
+    pub tids: BTreeSet<u32>,
+    pub maps: BTreeSet<u64>,
+    pub sites: BTreeMap<u64, u64>,
+    pub created_by: Option<Location>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct ThreadRow {
+    pub pid: u32,
+    pub tid: u32,
+    pub comm: String,
+    pub ops: Ops,
+    pub rate: f64,
+    pub goroutines: BTreeSet<u64>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct MapRow {
+    pub pid: u32,
+    pub addr: u64,
+    pub type_name: Option<String>,
+    pub ops: Ops,
+    pub rate: f64,
+    /// Goroutine id → its ops on this map.
+    pub writers: BTreeMap<u64, Ops>,
+    /// Site pc → ops there.
+    pub sites: BTreeMap<u64, Ops>,
+    pub overlaps: u64,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct SiteRow {
+    pub pid: u32,
+    pub pc: u64,
+    pub location: Option<Location>,
+    pub ops: Ops,
+    pub rate: f64,
+    pub maps: BTreeSet<u64>,
+}
+
+/// A finding kind, as named in the report.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum FindingKind {
+    OverlappingWrites,
+    SharedMap,
+}
+
+impl FindingKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::OverlappingWrites => "overlapping_writes",
+            Self::SharedMap => "shared_map",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Finding {
+    pub kind: FindingKind,
+    pub pid: u32,
+    pub map: u64,
+    pub type_name: Option<String>,
+    pub goroutines: Vec<u64>,
+    pub sites: Vec<String>,
+    pub count: u64,
+    /// Kernel time of the latest occurrence (for "most recent first").
+    pub last_ktime_ns: u64,
+}
+
+/// Everything derived at one tick.
+#[derive(Clone, Debug, Default)]
+pub struct Aggregates {
+    pub totals: Ops,
+    pub total_rate: f64,
+    pub goroutines: Vec<GoroutineRow>,
+    pub threads: Vec<ThreadRow>,
+    pub maps: Vec<MapRow>,
+    pub sites: Vec<SiteRow>,
+    pub findings: Vec<Finding>,
+}
+
+/// How many per-tick total rates the sparkline keeps.
+pub const HISTORY_LEN: usize = 240;
+
+#[derive(Default, Debug)]
+pub struct Model {
+    counts: HashMap<WriteKey, u64>,
+    pub names: Names,
+    pub processes: BTreeMap<u32, ProcessInfo>,
+    pub overlaps: Vec<OverlapEvent>,
+    pub bpf: Vec<BpfRow>,
+    prev_bpf: HashMap<(u32, u32, u32), u64>,
+    /// Summed `probe_common::lost` counters.
+    pub lost: [u64; lost::COUNT as usize],
+    /// Events the collector could not decode or resolve.
+    pub unresolved: u64,
+    pub elapsed: Duration,
+    pub agg: Aggregates,
+    /// Previous totals per aggregate, for rates.
+    prev: PrevTotals,
+    pub history: VecDeque<u64>,
+}
+
+#[derive(Default, Debug)]
+struct PrevTotals {
+    total: u64,
+    goroutines: HashMap<(u32, u64), u64>,
+    threads: HashMap<(u32, u32), u64>,
+    maps: HashMap<(u32, u64), u64>,
+    sites: HashMap<(u32, u64), u64>,
+}
+
+impl Model {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Replaces the cumulative counters with a fresh kernel snapshot. Counts
+    /// only grow in the kernel; a key that vanished (its process was
+    /// forgotten) keeps its last value here.
+    pub fn set_counts(&mut self, counts: impl IntoIterator<Item = (WriteKey, u64)>) {
+        for (k, v) in counts {
+            let e = self.counts.entry(k).or_insert(0);
+            *e = (*e).max(v);
+        }
+    }
+
+    pub fn counts(&self) -> &HashMap<WriteKey, u64> {
+        &self.counts
+    }
+
+    pub fn set_bpf(&mut self, rows: Vec<BpfRow>) {
+        self.bpf = rows;
+    }
+
+    pub fn add_overlap(&mut self, ev: OverlapEvent) {
+        self.overlaps.push(ev);
+    }
+
+    /// Total lost (everything the kernel could not record, plus events the
+    /// collector could not use).
+    pub fn lost_total(&self) -> u64 {
+        self.lost.iter().sum::<u64>() + self.unresolved
+    }
+
+    /// Recomputes every aggregate; `dt` is the time since the last tick
+    /// (zero for a final, rate-less aggregation).
+    pub fn tick(&mut self, dt: Duration) {
+        self.elapsed += dt;
+        let secs = dt.as_secs_f64();
+        let rate = |now: u64, before: u64| {
+            if secs > 0.0 { now.saturating_sub(before) as f64 / secs } else { 0.0 }
+        };
+
+        let mut gs: HashMap<(u32, u64), GoroutineRow> = HashMap::new();
+        let mut ts: HashMap<(u32, u32), ThreadRow> = HashMap::new();
+        let mut ms: HashMap<(u32, u64), MapRow> = HashMap::new();
+        let mut ss: HashMap<(u32, u64), SiteRow> = HashMap::new();
+        let mut totals = Ops::default();
+
+        for (k, &n) in &self.counts {
+            totals.add(k.routine, n);
+            let g = gs.entry((k.pid, k.goid)).or_insert_with(|| GoroutineRow {
+                pid: k.pid,
+                goid: k.goid,
+                ..Default::default()
+            });
+            g.ops.add(k.routine, n);
+            g.tids.insert(k.tid);
+            g.maps.insert(k.map);
+            *g.sites.entry(k.pc).or_default() += n;
+
+            let t = ts.entry((k.pid, k.tid)).or_insert_with(|| ThreadRow {
+                pid: k.pid,
+                tid: k.tid,
+                ..Default::default()
+            });
+            t.ops.add(k.routine, n);
+            t.goroutines.insert(k.goid);
+
+            let m = ms.entry((k.pid, k.map)).or_insert_with(|| MapRow {
+                pid: k.pid,
+                addr: k.map,
+                ..Default::default()
+            });
+            m.ops.add(k.routine, n);
+            m.writers.entry(k.goid).or_default().add(k.routine, n);
+            m.sites.entry(k.pc).or_default().add(k.routine, n);
+
+            let s = ss.entry((k.pid, k.pc)).or_insert_with(|| SiteRow {
+                pid: k.pid,
+                pc: k.pc,
+                ..Default::default()
+            });
+            s.ops.add(k.routine, n);
+            s.maps.insert(k.map);
+        }
+        for ov in &self.overlaps {
+            if let Some(m) = ms.get_mut(&(ov.pid, ov.map)) {
+                m.overlaps += 1;
+            }
+        }
+
+        let mut prev = PrevTotals { total: totals.total(), ..Default::default() };
+        let mut goroutines: Vec<GoroutineRow> = gs
+            .into_values()
+            .map(|mut g| {
+                let key = (g.pid, g.goid);
+                g.rate = rate(g.ops.total(), *self.prev.goroutines.get(&key).unwrap_or(&g.ops.total()));
+                g.created_by = self.names.created_by.get(&key).cloned();
+                prev.goroutines.insert(key, g.ops.total());
+                g
+            })
+            .collect();
+        let mut threads: Vec<ThreadRow> = ts
+            .into_values()
+            .map(|mut t| {
+                let key = (t.pid, t.tid);
+                t.rate = rate(t.ops.total(), *self.prev.threads.get(&key).unwrap_or(&t.ops.total()));
+                t.comm = self.names.comms.get(&key).cloned().unwrap_or_default();
+                prev.threads.insert(key, t.ops.total());
+                t
+            })
+            .collect();
+        let mut maps: Vec<MapRow> = ms
+            .into_values()
+            .map(|mut m| {
+                let key = (m.pid, m.addr);
+                m.rate = rate(m.ops.total(), *self.prev.maps.get(&key).unwrap_or(&m.ops.total()));
+                m.type_name = self.names.map_types.get(&key).cloned();
+                prev.maps.insert(key, m.ops.total());
+                m
+            })
+            .collect();
+        let mut sites: Vec<SiteRow> = ss
+            .into_values()
+            .map(|mut s| {
+                let key = (s.pid, s.pc);
+                s.rate = rate(s.ops.total(), *self.prev.sites.get(&key).unwrap_or(&s.ops.total()));
+                s.location = self.names.sites.get(&key).cloned();
+                prev.sites.insert(key, s.ops.total());
+                s
+            })
+            .collect();
+
+        // Default order: busiest first, ties broken by identity for stable output.
+        goroutines.sort_by(|a, b| b.ops.total().cmp(&a.ops.total()).then((a.pid, a.goid).cmp(&(b.pid, b.goid))));
+        threads.sort_by(|a, b| b.ops.total().cmp(&a.ops.total()).then((a.pid, a.tid).cmp(&(b.pid, b.tid))));
+        maps.sort_by(|a, b| b.ops.total().cmp(&a.ops.total()).then((a.pid, a.addr).cmp(&(b.pid, b.addr))));
+        sites.sort_by(|a, b| b.ops.total().cmp(&a.ops.total()).then((a.pid, a.pc).cmp(&(b.pid, b.pc))));
+
+        for row in &mut self.bpf {
+            let key = (row.pid, row.tid, row.fd);
+            let now = row.updates + row.deletes;
+            row.rate = rate(now, *self.prev_bpf.get(&key).unwrap_or(&now));
+            self.prev_bpf.insert(key, now);
+        }
+
+        let total_rate = rate(totals.total(), if self.history.is_empty() { totals.total() } else { self.prev.total });
+        if secs > 0.0 {
+            self.history.push_back(total_rate.round() as u64);
+            if self.history.len() > HISTORY_LEN {
+                self.history.pop_front();
+            }
+        }
+        self.prev = prev;
+        let findings = self.findings(&maps);
+        self.agg = Aggregates { totals, total_rate, goroutines, threads, maps, sites, findings };
+    }
+
+    fn site_name(&self, pid: u32, pc: u64) -> String {
+        self.names
+            .sites
+            .get(&(pid, pc))
+            .map(Location::short)
+            .unwrap_or_else(|| format!("0x{pc:x}"))
+    }
+
+    /// Findings, most recent overlaps first, then shared maps by traffic.
+    fn findings(&self, maps: &[MapRow]) -> Vec<Finding> {
+        let mut overlaps: BTreeMap<(u32, u64), Finding> = BTreeMap::new();
+        for ov in &self.overlaps {
+            let f = overlaps.entry((ov.pid, ov.map)).or_insert_with(|| Finding {
+                kind: FindingKind::OverlappingWrites,
+                pid: ov.pid,
+                map: ov.map,
+                type_name: self.names.map_types.get(&(ov.pid, ov.map)).cloned(),
+                goroutines: Vec::new(),
+                sites: Vec::new(),
+                count: 0,
+                last_ktime_ns: 0,
+            });
+            f.count += 1;
+            f.last_ktime_ns = f.last_ktime_ns.max(ov.ktime_ns);
+            let mine = ov.site.as_ref().map(Location::short);
+            let theirs = ov.other_site.as_ref().map(Location::short);
+            for (g, s) in [(Some(ov.goid), mine), (ov.other_goid, theirs)] {
+                if let Some(g) = g
+                    && !f.goroutines.contains(&g)
+                {
+                    f.goroutines.push(g);
+                }
+                if let Some(s) = s
+                    && !f.sites.contains(&s)
+                {
+                    f.sites.push(s);
+                }
+            }
+        }
+        let mut out: Vec<Finding> = overlaps.into_values().collect();
+        out.sort_by(|a, b| b.last_ktime_ns.cmp(&a.last_ktime_ns));
+        for m in maps.iter().filter(|m| m.writers.len() > 1) {
+            out.push(Finding {
+                kind: FindingKind::SharedMap,
+                pid: m.pid,
+                map: m.addr,
+                type_name: m.type_name.clone(),
+                goroutines: m.writers.keys().copied().collect(),
+                sites: m.sites.keys().map(|&pc| self.site_name(m.pid, pc)).collect(),
+                count: m.ops.total(),
+                last_ktime_ns: 0,
+            });
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use probe_common::uprobe::routine::*;
+
+    fn key(pid: u32, tid: u32, goid: u64, map: u64, pc: u64, r: u8) -> WriteKey {
+        WriteKey { pid, tid, goid, map, pc, routine: r, _pad: [0; 7] }
+    }
+
+    fn loc(f: &str, line: u32) -> Location {
+        Location { function: f.into(), file: "/src/app/main.go".into(), line }
+    }
+
+    fn sample() -> Model {
+        let mut m = Model::new();
+        m.set_counts([
+            (key(10, 11, 7, 0xa, 0x100, MAPASSIGN_FASTSTR), 30),
+            (key(10, 12, 7, 0xa, 0x100, MAPASSIGN_FASTSTR), 20),
+            (key(10, 12, 7, 0xa, 0x104, MAPDELETE_FASTSTR), 5),
+            (key(10, 13, 8, 0xa, 0x200, MAPASSIGN_FASTSTR), 10),
+            (key(10, 13, 8, 0xb, 0x300, MAPCLEAR), 2),
+        ]);
+        m.names.sites.insert((10, 0x100), loc("main.worker", 27));
+        m.names.sites.insert((10, 0x200), loc("main.other", 40));
+        m.names.map_types.insert((10, 0xa), "map[string]int".into());
+        m.names.created_by.insert((10, 7), loc("main.main", 12));
+        m
+    }
+
+    #[test]
+    fn aggregates_fold_keys_exactly() {
+        let mut m = sample();
+        m.tick(Duration::ZERO);
+        let a = &m.agg;
+        assert_eq!(a.totals, Ops { writes: 60, deletes: 5, clears: 2 });
+        assert_eq!(a.goroutines.len(), 2);
+        let g7 = &a.goroutines[0];
+        assert_eq!((g7.goid, g7.ops.writes, g7.ops.deletes), (7, 50, 5));
+        assert_eq!(g7.tids.iter().copied().collect::<Vec<_>>(), vec![11, 12]);
+        assert_eq!(g7.created_by.as_ref().map(Location::short).as_deref(), Some("main.main main.go:12"));
+        let t12 = a.threads.iter().find(|t| t.tid == 12).unwrap();
+        assert_eq!((t12.ops.writes, t12.ops.deletes), (20, 5));
+        let ma = a.maps.iter().find(|x| x.addr == 0xa).unwrap();
+        assert_eq!((ma.ops.writes, ma.ops.deletes), (60, 5));
+        assert_eq!(ma.writers.keys().copied().collect::<Vec<_>>(), vec![7, 8]);
+        let mb = a.maps.iter().find(|x| x.addr == 0xb).unwrap();
+        assert_eq!(mb.ops.clears, 2);
+        assert_eq!(a.sites[0].pc, 0x100);
+        assert_eq!(a.sites[0].ops.writes, 50);
+    }
+
+    #[test]
+    fn shared_map_finding_lists_both_writers_and_sites() {
+        let mut m = sample();
+        m.tick(Duration::ZERO);
+        let f: Vec<_> = m.agg.findings.iter().filter(|f| f.kind == FindingKind::SharedMap).collect();
+        assert_eq!(f.len(), 1);
+        assert_eq!(f[0].map, 0xa);
+        assert_eq!(f[0].goroutines, vec![7, 8]);
+        assert_eq!(f[0].type_name.as_deref(), Some("map[string]int"));
+        assert!(f[0].sites.contains(&"main.worker main.go:27".to_string()));
+        assert!(f[0].sites.contains(&"main.other main.go:40".to_string()));
+        assert!(f[0].sites.contains(&"0x104".to_string()));
+    }
+
+    #[test]
+    fn rates_are_deltas_over_the_tick() {
+        let mut m = sample();
+        m.tick(Duration::from_secs(1));
+        assert_eq!(m.agg.goroutines[0].rate, 0.0, "first tick has no baseline");
+        m.set_counts([(key(10, 11, 7, 0xa, 0x100, MAPASSIGN_FASTSTR), 230)]);
+        m.tick(Duration::from_millis(500));
+        let g7 = m.agg.goroutines.iter().find(|g| g.goid == 7).unwrap();
+        assert_eq!(g7.rate, 400.0);
+        assert_eq!(m.agg.total_rate, 400.0);
+        assert_eq!(m.history.back().copied(), Some(400));
+    }
+
+    #[test]
+    fn counters_never_go_backwards() {
+        let mut m = sample();
+        m.set_counts([(key(10, 11, 7, 0xa, 0x100, MAPASSIGN_FASTSTR), 1)]);
+        m.tick(Duration::ZERO);
+        assert_eq!(m.agg.totals.writes, 60);
+    }
+
+    #[test]
+    fn overlap_finding_names_both_goroutines_and_sites() {
+        let mut m = sample();
+        for t in [5, 9] {
+            m.add_overlap(OverlapEvent {
+                pid: 10,
+                map: 0xa,
+                goid: 8,
+                tid: 13,
+                site: Some(loc("main.other", 40)),
+                other_goid: Some(7),
+                other_tid: Some(11),
+                other_site: Some(loc("main.worker", 27)),
+                ktime_ns: t,
+            });
+        }
+        m.tick(Duration::ZERO);
+        let f = &m.agg.findings[0];
+        assert_eq!(f.kind, FindingKind::OverlappingWrites);
+        assert_eq!(f.goroutines, vec![8, 7]);
+        assert_eq!(f.sites, vec!["main.other main.go:40", "main.worker main.go:27"]);
+        assert_eq!(f.count, 2);
+        assert_eq!(m.agg.maps.iter().find(|x| x.addr == 0xa).unwrap().overlaps, 2);
+    }
+}

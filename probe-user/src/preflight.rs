@@ -1,0 +1,126 @@
+//! Environment checks before anything is loaded, each failing with what to
+//! do: privileges, tracefs, BTF, kernel version, memlock.
+
+use std::path::Path;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EnvError {
+    #[error(
+        "mapaudit needs root, or the capabilities {missing} (CAP_SYS_ADMIN is needed for uprobes on kernels with the perf_event_paranoid hardening).\n  \
+         Run it with sudo, or grant them: sudo setcap cap_bpf,cap_perfmon,cap_sys_admin,cap_sys_resource,cap_kill+ep $(command -v mapaudit)"
+    )]
+    Privileges { missing: String },
+    #[error(
+        "tracefs is not mounted at /sys/kernel/tracing and mounting it failed ({0}).\n  \
+         Mount it: sudo mount -t tracefs nodev /sys/kernel/tracing"
+    )]
+    Tracefs(String),
+    #[error("this kernel has no BTF (/sys/kernel/btf/vmlinux is missing): mapaudit needs a kernel built with CONFIG_DEBUG_INFO_BTF=y")]
+    Btf,
+    #[error("kernel {0} is too old: mapaudit needs Linux 5.15 or newer (uprobe attach cookies)")]
+    Kernel(String),
+}
+
+const CAP_SYS_ADMIN: u32 = 21;
+const CAP_PERFMON: u32 = 38;
+const CAP_BPF: u32 = 39;
+
+/// Names of the needed capabilities missing from an effective set.
+pub fn missing_caps(cap_eff: u64) -> Vec<&'static str> {
+    [(CAP_BPF, "CAP_BPF"), (CAP_PERFMON, "CAP_PERFMON"), (CAP_SYS_ADMIN, "CAP_SYS_ADMIN")]
+        .into_iter()
+        .filter(|(bit, _)| cap_eff & (1u64 << bit) == 0)
+        .map(|(_, n)| n)
+        .collect()
+}
+
+fn cap_eff() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("CapEff:"))
+                .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        })
+        .unwrap_or(0)
+}
+
+pub fn check_privileges() -> Result<(), EnvError> {
+    let missing = missing_caps(cap_eff());
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(EnvError::Privileges { missing: missing.join(", ") })
+    }
+}
+
+/// Parses "6.18.44-fc" → (6, 18).
+pub fn kernel_version(release: &str) -> Option<(u32, u32)> {
+    let mut it = release.split(|c: char| !c.is_ascii_digit());
+    Some((it.next()?.parse().ok()?, it.next()?.parse().ok()?))
+}
+
+pub fn check_kernel() -> Result<(), EnvError> {
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let release = release.trim();
+    match kernel_version(release) {
+        Some(v) if v < (5, 15) => Err(EnvError::Kernel(release.to_string())),
+        _ => Ok(()),
+    }
+}
+
+pub fn check_btf() -> Result<(), EnvError> {
+    if Path::new("/sys/kernel/btf/vmlinux").exists() { Ok(()) } else { Err(EnvError::Btf) }
+}
+
+/// Tracepoints are looked up in tracefs; mount it when it is missing.
+pub fn ensure_tracefs() -> Result<(), EnvError> {
+    for dir in ["/sys/kernel/tracing/events", "/sys/kernel/debug/tracing/events"] {
+        if Path::new(dir).is_dir() {
+            return Ok(());
+        }
+    }
+    let target = c"/sys/kernel/tracing";
+    // SAFETY: valid NUL-terminated strings; no data argument.
+    let rc = unsafe { libc::mount(c"nodev".as_ptr(), target.as_ptr(), c"tracefs".as_ptr(), 0, std::ptr::null()) };
+    if rc != 0 {
+        return Err(EnvError::Tracefs(std::io::Error::last_os_error().to_string()));
+    }
+    log::info!("mounted tracefs at /sys/kernel/tracing");
+    Ok(())
+}
+
+/// Kernels before 5.11 charge BPF maps to RLIMIT_MEMLOCK.
+pub fn raise_memlock() {
+    let lim = libc::rlimit { rlim_cur: libc::RLIM_INFINITY, rlim_max: libc::RLIM_INFINITY };
+    // SAFETY: plain syscall with a valid struct.
+    let _ = unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &lim) };
+}
+
+pub fn check_all() -> Result<(), EnvError> {
+    check_privileges()?;
+    check_kernel()?;
+    check_btf()?;
+    ensure_tracefs()?;
+    raise_memlock();
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_missing_capabilities() {
+        assert_eq!(missing_caps(0), vec!["CAP_BPF", "CAP_PERFMON", "CAP_SYS_ADMIN"]);
+        assert_eq!(missing_caps(1 << CAP_BPF | 1 << CAP_SYS_ADMIN), vec!["CAP_PERFMON"]);
+        assert!(missing_caps(u64::MAX).is_empty());
+    }
+
+    #[test]
+    fn parses_kernel_release() {
+        assert_eq!(kernel_version("6.18.44-fc-v595"), Some((6, 18)));
+        assert_eq!(kernel_version("5.4.0-150-generic"), Some((5, 4)));
+        assert_eq!(kernel_version("x"), None);
+    }
+}

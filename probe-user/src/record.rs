@@ -1,0 +1,119 @@
+//! `mapaudit record`: audit until the command exits, the --pid process
+//! exits, --duration passes, or SIGINT/SIGTERM; then write the report (always
+//! — also when the target crashes) and apply the gate.
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use tokio::io::unix::AsyncFd;
+use tokio::signal::unix::{SignalKind, signal};
+
+use crate::cli::{LogLevel, RecordArgs, Target};
+use crate::report::{self, Output};
+use crate::session::Session;
+use crate::{gate, summary};
+
+/// How often counters are read and the ring buffer drained while recording.
+const TICK: Duration = Duration::from_millis(250);
+
+/// Why recording stopped.
+#[derive(Debug, PartialEq)]
+enum End {
+    CommandExited(std::process::ExitStatus),
+    TargetExited,
+    Duration,
+    Signal(i32),
+}
+
+pub async fn run(args: RecordArgs, log_level: LogLevel) -> anyhow::Result<i32> {
+    // Refuse an unwritable report path before attaching anything.
+    let output = args.json.as_deref().map(Output::prepare).transpose()?;
+    let target = args.target.target();
+    let mut s = Session::start(&target, &args.probe, log_level)?;
+    for w in &s.warnings {
+        eprintln!("mapaudit: warning: {w}");
+    }
+    eprintln!("mapaudit: recording {}", describe(&target, s.child_pid()));
+
+    let end = record_loop(&mut s, &target, args.duration).await?;
+    s.finish()?;
+    let mut status = match &end {
+        End::CommandExited(st) => exit_code(st),
+        End::Signal(sig) => 128 + sig,
+        _ => 0,
+    };
+    if !matches!(end, End::CommandExited(_))
+        && let Some(st) = s.terminate_child(Duration::from_secs(5)).await
+        && matches!(end, End::Duration)
+    {
+        status = exit_code(&st);
+    }
+    let started = humantime::format_rfc3339_seconds(s.started_at).to_string();
+    let rep = report::build(&s.model, &started, s.elapsed().as_secs_f64());
+    if let Some(out) = &output {
+        out.write(&rep).context("writing the report")?;
+    }
+    summary::print(&rep, &s.model);
+    if !args.gate.is_empty() {
+        let failures = gate::evaluate(&rep, &args.gate);
+        if gate::conclude(&failures) == 1 {
+            return Ok(1);
+        }
+    }
+    Ok(status)
+}
+
+async fn record_loop(s: &mut Session, target: &Target, duration: Option<Duration>) -> anyhow::Result<End> {
+    let mut sigint = signal(SignalKind::interrupt())?;
+    let mut sigterm = signal(SignalKind::terminate())?;
+    // SAFETY: the ring buffer's fd stays open for the whole session, which
+    // outlives this registration.
+    let events = unsafe { AsyncFd::register(s.events_fd()) }
+        .map_err(|e| anyhow::anyhow!("polling the event ring buffer: {e}"))?;
+    let mut tick = tokio::time::interval(TICK);
+    let deadline = tokio::time::sleep(duration.unwrap_or(Duration::from_secs(u64::MAX / 4)));
+    tokio::pin!(deadline);
+    let watched_pid = match target {
+        Target::Pid(p) => Some(*p),
+        _ => None,
+    };
+    loop {
+        let has_child = s.child.is_some();
+        tokio::select! {
+            _ = tick.tick() => {
+                let exited = s.tick()?;
+                if let Some(p) = watched_pid
+                    && (exited.contains(&p) || !std::path::Path::new(&format!("/proc/{p}")).exists())
+                {
+                    return Ok(End::TargetExited);
+                }
+            }
+            guard = events.readable() => {
+                // Only exec events wake us; act on them at once.
+                let mut guard = guard?;
+                guard.clear_ready();
+                s.drain();
+            }
+            status = async { s.child.as_mut().map(|c| c.wait()) .expect("guarded by has_child").await }, if has_child => {
+                return Ok(End::CommandExited(status?));
+            }
+            _ = &mut deadline, if duration.is_some() => return Ok(End::Duration),
+            _ = sigint.recv() => return Ok(End::Signal(libc::SIGINT)),
+            _ = sigterm.recv() => return Ok(End::Signal(libc::SIGTERM)),
+        }
+    }
+}
+
+fn exit_code(st: &std::process::ExitStatus) -> i32 {
+    use std::os::unix::process::ExitStatusExt as _;
+    st.code().unwrap_or_else(|| 128 + st.signal().unwrap_or(0))
+}
+
+fn describe(t: &Target, child: Option<u32>) -> String {
+    match t {
+        Target::Pid(p) => format!("pid {p}"),
+        Target::Exe(e) => format!("every process of {}", e.display()),
+        Target::Command(c) => format!("`{}` (pid {})", c.join(" "), child.unwrap_or(0)),
+        Target::SystemWide => "every Go process on this node".into(),
+    }
+}

@@ -1,0 +1,299 @@
+//! One audit session, shared by `top` and `record`: checks the environment,
+//! loads the probes, attaches to the target (starting the command when there
+//! is one), and turns kernel events into attachments and model updates.
+
+use std::os::fd::AsRawFd as _;
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::{Context as _, bail};
+
+use crate::cli::{LogLevel, ProbeArgs, Target};
+use crate::collector::{Collector, Control};
+use crate::loader::{LoadOptions, Probes};
+use crate::model::Model;
+use crate::preflight;
+use crate::target::{self, ProcExe};
+
+#[derive(Debug, thiserror::Error)]
+pub enum TargetError {
+    #[error("no process with pid {0}; check the pid (ps -e) and try again")]
+    NoSuchPid(u32),
+    #[error("process {0} is a zombie (exited, not yet reaped): nothing to audit")]
+    Zombie(u32),
+    #[error("{what} is not an auditable Go program: {why}")]
+    NotGo { what: String, why: String },
+    #[error("command not found: {0} (give a path, or a name on PATH)")]
+    NoCommand(String),
+}
+
+pub struct Session {
+    pub probes: Probes,
+    pub collector: Collector,
+    pub model: Model,
+    pub target: Target,
+    pub child: Option<tokio::process::Child>,
+    pub started_at: SystemTime,
+    pub start: Instant,
+    last_tick: Instant,
+    /// Things the user should know (prologue fallbacks, attach failures).
+    pub warnings: Vec<String>,
+    /// (dev, ino) of the --exe file.
+    exe_key: Option<(u64, u64)>,
+}
+
+impl Session {
+    pub fn start(target: &Target, probe: &ProbeArgs, log_level: LogLevel) -> anyhow::Result<Self> {
+        preflight::check_all()?;
+        // Validate the target before loading anything.
+        let pid_exe = match target {
+            Target::Pid(pid) => Some(check_pid(*pid)?),
+            _ => None,
+        };
+        let exe_bin = match target {
+            Target::Exe(path) => {
+                let bin = crate::gobin::GoBinary::open(path).map_err(|e| TargetError::NotGo {
+                    what: path.display().to_string(),
+                    why: e.to_string(),
+                })?;
+                Some(bin)
+            }
+            _ => None,
+        };
+        let cmd_path = match target {
+            Target::Command(cmd) => Some(resolve_command(&cmd[0])?),
+            _ => None,
+        };
+
+        let mut opts = LoadOptions::from_args(probe, log_level)?;
+        opts.bpf_tracked_only = matches!(target, Target::Pid(_) | Target::Command(_));
+        opts.exec_all = matches!(target, Target::SystemWide | Target::Exe(_));
+        let mut probes = Probes::load(&opts)?;
+        let collector = Collector::new(&mut probes)?;
+        let now = Instant::now();
+        let mut s = Self {
+            probes,
+            collector,
+            model: Model::new(),
+            target: target.clone(),
+            child: None,
+            started_at: SystemTime::now(),
+            start: now,
+            last_tick: now,
+            warnings: Vec::new(),
+            exe_key: None,
+        };
+        match target {
+            Target::Pid(pid) => {
+                let exe = pid_exe.context("pid checked above")?;
+                s.attach_process(exe, true).map_err(|e| TargetError::NotGo { what: format!("pid {pid}"), why: e.to_string() })?;
+                s.probes.track(*pid, false)?;
+            }
+            Target::Exe(path) => {
+                let bin = std::sync::Arc::new(exe_bin.context("exe checked above")?);
+                let meta = std::fs::metadata(path)?;
+                use std::os::unix::fs::MetadataExt as _;
+                let key = (meta.dev(), meta.ino());
+                s.exe_key = Some(key);
+                let (_, w) = s.probes.attach_binary(key, path, &bin, None)?;
+                s.warnings.extend(w);
+                for pid in target::all_pids() {
+                    if let Ok(exe) = target::proc_exe(pid)
+                        && exe.key() == key
+                    {
+                        s.collector.add_process(exe, bin.clone(), &mut s.model);
+                    }
+                }
+            }
+            Target::SystemWide => {
+                for pid in target::all_pids() {
+                    if pid == std::process::id() {
+                        continue;
+                    }
+                    if let Ok(exe) = target::proc_exe(pid) {
+                        let _ = s.attach_process(exe, false);
+                    }
+                }
+            }
+            Target::Command(cmd) => {
+                let path = cmd_path.context("command checked above")?;
+                s.spawn(&path, &cmd[1..], probe.user.as_deref())?;
+            }
+        }
+        Ok(s)
+    }
+
+    /// Attaches to the Go binary `exe` runs: for that process only when
+    /// `only_this_pid`, else for every process running the file.
+    fn attach_process(&mut self, exe: ProcExe, only_this_pid: bool) -> anyhow::Result<()> {
+        let bin = self.collector.binary(&exe)?;
+        let pid = only_this_pid.then_some(exe.pid);
+        let (_, warnings) = self.probes.attach_binary(exe.key(), &exe.path, &bin, pid)?;
+        for w in warnings {
+            let w = format!("{} (pid {}): {w}", exe.display, exe.pid);
+            if !self.warnings.contains(&w) {
+                self.warnings.push(w);
+            }
+        }
+        self.collector.add_process(exe, bin, &mut self.model);
+        Ok(())
+    }
+
+    /// Starts CMD so that the kernel stops it (and every descendant) at exec
+    /// until its probes are attached: no write is missed.
+    fn spawn(&mut self, path: &std::path::Path, args: &[String], user: Option<&str>) -> anyhow::Result<()> {
+        let me = std::process::id();
+        // Children of mapaudit forked while this entry exists are followed.
+        self.probes.track(me, true)?;
+        let mut cmd = tokio::process::Command::new(path);
+        cmd.args(args).kill_on_drop(false);
+        if let Some((uid, gid)) = run_as(user)? {
+            cmd.uid(uid).gid(gid);
+        }
+        let child = cmd.spawn();
+        self.probes.untrack(me);
+        let child = child.with_context(|| format!("starting {}", path.display()))?;
+        self.child = Some(child);
+        Ok(())
+    }
+
+    pub fn child_pid(&self) -> Option<u32> {
+        self.child.as_ref().and_then(|c| c.id())
+    }
+
+    /// The ring buffer's fd, for readiness polling (forced wake-ups only).
+    pub fn events_fd(&self) -> std::os::fd::RawFd {
+        self.collector.events.as_raw_fd()
+    }
+
+    /// Drains events and acts on them (attach at exec, continue stopped
+    /// processes). Returns the pids that exited.
+    pub fn drain(&mut self) -> Vec<u32> {
+        let controls = self.collector.drain(&mut self.model);
+        let mut exited = Vec::new();
+        for c in controls {
+            match c {
+                Control::Exec { pid, stopped } => {
+                    self.on_exec(pid);
+                    if stopped {
+                        // SAFETY: plain kill(2).
+                        unsafe { libc::kill(pid as i32, libc::SIGCONT) };
+                    }
+                }
+                Control::Exit { pid } => exited.push(pid),
+            }
+        }
+        exited
+    }
+
+    fn on_exec(&mut self, pid: u32) {
+        let Ok(exe) = target::proc_exe(pid) else { return };
+        // A pid that exec'd runs a new program: forget the old one.
+        self.collector.forget(pid);
+        self.probes.detach_pid(pid);
+        let result = match &self.target {
+            // --exe: the file's attachment already covers its processes; only name them.
+            Target::Exe(_) if Some(exe.key()) != self.exe_key => return,
+            Target::Exe(_) => self.collector.binary(&exe).map(|bin| self.collector.add_process(exe.clone(), bin, &mut self.model)).map_err(Into::into),
+            Target::Command(_) | Target::Pid(_) => self.attach_process(exe.clone(), true),
+            Target::SystemWide => self.attach_process(exe.clone(), false),
+        };
+        match result {
+            Ok(()) => log::info!("attached to pid {pid} ({})", exe.display),
+            Err(e) => log::debug!("pid {pid} ({}) not audited: {e}", exe.display),
+        }
+    }
+
+    /// One tick: drain, snapshot counters, recompute the model.
+    pub fn tick(&mut self) -> anyhow::Result<Vec<u32>> {
+        let exited = self.drain();
+        self.collector.snapshot(&mut self.model)?;
+        let now = Instant::now();
+        self.model.tick(now - self.last_tick);
+        self.last_tick = now;
+        Ok(exited)
+    }
+
+    /// Final, exact read: everything the kernel still holds.
+    pub fn finish(&mut self) -> anyhow::Result<()> {
+        self.drain();
+        self.collector.snapshot(&mut self.model)?;
+        self.drain();
+        let now = Instant::now();
+        self.model.tick(now - self.last_tick);
+        self.last_tick = now;
+        Ok(())
+    }
+
+    pub fn elapsed(&self) -> Duration {
+        self.start.elapsed()
+    }
+
+    /// Terminates the command (SIGTERM, then SIGKILL after `grace`).
+    pub async fn terminate_child(&mut self, grace: Duration) -> Option<std::process::ExitStatus> {
+        let child = self.child.as_mut()?;
+        if let Some(pid) = child.id() {
+            // SAFETY: plain kill(2); SIGCONT in case it is stopped at exec.
+            unsafe {
+                libc::kill(pid as i32, libc::SIGTERM);
+                libc::kill(pid as i32, libc::SIGCONT);
+            }
+        }
+        match tokio::time::timeout(grace, child.wait()).await {
+            Ok(Ok(st)) => Some(st),
+            _ => {
+                let _ = child.kill().await;
+                child.wait().await.ok()
+            }
+        }
+    }
+}
+
+fn check_pid(pid: u32) -> Result<ProcExe, TargetError> {
+    if !std::path::Path::new(&format!("/proc/{pid}")).exists() || pid == 0 {
+        return Err(TargetError::NoSuchPid(pid));
+    }
+    if target::state(pid) == Some('Z') {
+        return Err(TargetError::Zombie(pid));
+    }
+    let exe = target::proc_exe(pid).map_err(|e| TargetError::NotGo {
+        what: format!("pid {pid}"),
+        why: format!("cannot read /proc/{pid}/exe ({e}); is it a kernel thread?"),
+    })?;
+    crate::gobin::GoBinary::open(&exe.path)
+        .map_err(|e| TargetError::NotGo { what: format!("pid {pid} ({})", exe.display), why: e.to_string() })?;
+    Ok(exe)
+}
+
+fn resolve_command(name: &str) -> Result<std::path::PathBuf, TargetError> {
+    let p = std::path::Path::new(name);
+    if name.contains('/') {
+        return if p.is_file() { Ok(p.to_path_buf()) } else { Err(TargetError::NoCommand(name.into())) };
+    }
+    std::env::var_os("PATH")
+        .iter()
+        .flat_map(std::env::split_paths)
+        .map(|d| d.join(name))
+        .find(|c| c.is_file())
+        .ok_or_else(|| TargetError::NoCommand(name.into()))
+}
+
+/// Under sudo, CMD runs as the invoking user (least privilege), unless
+/// `--user` names another; as plain root without sudo, as root.
+fn run_as(user: Option<&str>) -> anyhow::Result<Option<(u32, u32)>> {
+    if let Some(name) = user {
+        let c = std::ffi::CString::new(name)?;
+        // SAFETY: getpwnam with a valid C string; the result is read at once.
+        let pw = unsafe { libc::getpwnam(c.as_ptr()) };
+        if pw.is_null() {
+            bail!("--user {name}: no such user");
+        }
+        // SAFETY: non-null passwd entry.
+        return Ok(Some(unsafe { ((*pw).pw_uid, (*pw).pw_gid) }));
+    }
+    let uid = std::env::var("SUDO_UID").ok().and_then(|v| v.parse().ok());
+    let gid = std::env::var("SUDO_GID").ok().and_then(|v| v.parse().ok());
+    Ok(match (uid, gid) {
+        (Some(u), Some(g)) if u != 0 => Some((u, g)),
+        _ => None,
+    })
+}

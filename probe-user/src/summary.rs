@@ -1,0 +1,68 @@
+//! The short text summary `record` prints on stderr: what a person in a
+//! terminal reads first.
+
+use crate::model::{Location, Model};
+use crate::report::Report;
+
+const TOP: usize = 5;
+
+pub fn print(rep: &Report, model: &Model) {
+    eprint!("{}", render(rep, model));
+}
+
+pub fn render(rep: &Report, model: &Model) -> String {
+    use std::fmt::Write as _;
+    let mut s = String::new();
+    let t = &rep.totals;
+    let _ = writeln!(
+        s,
+        "mapaudit: {:.1}s, {} writes, {} deletes, {} clears in {} process(es); {} lost",
+        rep.duration_s,
+        t.writes,
+        t.deletes,
+        t.clears,
+        rep.processes.len(),
+        t.lost_events
+    );
+    let agg = &model.agg;
+    if !agg.goroutines.is_empty() {
+        let _ = writeln!(s, "  top goroutines:");
+        for g in agg.goroutines.iter().take(TOP) {
+            let _ = writeln!(
+                s,
+                "    pid {:<7} goroutine {:<6} {:>10} ops  created by {}",
+                g.pid,
+                g.goid,
+                g.ops.total(),
+                g.created_by.as_ref().map(Location::short).unwrap_or_else(|| "?".into())
+            );
+        }
+    }
+    if !agg.maps.is_empty() {
+        let _ = writeln!(s, "  top maps:");
+        for m in agg.maps.iter().take(TOP) {
+            let _ = writeln!(
+                s,
+                "    pid {:<7} 0x{:<14x} {:<28} {:>10} ops  {} writer(s)",
+                m.pid,
+                m.addr,
+                m.type_name.as_deref().unwrap_or("?"),
+                m.ops.total(),
+                m.writers.len()
+            );
+        }
+    }
+    for f in &rep.findings {
+        let _ = writeln!(
+            s,
+            "  {}: pid {} map {} {} goroutines {:?} at {}",
+            if f.kind == "overlapping_writes" { "OVERLAP" } else { "shared map" },
+            f.pid,
+            f.map,
+            f.type_name.as_deref().unwrap_or("?"),
+            f.goroutines,
+            f.sites.join(", ")
+        );
+    }
+    s
+}

@@ -1,0 +1,111 @@
+//! Finding what to audit: processes, their executables (through
+//! `/proc/PID/exe`, which also reaches binaries inside containers and deleted
+//! ones), identities that survive pid reuse, and the PIE load bias.
+
+use std::fs;
+use std::os::unix::fs::MetadataExt as _;
+use std::path::PathBuf;
+
+/// A process's executable, identified by the file it runs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProcExe {
+    pub pid: u32,
+    /// `/proc/PID/exe`: the path uprobes attach through.
+    pub path: PathBuf,
+    /// What the link points to, for display (may end in " (deleted)").
+    pub display: String,
+    pub dev: u64,
+    pub ino: u64,
+    /// Start time in clock ticks since boot (/proc/PID/stat field 22): with
+    /// the pid, it names a process uniquely across pid reuse.
+    pub start_time: u64,
+}
+
+impl ProcExe {
+    pub fn key(&self) -> (u64, u64) {
+        (self.dev, self.ino)
+    }
+}
+
+pub fn proc_exe(pid: u32) -> std::io::Result<ProcExe> {
+    let path = PathBuf::from(format!("/proc/{pid}/exe"));
+    let meta = fs::metadata(&path)?;
+    let display = fs::read_link(&path).map(|p| p.display().to_string()).unwrap_or_default();
+    Ok(ProcExe { pid, path, display, dev: meta.dev(), ino: meta.ino(), start_time: start_time(pid).unwrap_or(0) })
+}
+
+pub fn start_time(pid: u32) -> Option<u64> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // comm may contain spaces and parentheses: fields start after the last ')'.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    rest.split(' ').nth(19)?.parse().ok()
+}
+
+/// Process state letter (R, S, Z, …) from /proc/PID/stat.
+pub fn state(pid: u32) -> Option<char> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat[stat.rfind(')')? + 2..].chars().next()
+}
+
+pub fn comm(pid: u32, tid: u32) -> String {
+    fs::read_to_string(format!("/proc/{pid}/task/{tid}/comm"))
+        .map(|s| s.trim_end().to_string())
+        .unwrap_or_default()
+}
+
+pub fn all_pids() -> Vec<u32> {
+    let Ok(rd) = fs::read_dir("/proc") else { return Vec::new() };
+    rd.flatten().filter_map(|e| e.file_name().to_str()?.parse().ok()).collect()
+}
+
+/// The load bias of the executable `(dev, ino)` in `pid`: runtime address
+/// minus link-time address. Zero for non-PIE binaries. `segments` are the
+/// binary's PT_LOAD (vaddr, file offset) pairs.
+pub fn load_bias(pid: u32, ino: u64, segments: &[(u64, u64)]) -> Option<u64> {
+    let maps = fs::read_to_string(format!("/proc/{pid}/maps")).ok()?;
+    parse_load_bias(&maps, ino, segments)
+}
+
+fn parse_load_bias(maps: &str, ino: u64, segments: &[(u64, u64)]) -> Option<u64> {
+    for line in maps.lines() {
+        let mut f = line.split_whitespace();
+        let (range, _perms, off, _dev, inode) = (f.next()?, f.next()?, f.next()?, f.next()?, f.next()?);
+        if inode.parse::<u64>().ok()? != ino {
+            continue;
+        }
+        let start = u64::from_str_radix(range.split('-').next()?, 16).ok()?;
+        let off = u64::from_str_radix(off, 16).ok()?;
+        // The segment this mapping comes from: the one with the greatest
+        // file offset not above the mapping's, page-aligned.
+        let (vaddr, seg_off) = segments
+            .iter()
+            .filter(|(_, o)| o & !0xfff <= off)
+            .max_by_key(|(_, o)| *o)?;
+        let link = (vaddr & !0xfff) + (off - (seg_off & !0xfff));
+        return Some(start.wrapping_sub(link));
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bias_of_pie_and_non_pie() {
+        let maps = "555555554000-555555555000 r--p 00000000 fd:01 1234 /x\n\
+                    555555555000-555555600000 r-xp 00001000 fd:01 1234 /x\n";
+        // PIE linked at 0: bias is the mapping start.
+        assert_eq!(parse_load_bias(maps, 1234, &[(0, 0), (0x1000, 0x1000)]), Some(0x555555554000));
+        let maps = "00400000-00500000 r-xp 00000000 fd:01 99 /y\n";
+        assert_eq!(parse_load_bias(maps, 99, &[(0x400000, 0)]), Some(0));
+        assert_eq!(parse_load_bias(maps, 98, &[(0x400000, 0)]), None);
+    }
+
+    #[test]
+    fn self_is_found() {
+        let me = proc_exe(std::process::id()).unwrap();
+        assert!(me.ino != 0 && me.start_time > 0);
+        assert_eq!(state(std::process::id()), Some('R'));
+    }
+}

@@ -12,11 +12,14 @@ pub const ATTR_ELEM_MAP_FD: usize = 0;
 pub const ATTR_BATCH_COUNT: usize = 32;
 pub const ATTR_BATCH_MAP_FD: usize = 36;
 
-/// Offsets of the `sys_enter_bpf` tracepoint arguments after the common
-/// header and `__syscall_nr` (every syscall tracepoint lays its args out as
-/// 8-byte slots from offset 16).
-pub const TP_CMD: usize = 16;
-pub const TP_UATTR: usize = 24;
+/// Default offsets of the `sys_enter_bpf` tracepoint arguments (every
+/// syscall tracepoint lays its args out as 8-byte slots from offset 16);
+/// userspace reads the real ones from tracefs into `config::Global`.
+pub const TP_CMD: u32 = 16;
+pub const TP_UATTR: u32 = 24;
+/// Default offset of `child_pid` in `sched_process_fork` (kernels ≥ 6.x with
+/// `__data_loc` comms); older kernels: 44.
+pub const TP_FORK_CHILD_PID: u32 = 20;
 
 pub const fn is_write(cmd: u32) -> bool {
     matches!(

@@ -12,6 +12,13 @@ pub struct Global {
     pub bpf_maps: u32,
     /// Non-zero: count bpf(2) map writes of tracked processes only.
     pub bpf_tracked_only: u32,
+    /// Offset of `child_pid` in the `sched_process_fork` record: it moved
+    /// when the comm fields became `__data_loc` (read from tracefs).
+    pub fork_child_pid_off: u32,
+    /// Offsets of `cmd` and `uattr` in the `sys_enter_bpf` record.
+    pub bpf_cmd_off: u32,
+    pub bpf_uattr_off: u32,
+    pub _pad: u32,
 }
 
 /// Value of `TRACKED`.

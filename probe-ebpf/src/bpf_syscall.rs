@@ -5,8 +5,8 @@
 use aya_ebpf::{helpers::bpf_get_current_comm, macros::tracepoint, programs::TracePointContext};
 use probe_common::{
     bpfmap::{
-        ATTR_BATCH_COUNT, ATTR_BATCH_MAP_FD, ATTR_ELEM_MAP_FD, BpfWriteKey, BpfWriteValue,
-        TP_CMD, TP_UATTR, is_batch, is_write,
+        ATTR_BATCH_COUNT, ATTR_BATCH_MAP_FD, ATTR_ELEM_MAP_FD, BpfWriteKey, BpfWriteValue, is_batch,
+        is_write,
     },
     lost,
 };
@@ -21,12 +21,12 @@ pub fn sys_enter_bpf(ctx: TracePointContext) -> u32 {
 }
 
 fn try_sys_enter_bpf(ctx: &TracePointContext) -> Result<(), ()> {
-    // SAFETY: offsets of the syscall tracepoint record.
-    let cmd = unsafe { ctx.read_at::<u64>(TP_CMD) }.map_err(|_| ())? as u32;
+    let g = global();
+    // SAFETY: offsets of the syscall tracepoint record, from its format file.
+    let cmd = unsafe { ctx.read_at::<u64>(g.bpf_cmd_off as usize) }.map_err(|_| ())? as u32;
     if !is_write(cmd) {
         return Ok(());
     }
-    let g = global();
     let (pid, tid) = pid_tid();
     if g.bpf_maps == 0 || pid == g.self_pid {
         return Ok(());
@@ -36,7 +36,7 @@ fn try_sys_enter_bpf(ctx: &TracePointContext) -> Result<(), ()> {
         return Ok(());
     }
     // SAFETY: as above.
-    let uattr = unsafe { ctx.read_at::<u64>(TP_UATTR) }.map_err(|_| ())?;
+    let uattr = unsafe { ctx.read_at::<u64>(g.bpf_uattr_off as usize) }.map_err(|_| ())?;
     let (fd, elems) = if is_batch(cmd) {
         let count: u32 = read_user(uattr + ATTR_BATCH_COUNT as u64)?;
         let fd: u32 = read_user(uattr + ATTR_BATCH_MAP_FD as u64)?;

@@ -17,9 +17,6 @@ use crate::maps::{EVENTS, TRACKED, count_lost, global};
 use crate::util::{RB_FORCE_WAKEUP, RB_NO_WAKEUP, pid_tid};
 
 const SIGSTOP: u32 = 19;
-/// `sched_process_fork` format: `pid_t child_pid` follows parent_comm[16],
-/// parent_pid, child_comm[16] after the 8-byte common header.
-const FORK_CHILD_PID: usize = 44;
 
 #[tracepoint]
 pub fn sched_fork(ctx: TracePointContext) -> u32 {
@@ -28,8 +25,9 @@ pub fn sched_fork(ctx: TracePointContext) -> u32 {
     let Some(parent) = (unsafe { TRACKED.get(&pid) }).copied() else {
         return 0;
     };
-    // SAFETY: offset within the tracepoint record (see format file).
-    let Ok(child) = (unsafe { ctx.read_at::<i32>(FORK_CHILD_PID) }) else {
+    let off = global().fork_child_pid_off as usize;
+    // SAFETY: the offset comes from the tracepoint's format file.
+    let Ok(child) = (unsafe { ctx.read_at::<i32>(off) }) else {
         return 0;
     };
     // Threads are inserted too (cheaper than telling them apart here); every

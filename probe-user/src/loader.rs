@@ -104,6 +104,11 @@ impl Probes {
             exec_all: opts.exec_all as u32,
             bpf_maps: opts.bpf_maps as u32,
             bpf_tracked_only: opts.bpf_tracked_only as u32,
+            fork_child_pid_off: tracefs_offset("sched", "sched_process_fork", "child_pid")
+                .unwrap_or(probe_common::bpfmap::TP_FORK_CHILD_PID),
+            bpf_cmd_off: tracefs_offset("syscalls", "sys_enter_bpf", "cmd").unwrap_or(probe_common::bpfmap::TP_CMD),
+            bpf_uattr_off: tracefs_offset("syscalls", "sys_enter_bpf", "uattr").unwrap_or(probe_common::bpfmap::TP_UATTR),
+            _pad: 0,
         })?;
         {
             let prog: &mut UProbe = me.program(names::PROG_MAP_WRITE)?.try_into()?;
@@ -222,5 +227,41 @@ impl Probes {
 
     pub fn attached_count(&self) -> usize {
         self.attached.len()
+    }
+}
+
+/// Offset of `field` in a tracepoint's record, from its tracefs format file
+/// (layouts change between kernels).
+pub fn tracefs_offset(category: &str, event: &str, field: &str) -> Option<u32> {
+    ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"].iter().find_map(|base| {
+        let fmt = std::fs::read_to_string(format!("{base}/events/{category}/{event}/format")).ok()?;
+        parse_format_offset(&fmt, field)
+    })
+}
+
+fn parse_format_offset(format: &str, field: &str) -> Option<u32> {
+    format.lines().find_map(|l| {
+        let decl = l.trim().strip_prefix("field:")?;
+        let (decl, rest) = decl.split_once(';')?;
+        let name = decl.split_whitespace().last()?.trim_start_matches('*');
+        let name = name.split('[').next()?;
+        if name != field {
+            return None;
+        }
+        rest.trim().strip_prefix("offset:")?.split(';').next()?.parse().ok()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn parses_tracefs_format() {
+        let f = "\tfield:__data_loc char[] parent_comm;\toffset:8;\tsize:4;\tsigned:0;\n\
+                 \tfield:pid_t child_pid;\toffset:20;\tsize:4;\tsigned:1;\n\
+                 \tfield:union bpf_attr * uattr;\toffset:24;\tsize:8;\tsigned:0;\n";
+        assert_eq!(super::parse_format_offset(f, "child_pid"), Some(20));
+        assert_eq!(super::parse_format_offset(f, "uattr"), Some(24));
+        assert_eq!(super::parse_format_offset(f, "parent_comm"), Some(8));
+        assert_eq!(super::parse_format_offset(f, "nope"), None);
     }
 }

@@ -199,8 +199,16 @@ pub fn build(model: &Model, started_at: &str, duration_s: f64) -> Report {
                     .iter()
                     .filter(|m| m.pid == pid)
                     .map(|m| {
-                        let mut sites: Vec<SiteReport> =
-                            m.sites.iter().map(|(&pc, ops)| site(pc, ops.total())).collect();
+                        // One row per source line: the compiler may emit
+                        // several calls (pcs) for one line.
+                        let mut sites: Vec<SiteReport> = Vec::new();
+                        for (&pc, ops) in &m.sites {
+                            let s = site(pc, ops.total());
+                            match sites.iter_mut().find(|x| x.line.is_some() && (&x.function, &x.file, x.line) == (&s.function, &s.file, s.line)) {
+                                Some(x) => x.writes += s.writes,
+                                None => sites.push(s),
+                            }
+                        }
                         sites.sort_by(|a, b| b.writes.cmp(&a.writes).then(a.pc.cmp(&b.pc)));
                         MapReport {
                             addr: hex(m.addr),

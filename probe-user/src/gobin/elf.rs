@@ -9,7 +9,7 @@ use std::collections::HashMap;
 
 use object::elf;
 use object::read::elf::{ElfFile64, FileHeader as _, ProgramHeader as _, Rela as _, SectionHeader as _, Sym as _};
-use object::{Endianness, Object as _};
+use object::Endianness;
 
 use super::GoBinError;
 use super::read;
@@ -45,6 +45,10 @@ pub(crate) const WANTED_SYMBOLS: &[&str] = &[
     "go.func.*",
 ];
 
+// Indices in e_ident.
+const EI_CLASS: usize = 4;
+const EI_DATA: usize = 5;
+
 pub(crate) struct ElfImage {
     pub segments: Vec<Segment>,
     pub sections: Vec<Section>,
@@ -63,14 +67,14 @@ impl ElfImage {
         if data.get(..4) != Some(&elf::ELFMAG[..]) {
             return Err(GoBinError::NotElf);
         }
-        match data.get(elf::EI_CLASS) {
+        match data.get(EI_CLASS) {
             Some(&elf::ELFCLASS64) => {}
             Some(&elf::ELFCLASS32) => {
                 return Err(GoBinError::Unsupported("32-bit ELF; only 64-bit Go binaries are supported".into()));
             }
             _ => return Err(GoBinError::BadElf("unknown ELF class".into())),
         }
-        if data.get(elf::EI_DATA) != Some(&elf::ELFDATA2LSB) {
+        if data.get(EI_DATA) != Some(&elf::ELFDATA2LSB) {
             return Err(GoBinError::Unsupported("big-endian ELF; only little-endian Go binaries are supported".into()));
         }
         let file = ElfFile64::<Endianness>::parse(data).map_err(|e| GoBinError::BadElf(e.to_string()))?;
@@ -101,6 +105,15 @@ impl ElfImage {
         if segments.is_empty() {
             return Err(GoBinError::BadElf("no loadable (PT_LOAD) segments".into()));
         }
+        let file_len = data.len() as u64;
+        let past_end = |offset: u64, size: u64| offset.checked_add(size).is_none_or(|end| end > file_len);
+        if let Some(s) = segments.iter().find(|s| past_end(s.offset, s.filesz)) {
+            return Err(GoBinError::BadElf(format!(
+                "truncated: the segment at {:#x} needs file bytes up to {:#x}, the file has {file_len:#x}",
+                s.vaddr,
+                s.offset.saturating_add(s.filesz)
+            )));
+        }
 
         let table = file.elf_section_table();
         let mut sections = Vec::new();
@@ -115,12 +128,18 @@ impl ElfImage {
                 .section_name(endian, sh)
                 .map(|n| String::from_utf8_lossy(n).into_owned())
                 .unwrap_or_default();
+            let section_type = sh.sh_type(endian);
+            if section_type != elf::SHT_NOBITS && past_end(sh.sh_offset(endian), sh.sh_size(endian)) {
+                return Err(GoBinError::BadElf(format!(
+                    "truncated: section {name} extends past the end of the file ({file_len:#x} bytes)"
+                )));
+            }
             sections.push(Section {
                 name,
                 addr: sh.sh_addr(endian),
                 offset: sh.sh_offset(endian),
                 size: sh.sh_size(endian),
-                nobits: sh.sh_type(endian) == elf::SHT_NOBITS,
+                nobits: section_type == elf::SHT_NOBITS,
             });
             if let (Some(rtype), Ok(Some((relas, _)))) = (relative_type, sh.rela(endian, data)) {
                 for r in relas {

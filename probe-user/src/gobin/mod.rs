@@ -74,8 +74,9 @@ pub struct Routine {
     pub attach_vaddr: u64,
     /// File offset of `attach_vaddr`: what a uprobe attaches to.
     pub attach_offset: u64,
-    /// `true` when `attach_vaddr` follows the stack-bound check (see
-    /// [`prologue`]); `false` means the entry, with its extra cost.
+    /// `true` when `attach_vaddr` follows the stack-bound check (the
+    /// `prologue` module says why); `false` means the entry, which costs
+    /// more per hit and fires twice when the stack grows.
     pub after_prologue: bool,
     /// The instruction at `attach_vaddr`, Intel syntax (`push rbp`).
     pub attach_instruction: String,

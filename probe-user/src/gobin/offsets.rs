@@ -137,13 +137,13 @@ const WANTED_STRUCTS: &[&[u8]] = &[b"runtime.g", b"internal/runtime/maps.Map", b
 
 type Slice<'a> = EndianSlice<'a, LittleEndian>;
 
-fn scan_unit(dwarf: &gimli::Dwarf<Slice<'_>>, unit: &gimli::Unit<Slice<'_>>, found: &mut Members) {
-    let name_of = |e: &gimli::DebuggingInformationEntry<Slice<'_>>| -> Option<&[u8]> {
+fn scan_unit<'a>(dwarf: &gimli::Dwarf<Slice<'a>>, unit: &gimli::Unit<Slice<'a>>, found: &mut Members) {
+    let name_of = |e: &gimli::DebuggingInformationEntry<Slice<'a>>| -> Option<&'a [u8]> {
         let v = e.attr_value(gimli::DW_AT_name)?;
         dwarf.attr_string(unit, v).ok().map(|s| s.slice())
     };
     // The struct being read and its depth; its members are one level below.
-    let mut current: Option<(&[u8], isize)> = None;
+    let mut current: Option<(&'a [u8], isize)> = None;
     let mut entries = unit.entries();
     while let Ok(Some(entry)) = entries.next_dfs() {
         let depth = entry.depth();

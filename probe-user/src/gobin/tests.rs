@@ -1,0 +1,480 @@
+//! Tests against real Go binaries built by every toolchain of the matrix
+//! (`crate::fixtures`), checked against `go tool objdump` and the fixture's
+//! source. A missing toolchain fails the test.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use iced_x86::{Decoder, DecoderOptions, Instruction, Mnemonic, OpKind, Register};
+
+use super::*;
+use crate::fixtures::{self, GO_NEWEST, GO_OLDEST, GO_VERSIONS, Variant};
+
+/// Routines `fixtures/go/writers` makes every toolchain link.
+const FIXTURE_ROUTINES: &[u8] = &[
+    routine::MAPASSIGN_FASTSTR,
+    routine::MAPASSIGN_FAST64,
+    routine::MAPASSIGN_FAST32,
+    routine::MAPASSIGN,
+    routine::MAPDELETE_FASTSTR,
+    routine::MAPDELETE_FAST64,
+    routine::MAPDELETE,
+    routine::MAPCLEAR,
+];
+
+fn matrix() -> Vec<(&'static str, Variant)> {
+    let mut m = Vec::new();
+    for v in GO_VERSIONS {
+        m.push((*v, Variant::Plain));
+        m.push((*v, Variant::Stripped));
+    }
+    for v in [GO_OLDEST, GO_NEWEST] {
+        m.push((v, Variant::Pie));
+        m.push((v, Variant::PieStripped));
+    }
+    m
+}
+
+/// Builds (once; tests run in parallel and must not race one `go build -o`)
+/// and parses a fixture.
+fn fixture(version: &str, variant: Variant) -> (PathBuf, Arc<GoBinary>) {
+    type Cache = Mutex<HashMap<(String, &'static str), (PathBuf, Arc<GoBinary>)>>;
+    static CACHE: OnceLock<Cache> = OnceLock::new();
+    let mut cache = CACHE
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let key = (version.to_string(), variant.name());
+    if let Some(hit) = cache.get(&key) {
+        return hit.clone();
+    }
+    let path = fixtures::build("writers", version, variant)
+        .unwrap_or_else(|e| panic!("building the writers fixture with Go {version} ({}): {e:#}", variant.name()));
+    let bin = GoBinary::open(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let hit = (path, Arc::new(bin));
+    cache.insert(key, hit.clone());
+    hit
+}
+
+/// The same build with symbols, for `go tool objdump` (which needs them).
+fn unstripped(variant: Variant) -> Variant {
+    match variant {
+        Variant::Stripped => Variant::Plain,
+        Variant::PieStripped => Variant::Pie,
+        v => v,
+    }
+}
+
+/// One disassembled instruction of `go tool objdump`, by offset from its
+/// function's entry.
+#[derive(Clone, Debug)]
+struct DumpInsn {
+    off: u64,
+    file: String,
+    line: u32,
+    asm: String,
+}
+
+/// `go tool objdump` of the map routines and `main.strWriter`, keyed by
+/// function name. Cached per (version, variant).
+fn objdump(version: &str, variant: Variant) -> Arc<HashMap<String, Vec<DumpInsn>>> {
+    type Cache = Mutex<HashMap<(String, &'static str), Arc<HashMap<String, Vec<DumpInsn>>>>>;
+    static CACHE: OnceLock<Cache> = OnceLock::new();
+    let variant = unstripped(variant);
+    let (path, _) = fixture(version, variant);
+    let mut cache = CACHE
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let key = (version.to_string(), variant.name());
+    if let Some(hit) = cache.get(&key) {
+        return hit.clone();
+    }
+    let go = fixtures::go_binary(version).unwrap();
+    let out = Command::new(go)
+        .args(["tool", "objdump", "-s", r"^(runtime\.map(assign|delete|clear).*|main\.strWriter)$"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "objdump: {}", String::from_utf8_lossy(&out.stderr));
+    let mut funcs: HashMap<String, Vec<DumpInsn>> = HashMap::new();
+    let mut current: Option<(String, u64)> = None;
+    for l in String::from_utf8_lossy(&out.stdout).lines() {
+        if let Some(rest) = l.strip_prefix("TEXT ") {
+            let name = rest.split("(SB)").next().unwrap().to_string();
+            current = Some((name, u64::MAX));
+            continue;
+        }
+        // "  file.go:123\t0xADDR\tHEX\tASM"
+        let cols: Vec<&str> = l.split('\t').map(str::trim).filter(|c| !c.is_empty()).collect();
+        let (Some((name, entry)), [pos, addr, _hex, asm, ..]) = (current.as_mut(), cols.as_slice()) else {
+            continue;
+        };
+        let addr = u64::from_str_radix(addr.trim_start_matches("0x"), 16).unwrap();
+        if *entry == u64::MAX {
+            *entry = addr;
+        }
+        let (file, line) = pos.rsplit_once(':').unwrap();
+        funcs.entry(name.clone()).or_default().push(DumpInsn {
+            off: addr - *entry,
+            file: file.to_string(),
+            line: line.parse().unwrap(),
+            asm: asm.to_string(),
+        });
+    }
+    let hit = Arc::new(funcs);
+    cache.insert(key, hit.clone());
+    hit
+}
+
+fn decode_all(code: &[u8], ip: u64) -> Vec<Instruction> {
+    Decoder::with_ip(64, code, ip, DecoderOptions::NONE).into_iter().collect()
+}
+
+fn func_insns(bin: &GoBinary, name: &str) -> (Function, Vec<Instruction>) {
+    let f = bin.function(name).unwrap_or_else(|| panic!("{name} not in the function table"));
+    let code = bin.code(&f).unwrap();
+    let insns = decode_all(code, f.entry);
+    (f, insns)
+}
+
+/// Return address of the first call in `caller` to `callee`.
+fn call_site(bin: &GoBinary, caller: &str, callee: &str) -> (u64, Vec<Instruction>, usize) {
+    let target = bin.function(callee).unwrap_or_else(|| panic!("{callee} not linked")).entry;
+    let (_, insns) = func_insns(bin, caller);
+    let i = insns
+        .iter()
+        .position(|i| i.mnemonic() == Mnemonic::Call && i.op0_kind() == OpKind::NearBranch64 && i.near_branch_target() == target)
+        .unwrap_or_else(|| panic!("no call to {callee} in {caller}"));
+    (insns[i].next_ip(), insns, i)
+}
+
+/// The `*maptype` loaded into RAX before the call to `callee` in `caller`.
+fn maptype_arg(bin: &GoBinary, caller: &str, callee: &str) -> u64 {
+    let (_, insns, at) = call_site(bin, caller, callee);
+    insns[..at]
+        .iter()
+        .rev()
+        .find(|i| {
+            i.mnemonic() == Mnemonic::Lea && i.op0_register() == Register::RAX && i.is_ip_rel_memory_operand()
+        })
+        .map(|i| i.ip_rel_memory_address())
+        .unwrap_or_else(|| panic!("no lea rax,[rip+X] before the call to {callee} in {caller}"))
+}
+
+struct Source {
+    path: PathBuf,
+    lines: Vec<String>,
+}
+
+fn main_go() -> Source {
+    let path = fixtures::workspace_root().join("fixtures/go/writers/main.go");
+    let text = std::fs::read_to_string(&path).unwrap();
+    Source { path, lines: text.lines().map(str::to_string).collect() }
+}
+
+impl Source {
+    /// 1-based line of the first line containing `needle` at or after `from`.
+    fn find(&self, needle: &str, from: u32) -> u32 {
+        let start = from.saturating_sub(1) as usize;
+        self.lines[start..]
+            .iter()
+            .position(|l| l.contains(needle))
+            .map(|i| (start + i + 1) as u32)
+            .unwrap_or_else(|| panic!("{needle:?} not in {}", self.path.display()))
+    }
+
+    /// First and last line of `func name(`.
+    fn func_span(&self, name: &str) -> (u32, u32) {
+        let start = self.find(&format!("func {name}("), 1);
+        let end = start
+            + self.lines[start as usize..]
+                .iter()
+                .position(|l| l == "}")
+                .unwrap() as u32
+            + 1;
+        (start, end)
+    }
+}
+
+fn label(version: &str, variant: Variant) -> String {
+    format!("go{version} {}", variant.name())
+}
+
+#[test]
+fn version_and_container() {
+    for (ver, variant) in matrix() {
+        let (_, bin) = fixture(ver, variant);
+        let what = label(ver, variant);
+        assert_eq!(bin.go_version(), format!("go{ver}"), "{what}");
+        let want: Vec<u32> = ver.split('.').map(|p| p.parse().unwrap()).collect();
+        assert_eq!(bin.version(), (want[0], want[1], want[2]), "{what}");
+        let pie = matches!(variant, Variant::Pie | Variant::PieStripped);
+        let stripped = matches!(variant, Variant::Stripped | Variant::PieStripped);
+        assert_eq!(bin.is_pie(), pie, "{what}");
+        assert_eq!(bin.has_dwarf(), !stripped, "{what}");
+        assert_eq!(bin.has_symtab(), !stripped, "{what}");
+        assert!(bin.has_moduledata(), "{what}: moduledata not found");
+        let segs = bin.load_segments();
+        assert!(segs.iter().any(|s| s.executable), "{what}");
+        let text = segs.iter().find(|s| s.executable).unwrap();
+        assert_eq!(bin.vaddr_to_offset(text.vaddr), Some(text.offset), "{what}");
+        assert_eq!(bin.vaddr_to_offset(0), None, "{what}");
+    }
+}
+
+#[test]
+fn routines_attach_after_the_stack_check() {
+    for (ver, variant) in matrix() {
+        let (_, bin) = fixture(ver, variant);
+        let what = label(ver, variant);
+        let dump = objdump(ver, variant);
+        let routines = bin.routines();
+        let mut ids: Vec<u8> = routines.iter().map(|r| r.id).collect();
+        ids.dedup();
+        assert_eq!(ids.len(), routines.len(), "{what}: one entry per routine id");
+        for &id in FIXTURE_ROUTINES {
+            let sym = routine::SYMBOLS[id as usize];
+            let r = routines
+                .iter()
+                .find(|r| r.id == id)
+                .unwrap_or_else(|| panic!("{what}: {sym} not found; have {routines:?}"));
+            assert_eq!(r.symbol, sym);
+            assert!(r.after_prologue, "{what}: {sym}: prologue not recognized: {r:?}");
+            assert_eq!(r.attach_instruction, "push rbp", "{what}: {sym}");
+            assert_eq!(bin.vaddr_to_offset(r.attach_vaddr), Some(r.attach_offset), "{what}: {sym}");
+
+            // What the toolchain's own disassembler says: the instruction
+            // after the first JBE is PUSHQ BP, at the same offset.
+            let insns = dump.get(sym).unwrap_or_else(|| panic!("{what}: objdump has no {sym}"));
+            let jbe = insns.iter().position(|i| i.asm.starts_with("JBE")).unwrap();
+            assert!(jbe <= 2, "{what}: {sym}: JBE is instruction {jbe}");
+            let after = &insns[jbe + 1];
+            assert_eq!(after.asm, "PUSHQ BP", "{what}: {sym}");
+            assert_eq!(r.attach_vaddr - r.entry, after.off, "{what}: {sym}");
+
+            // Only the stack check precedes the attach point, so nothing
+            // moved RSP and [rsp] is still the return address there.
+            let f = bin.function(sym).unwrap();
+            let before = decode_all(&bin.code(&f).unwrap()[..(r.attach_vaddr - r.entry) as usize], r.entry);
+            for i in &before {
+                let ok = match i.mnemonic() {
+                    Mnemonic::Cmp | Mnemonic::Jbe => true,
+                    Mnemonic::Lea => i.op0_register() == Register::R12,
+                    _ => false,
+                };
+                assert!(ok, "{what}: {sym}: {} before the attach point", prologue::format(i));
+            }
+        }
+    }
+}
+
+#[test]
+fn runtime_offsets_from_dwarf_match_the_table() {
+    for (ver, variant) in matrix() {
+        let (_, bin) = fixture(ver, variant);
+        let what = label(ver, variant);
+        let got = bin.runtime_offsets().unwrap();
+        let table = offsets::from_table(bin.version().1).unwrap();
+        let stripped = matches!(variant, Variant::Stripped | Variant::PieStripped);
+        let want_source = if stripped { OffsetSource::VersionTable } else { OffsetSource::Dwarf };
+        assert_eq!(got.source, want_source, "{what}");
+        assert_eq!(
+            (got.goid, got.gopc, got.writing_off, got.writing_mask),
+            (table.goid, table.gopc, table.writing_off, table.writing_mask),
+            "{what}: DWARF and the version table disagree"
+        );
+        if !stripped {
+            assert_eq!(offsets::from_dwarf(&bin.data, bin.version().1), Some(got), "{what}");
+        }
+    }
+}
+
+#[test]
+fn symbolize_the_fixture() {
+    let src = main_go();
+    let (start, end) = src.func_span("strWriter");
+    let assign_line = src.find("// mapassign_faststr", start);
+    let delete_line = src.find("// mapdelete_faststr", start);
+    assert!(assign_line < end && delete_line < end);
+    for (ver, variant) in matrix() {
+        let (_, bin) = fixture(ver, variant);
+        let what = label(ver, variant);
+        let f = bin.function("main.strWriter").unwrap();
+        assert_eq!(bin.function_at(f.entry + 3), Some(f.clone()), "{what}");
+
+        // Any pc of the function: its own name, file, a line in its body.
+        let loc = bin.symbolize(f.entry + 1).unwrap();
+        assert_eq!(loc.function, "main.strWriter", "{what}");
+        assert!(loc.file.ends_with("fixtures/go/writers/main.go"), "{what}: {}", loc.file);
+        assert!((start..=end).contains(&loc.line), "{what}: line {} outside {start}..={end}", loc.line);
+
+        // The exact write and delete sites.
+        let (ret, _, _) = call_site(&bin, "main.strWriter", "runtime.mapassign_faststr");
+        let loc = bin.symbolize(ret).unwrap();
+        assert_eq!((loc.function.as_str(), loc.line), ("main.strWriter", assign_line), "{what}");
+        assert!(loc.file.ends_with("fixtures/go/writers/main.go"), "{what}");
+        let (ret, _, _) = call_site(&bin, "main.strWriter", "runtime.mapdelete_faststr");
+        assert_eq!(bin.symbolize(ret).unwrap().line, delete_line, "{what}");
+
+        // strconv.Itoa is inlined into strWriter: the call it makes reports
+        // the inlined function and its own file:line, as objdump does.
+        let dump = objdump(ver, variant);
+        let (_, insns) = func_insns(&bin, "main.strWriter");
+        let format_int = ["strconv.FormatInt", "internal/strconv.FormatInt"]
+            .iter()
+            .filter_map(|n| bin.function(n))
+            .map(|f| f.entry)
+            .collect::<Vec<_>>();
+        let call = insns
+            .iter()
+            .find(|i| i.mnemonic() == Mnemonic::Call && format_int.contains(&i.near_branch_target()))
+            .unwrap_or_else(|| panic!("{what}: no inlined strconv call in main.strWriter"));
+        let loc = bin.symbolize(call.next_ip()).unwrap();
+        let expect = dump["main.strWriter"].iter().find(|d| d.off == call.ip() - f.entry).unwrap();
+        assert!(loc.function.ends_with("strconv.Itoa"), "{what}: {loc:?}");
+        assert!(expect.file.ends_with(loc.file.rsplit('/').next().unwrap()), "{what}: {loc:?} vs {expect:?}");
+        assert_eq!(loc.line, expect.line, "{what}: {loc:?}");
+
+        // Outside any function.
+        assert_eq!(bin.symbolize(0), None);
+        assert_eq!(bin.symbolize(1), None);
+        assert_eq!(bin.symbolize(u64::MAX), None);
+    }
+}
+
+#[test]
+fn type_names_of_map_arguments() {
+    let cases = [
+        ("main.strWriter", "runtime.mapassign_faststr", "map[string][]string"),
+        ("main.strWriter", "runtime.mapdelete_faststr", "map[string][]string"),
+        ("main.intWriter", "runtime.mapassign_fast64", "map[int64]int"),
+        ("main.pairWriter", "runtime.mapassign", "map[[2]int]int"),
+        ("main.sharedWriter", "runtime.mapassign_faststr", "map[string]int"),
+        ("main.clearer", "runtime.mapassign_fast32", "map[int32]int"),
+    ];
+    for (ver, variant) in matrix() {
+        let (_, bin) = fixture(ver, variant);
+        let what = label(ver, variant);
+        for (caller, callee, want) in cases {
+            let t = maptype_arg(&bin, caller, callee);
+            assert_eq!(bin.type_name(t).as_deref(), Some(want), "{what}: {caller} → {callee} type at {t:#x}");
+            assert_eq!(bin.type_name(t).as_deref(), Some(want), "{what}: cached");
+        }
+        assert_eq!(bin.type_name(0), None);
+        assert_eq!(bin.type_name(u64::MAX), None);
+    }
+}
+
+#[test]
+fn too_old_and_unknown_versions_are_refused_clearly() {
+    let e = GoBinError::TooOld { found: "go1.20.14".into() };
+    assert_eq!(
+        e.to_string(),
+        "Go go1.20.14 is older than the oldest supported go1.21; supported: go1.21 … go1.27"
+    );
+    // Rewrite the inline version string of a real binary to go1.20.
+    let (path, _) = fixture(GO_OLDEST, Variant::Stripped);
+    let mut data = std::fs::read(&path).unwrap();
+    let magic = data.windows(14).position(|w| w == b"\xff Go buildinf:").unwrap();
+    let at = magic + data[magic..].windows(9).position(|w| w == b"go1.21.13").unwrap();
+    data[at..at + 9].copy_from_slice(b"go1.20.99");
+    let err = GoBinary::parse(data.clone()).unwrap_err();
+    assert!(matches!(err, GoBinError::TooOld { .. }), "{err}");
+    data[at..at + 9].copy_from_slice(b"gccgo1.21");
+    let err = GoBinary::parse(data).unwrap_err();
+    assert!(matches!(err, GoBinError::BadVersion(_)), "{err}");
+}
+
+/// A small deterministic PRNG (xorshift64*): no dependency, reproducible.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+}
+
+/// Exercises every query; must not panic whatever `bin` holds.
+fn poke(bin: &GoBinary, rng: &mut Rng) {
+    let _ = bin.routines();
+    let _ = bin.runtime_offsets();
+    let funcs = bin.functions();
+    for _ in 0..32 {
+        let pc = match funcs.get(rng.below(funcs.len())) {
+            Some(f) if rng.below(2) == 0 => f.entry.wrapping_add(rng.below(64) as u64),
+            _ => rng.next(),
+        };
+        let _ = bin.symbolize(pc);
+        let _ = bin.type_name(pc);
+        let _ = bin.vaddr_to_offset(pc);
+    }
+}
+
+#[test]
+fn garbage_is_an_error_not_a_panic() {
+    assert!(matches!(GoBinary::parse(Vec::new()), Err(GoBinError::NotElf)));
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    for len in [1, 4, 16, 64, 100, 4096, 65536] {
+        let mut data: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
+        assert!(GoBinary::parse(data.clone()).is_err());
+        // Random bytes behind a valid ELF identification.
+        if len >= 16 {
+            data[..8].copy_from_slice(b"\x7fELF\x02\x01\x01\x00");
+            assert!(GoBinary::parse(data).is_err());
+        }
+    }
+    let ls = GoBinary::parse(std::fs::read("/bin/ls").unwrap()).unwrap_err();
+    assert!(matches!(ls, GoBinError::NotGo), "/bin/ls: {ls}");
+    assert_eq!(ls.to_string(), "not a Go binary (no .go.buildinfo / .gopclntab)");
+
+    for variant in [Variant::Plain, Variant::PieStripped] {
+        let (path, _) = fixture(GO_NEWEST, variant);
+        let data = std::fs::read(&path).unwrap();
+        for cut in [1, 63, 64, 1000, data.len() / 4, data.len() / 2, data.len() - 4096, data.len() - 1] {
+            let r = GoBinary::parse(data[..cut].to_vec());
+            assert!(r.is_err(), "{}: truncated to {cut} bytes parsed", variant.name());
+        }
+    }
+}
+
+#[test]
+fn damaged_binaries_never_panic() {
+    let mut rng = Rng(0x0123_4567_89ab_cdef);
+    for variant in [Variant::Stripped, Variant::Pie] {
+        let (path, bin) = fixture(GO_NEWEST, variant);
+        let pristine = std::fs::read(&path).unwrap();
+        // Aim the damage where the parsers read: the pclntab, moduledata,
+        // the type region, and anywhere.
+        let md = bin.moduledata.unwrap();
+        let pcln = bin.vaddr_to_offset(bin.pcln.vaddr).unwrap() as usize;
+        let targets = [
+            pcln,
+            bin.vaddr_to_offset(md.addr).unwrap() as usize,
+            bin.vaddr_to_offset(md.types).unwrap() as usize,
+            0,
+        ];
+        let mut parsed = 0;
+        for round in 0..160 {
+            let mut data = pristine.clone();
+            let base = targets[round % targets.len()];
+            let span = if base == 0 { data.len() } else { 1 << 16 };
+            for _ in 0..1 + rng.below(16) {
+                let at = (base + rng.below(span)).min(data.len() - 1);
+                data[at] = rng.next() as u8;
+            }
+            if let Ok(b) = GoBinary::parse(data) {
+                parsed += 1;
+                poke(&b, &mut rng);
+            }
+        }
+        assert!(parsed > 0, "some damage should still parse");
+    }
+}

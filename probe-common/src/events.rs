@@ -38,12 +38,18 @@ pub struct Overlap {
     pub key: crate::uprobe::WriteKey,
     pub maptype: u64,
     pub gopc: u64,
-    /// The map's last recorded writer: the one whose write is in progress.
-    pub other: crate::uprobe::MapState,
+    /// The other writer (see `MapState::other_than`).
+    pub other: crate::uprobe::Writer,
     /// 1 if `other` is known.
     pub other_known: u32,
-    pub _pad: u32,
+    /// `OVERLAP_AT_ENTRY` or `OVERLAP_GO_FATAL`.
+    pub source: u32,
 }
+
+/// Seen by the probe at a write's entry: the map's write flag was set.
+pub const OVERLAP_AT_ENTRY: u32 = 0;
+/// The Go runtime itself detected it and called `fatal("concurrent map …")`.
+pub const OVERLAP_GO_FATAL: u32 = 1;
 
 /// A tracked process (or any, in system-wide mode) completed an exec.
 /// When `stopped` is 1 the kernel sent it SIGSTOP: userspace attaches, then

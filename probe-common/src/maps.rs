@@ -10,6 +10,10 @@ pub const WRITES_DEFAULT_ENTRIES: u32 = 65_536;
 pub const MAP_STATE: &str = "MAP_STATE";
 pub const MAP_STATE_DEFAULT_ENTRIES: u32 = 16_384;
 
+/// LRU hash: tid → `uprobe::LastEntry`, for writes to shared maps.
+pub const LAST_ENTRY: &str = "LAST_ENTRY";
+pub const LAST_ENTRY_ENTRIES: u32 = 4_096;
+
 /// Ring buffer of rare events (`events::*`).
 pub const EVENTS: &str = "EVENTS";
 /// Bytes; a power of two multiple of the page size.

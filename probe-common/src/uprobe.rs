@@ -14,7 +14,11 @@ pub mod routine {
     pub const MAPDELETE_FAST64: u8 = 8;
     pub const MAPDELETE_FASTSTR: u8 = 9;
     pub const MAPCLEAR: u8 = 10;
-    pub const COUNT: usize = 11;
+    /// Not a map write: `runtime.fatal`, through which the Go runtime dies
+    /// with "concurrent map writes". Probing it catches the overlaps the
+    /// entry check races with, and names the writer that detected it.
+    pub const FATAL: u8 = 11;
+    pub const COUNT: usize = 12;
 
     /// Symbol names, indexed by routine id.
     pub const SYMBOLS: [&str; COUNT] = [
@@ -29,6 +33,7 @@ pub mod routine {
         "runtime.mapdelete_fast64",
         "runtime.mapdelete_faststr",
         "runtime.mapclear",
+        "runtime.fatal",
     ];
 
     /// What a routine does to the map.
@@ -37,13 +42,16 @@ pub mod routine {
         Write,
         Delete,
         Clear,
+        /// Not a map operation (`FATAL`).
+        None,
     }
 
     pub const fn op(id: u8) -> Op {
         match id {
+            MAPASSIGN..=MAPASSIGN_FASTSTR => Op::Write,
             MAPDELETE..=MAPDELETE_FASTSTR => Op::Delete,
             MAPCLEAR => Op::Clear,
-            _ => Op::Write,
+            _ => Op::None,
         }
     }
 }
@@ -114,15 +122,48 @@ pub struct MapKey {
 }
 const _: () = assert!(core::mem::size_of::<MapKey>() == 16);
 
-/// The last writer of a map, kept so an overlapping write can name both sides.
+/// A writer of a map: goroutine, thread, call site.
 #[repr(C)]
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
-pub struct MapState {
+pub struct Writer {
     pub goid: u64,
     pub pc: u64,
     pub tid: u32,
     pub _pad: u32,
 }
-const _: () = assert!(core::mem::size_of::<MapState>() == 24);
+const _: () = assert!(core::mem::size_of::<Writer>() == 24);
 
-crate::user_pod!(WriteKey, MapKey, MapState);
+/// The last writer of a map and the last *other* goroutine that wrote it
+/// before, so an overlapping write can name the other side even when the
+/// detecting goroutine was itself the last to enter.
+#[repr(C)]
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub struct MapState {
+    pub last: Writer,
+    pub prev: Writer,
+}
+
+impl MapState {
+    /// The writer to blame for an overlap detected by goroutine `goid`.
+    pub fn other_than(&self, goid: u64) -> Option<Writer> {
+        if self.last.goid != goid && self.last.pc != 0 {
+            Some(self.last)
+        } else if self.prev.goid != goid && self.prev.pc != 0 {
+            Some(self.prev)
+        } else {
+            None
+        }
+    }
+}
+
+/// The write a thread entered last, kept (per tid) only for maps written by
+/// more than one goroutine: when the Go runtime calls `fatal` from inside
+/// that write, it tells which map.
+#[repr(C)]
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub struct LastEntry {
+    pub key: WriteKey,
+    pub maptype: u64,
+}
+
+crate::user_pod!(WriteKey, MapKey, Writer, MapState, LastEntry);

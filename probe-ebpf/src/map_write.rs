@@ -2,22 +2,26 @@
 //! routine (after its stack-check prologue); the attach cookie says which
 //! routine and carries the binary's g/map-header offsets.
 
+use aya_log_ebpf::debug;
 use aya_ebpf::{
     EbpfContext as _, helpers::bpf_get_attach_cookie, helpers::bpf_ktime_get_ns, macros::uprobe,
     programs::ProbeContext,
 };
 use probe_common::{
-    events::{EventHeader, KIND_NEW_TUPLE, KIND_OVERLAP, NewTuple, Overlap},
+    events::{EventHeader, KIND_NEW_TUPLE, KIND_OVERLAP, NewTuple, OVERLAP_AT_ENTRY, OVERLAP_GO_FATAL, Overlap},
     lost,
-    uprobe::{Cookie, MapKey, MapState, WriteKey},
+    uprobe::{Cookie, LastEntry, MapKey, MapState, WriteKey, Writer, routine},
 };
 
-use crate::maps::{EVENTS, MAP_STATE, WRITES, count_lost};
+use crate::maps::{EVENTS, LAST_ENTRY, MAP_STATE, WRITES, count_lost};
 use crate::util::{BPF_NOEXIST, RB_NO_WAKEUP, pid_tid, read_user};
 
 #[uprobe]
 pub fn map_write(ctx: ProbeContext) -> u32 {
-    let _ = try_map_write(&ctx);
+    // SAFETY: helper valid for uprobe programs attached through a perf link.
+    let cookie = Cookie::decode(unsafe { bpf_get_attach_cookie(ctx.as_ptr()) });
+    let call = go_call(&ctx);
+    let _ = if cookie.routine == routine::FATAL { try_go_fatal(&ctx, &call, &cookie) } else { try_map_write(&call, &cookie) };
     0
 }
 
@@ -25,10 +29,10 @@ pub fn map_write(ctx: ProbeContext) -> u32 {
 struct GoCall {
     /// `*g` (R14).
     g: u64,
-    /// `*maptype` (RAX).
-    maptype: u64,
-    /// Map header (RBX).
-    map: u64,
+    /// First argument (RAX): `*maptype`; for `fatal`, the message pointer.
+    rax: u64,
+    /// Second argument (RBX): the map header; for `fatal`, the message length.
+    rbx: u64,
     /// Stack pointer: `[rsp]` is the return address (no push has run yet).
     sp: u64,
 }
@@ -37,32 +41,34 @@ struct GoCall {
 fn go_call(ctx: &ProbeContext) -> GoCall {
     // SAFETY: ctx.regs points at the pt_regs the kernel passed to this program.
     let regs = unsafe { &*ctx.regs };
-    GoCall { g: regs.r14, maptype: regs.rax, map: regs.rbx, sp: regs.rsp }
+    GoCall { g: regs.r14, rax: regs.rax, rbx: regs.rbx, sp: regs.rsp }
 }
 
-fn try_map_write(ctx: &ProbeContext) -> Result<(), ()> {
-    // SAFETY: helper valid for uprobe programs attached through a perf link.
-    let cookie = Cookie::decode(unsafe { bpf_get_attach_cookie(ctx.as_ptr()) });
-    let call = go_call(ctx);
-    if call.map == 0 {
+fn try_map_write(call: &GoCall, cookie: &Cookie) -> Result<(), ()> {
+    let (maptype, map) = (call.rax, call.rbx);
+    if map == 0 {
         // Writes to a nil map panic and deletes are no-ops: nothing to audit.
         return Ok(());
     }
     let (pid, tid) = pid_tid();
     let goid: u64 = read_user(call.g + cookie.goid_off as u64)?;
     let pc: u64 = read_user(call.sp)?;
-    let key = WriteKey { pid, tid, goid, map: call.map, pc, routine: cookie.routine, _pad: [0; 7] };
+    let key = WriteKey { pid, tid, goid, map, pc, routine: cookie.routine, _pad: [0; 7] };
 
     // Overlap: the header's write-in-progress state is set by a write that
     // has not finished yet (the Go runtime checks the same thing right after
     // this point and dies with "concurrent map writes").
-    let mkey = MapKey { pid, _pad: 0, map: call.map };
-    if let Ok(state) = read_user::<u8>(call.map + cookie.writing_off as u64)
+    let mkey = MapKey { pid, _pad: 0, map };
+    if let Ok(state) = read_user::<u8>(map + cookie.writing_off as u64)
         && state & cookie.writing_mask != 0
     {
-        report_overlap(&call, &key, &mkey, &cookie);
+        report_overlap(&key, maptype, &mkey, gopc(call, cookie), OVERLAP_AT_ENTRY);
     }
-    record_last_writer(&mkey, goid, pc, tid);
+    if record_writer(&mkey, Writer { goid, pc, tid, _pad: 0 }) {
+        // Only maps with several writers can overlap: remember this entry
+        // for the `fatal` probe (one update, on shared maps only).
+        let _ = LAST_ENTRY.insert(&tid, &LastEntry { key, maptype }, 0);
+    }
 
     match WRITES.get_ptr_mut(&key) {
         // SAFETY: per-CPU value; `tid` is in the key, so no other task can
@@ -72,29 +78,62 @@ fn try_map_write(ctx: &ProbeContext) -> Result<(), ()> {
             if WRITES.insert(&key, &1, BPF_NOEXIST).is_err() {
                 count_lost(lost::WRITES_FULL);
             }
-            report_new_tuple(&call, &key, &cookie);
+            report_new_tuple(&key, maptype, gopc(call, cookie));
         }
     }
     Ok(())
 }
 
+/// `runtime.fatal(s string)`: when the message is a concurrent map access,
+/// the Go runtime caught an overlap inside the write this thread entered
+/// last; report it with both writers before the process dies.
+fn try_go_fatal(ctx: &ProbeContext, call: &GoCall, cookie: &Cookie) -> Result<(), ()> {
+    const MSG: &[u8; 15] = b"concurrent map ";
+    let (msg, len) = (call.rax, call.rbx);
+    if len < MSG.len() as u64 {
+        return Ok(());
+    }
+    let head: [u8; 15] = read_user(msg)?;
+    if &head != MSG {
+        return Ok(());
+    }
+    let (_, tid) = pid_tid();
+    debug!(ctx, "go fatal on tid {}: concurrent map access", tid);
+    // SAFETY: plain data, copied out at once.
+    let Some(entry) = (unsafe { LAST_ENTRY.get(&tid) }).copied() else { return Ok(()) };
+    let goid: u64 = read_user(call.g + cookie.goid_off as u64)?;
+    if entry.key.tid != tid || entry.key.goid != goid {
+        debug!(ctx, "go fatal: tid {} last entered a write as goid {}, not {}", tid, entry.key.goid, goid);
+        // Not inside a write to a shared map we saw: nothing to name.
+        return Ok(());
+    }
+    let mkey = MapKey { pid: entry.key.pid, _pad: 0, map: entry.key.map };
+    report_overlap(&entry.key, entry.maptype, &mkey, gopc(call, cookie), OVERLAP_GO_FATAL);
+    Ok(())
+}
+
+/// Records `me` as the map's last writer; true when the map has had more
+/// than one writing goroutine.
 #[inline(always)]
-fn record_last_writer(mkey: &MapKey, goid: u64, pc: u64, tid: u32) {
+fn record_writer(mkey: &MapKey, me: Writer) -> bool {
     match MAP_STATE.get_ptr_mut(mkey) {
         Some(p) => {
             // SAFETY: points into the map's value; racy stores only blur
             // which of two concurrent writers is named, never memory safety.
             unsafe {
-                (*p).goid = goid;
-                (*p).pc = pc;
-                (*p).tid = tid;
+                if (*p).last.goid != me.goid {
+                    (*p).prev = (*p).last;
+                }
+                (*p).last = me;
+                (*p).prev.pc != 0
             }
         }
         None => {
-            let st = MapState { goid, pc, tid, _pad: 0 };
+            let st = MapState { last: me, prev: Writer::default() };
             if MAP_STATE.insert(mkey, &st, 0).is_err() {
                 count_lost(lost::MAP_STATE_FULL);
             }
+            false
         }
     }
 }
@@ -112,24 +151,19 @@ fn gopc(call: &GoCall, cookie: &Cookie) -> u64 {
 }
 
 #[inline(never)]
-fn report_new_tuple(call: &GoCall, key: &WriteKey, cookie: &Cookie) {
+fn report_new_tuple(key: &WriteKey, maptype: u64, gopc: u64) {
     let Some(mut entry) = EVENTS.reserve::<NewTuple>(0) else {
         count_lost(lost::RINGBUF_FULL);
         return;
     };
-    entry.write(NewTuple {
-        hdr: header(KIND_NEW_TUPLE, key),
-        key: *key,
-        maptype: call.maptype,
-        gopc: gopc(call, cookie),
-    });
+    entry.write(NewTuple { hdr: header(KIND_NEW_TUPLE, key), key: *key, maptype, gopc });
     entry.submit(RB_NO_WAKEUP);
 }
 
 #[inline(never)]
-fn report_overlap(call: &GoCall, key: &WriteKey, mkey: &MapKey, cookie: &Cookie) {
+fn report_overlap(key: &WriteKey, maptype: u64, mkey: &MapKey, gopc: u64, source: u32) {
     // SAFETY: the reference is only read before the program returns.
-    let other = unsafe { MAP_STATE.get(mkey) }.copied();
+    let other = unsafe { MAP_STATE.get(mkey) }.and_then(|s| s.other_than(key.goid));
     let Some(mut entry) = EVENTS.reserve::<Overlap>(0) else {
         count_lost(lost::RINGBUF_FULL);
         return;
@@ -137,11 +171,11 @@ fn report_overlap(call: &GoCall, key: &WriteKey, mkey: &MapKey, cookie: &Cookie)
     entry.write(Overlap {
         hdr: header(KIND_OVERLAP, key),
         key: *key,
-        maptype: call.maptype,
-        gopc: gopc(call, cookie),
+        maptype,
+        gopc,
         other: other.unwrap_or_default(),
         other_known: other.is_some() as u32,
-        _pad: 0,
+        source,
     });
     entry.submit(RB_NO_WAKEUP);
 }

@@ -3,14 +3,14 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{Array, HashMap, PerCpuArray, PerCpuHashMap, RingBuf},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, PerCpuHashMap, RingBuf},
 };
 use probe_common::{
     bpfmap::{BpfWriteKey, BpfWriteValue},
     config::{Global, Tracked},
     lost,
     maps as names,
-    uprobe::{MapKey, MapState, WriteKey},
+    uprobe::{LastEntry, MapKey, MapState, WriteKey},
 };
 
 #[map(name = "WRITES")]
@@ -20,6 +20,11 @@ pub static WRITES: PerCpuHashMap<WriteKey, u64> =
 #[map(name = "MAP_STATE")]
 pub static MAP_STATE: HashMap<MapKey, MapState> =
     HashMap::with_max_entries(names::MAP_STATE_DEFAULT_ENTRIES, 0);
+
+/// LRU: an old thread's entry may be evicted; it is only needed while the
+/// thread is inside a write.
+#[map(name = "LAST_ENTRY")]
+pub static LAST_ENTRY: LruHashMap<u32, LastEntry> = LruHashMap::with_max_entries(names::LAST_ENTRY_ENTRIES, 0);
 
 #[map(name = "EVENTS")]
 pub static EVENTS: RingBuf = RingBuf::with_byte_size(names::EVENTS_DEFAULT_BYTES, 0);

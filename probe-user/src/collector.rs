@@ -190,6 +190,8 @@ impl Collector {
                     other_tid: known.then_some(ev.other.tid),
                     other_site: if known { self.symbolize(k.pid, ev.other.pc) } else { None },
                     ktime_ns: ev.hdr.ktime_ns,
+                    by_go_runtime: ev.source == events::OVERLAP_GO_FATAL,
+                    pc: k.pc,
                 };
                 if let Some(s) = &ov.other_site {
                     model.names.sites.entry((k.pid, ev.other.pc)).or_insert_with(|| s.clone());

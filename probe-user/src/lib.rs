@@ -21,6 +21,7 @@ pub mod session;
 pub mod summary;
 pub mod target;
 pub mod top;
+pub mod tui;
 
 pub use cli::Cli;
 

@@ -69,7 +69,7 @@ pub struct Probes {
     pub ebpf: Ebpf,
     /// Keyed by (device, inode, pid or 0 for all processes).
     attached: HashMap<(u64, u64, u32), Attachment>,
-    _logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
+    logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
 }
 
 impl Probes {
@@ -98,7 +98,7 @@ impl Probes {
         } else {
             None
         };
-        let mut me = Self { ebpf, attached: HashMap::new(), _logger: logger };
+        let mut me = Self { ebpf, attached: HashMap::new(), logger };
         me.set_global(Global {
             self_pid: std::process::id(),
             exec_all: opts.exec_all as u32,
@@ -174,7 +174,7 @@ impl Probes {
         }
         let offs = bin.runtime_offsets()?;
         let routines = bin.routines();
-        if routines.is_empty() {
+        if routines.iter().all(|r| r.id == probe_common::uprobe::routine::FATAL) {
             bail!("{} links none of the Go map write routines (runtime.mapassign*): nothing to audit", path.display());
         }
         let scope = match pid.and_then(NonZeroU32::new) {
@@ -191,6 +191,14 @@ impl Probes {
                     r.symbol
                 ));
             }
+            log::debug!(
+                "{}: {} at {:#x} (+{}, `{}`)",
+                path.display(),
+                r.symbol,
+                r.attach_vaddr,
+                r.attach_vaddr - r.entry,
+                r.attach_instruction
+            );
             let cookie = Cookie {
                 routine: r.id,
                 goid_off: offs.goid,
@@ -222,6 +230,13 @@ impl Probes {
                     let _ = prog.detach(l);
                 }
             }
+        }
+    }
+
+    /// Forwards pending eBPF log records (aya-log) to the logger.
+    pub fn flush_logs(&mut self) {
+        if let Some(l) = &mut self.logger {
+            l.flush();
         }
     }
 

@@ -50,6 +50,7 @@ impl Ops {
             routine::Op::Write => self.writes += n,
             routine::Op::Delete => self.deletes += n,
             routine::Op::Clear => self.clears += n,
+            routine::Op::None => {}
         }
     }
     /// Every mutation: what rates and rankings are based on.
@@ -71,6 +72,11 @@ pub struct OverlapEvent {
     pub other_tid: Option<u32>,
     pub other_site: Option<Location>,
     pub ktime_ns: u64,
+    /// Detected by the Go runtime (`fatal("concurrent map writes")`) rather
+    /// than by the probe at the write's entry.
+    pub by_go_runtime: bool,
+    /// The detecting write's call site pc.
+    pub pc: u64,
 }
 
 /// A bpf(2) map writer row (already resolved to a map id where possible).
@@ -244,7 +250,15 @@ impl Model {
         self.bpf = rows;
     }
 
+    /// Records an overlap. The Go runtime's own detection of a write the
+    /// probe already flagged at its entry is the same incident: kept once.
     pub fn add_overlap(&mut self, ev: OverlapEvent) {
+        let same = |o: &OverlapEvent| {
+            (o.pid, o.tid, o.goid, o.map, o.pc) == (ev.pid, ev.tid, ev.goid, ev.map, ev.pc) && !o.by_go_runtime
+        };
+        if ev.by_go_runtime && self.overlaps.iter().rev().take(16).any(same) {
+            return;
+        }
         self.overlaps.push(ev);
     }
 
@@ -536,6 +550,8 @@ mod tests {
                 other_tid: Some(11),
                 other_site: Some(loc("main.worker", 27)),
                 ktime_ns: t,
+                by_go_runtime: false,
+                pc: 0x200 + t,
             });
         }
         m.tick(Duration::ZERO);

@@ -367,7 +367,7 @@ mod tests {
         m.names.map_types.insert((5, 0xc000010000), "map[string]int".into());
         m.add_overlap(OverlapEvent {
             pid: 5, map: 0xc000010000, goid: 2, tid: 7, site: None,
-            other_goid: Some(1), other_tid: Some(6), other_site: None, ktime_ns: 1,
+            other_goid: Some(1), other_tid: Some(6), other_site: None, ktime_ns: 1, by_go_runtime: false, pc: 0,
         });
         m.tick(Duration::ZERO);
         m

@@ -168,6 +168,7 @@ impl Session {
     /// Drains events and acts on them (attach at exec, continue stopped
     /// processes). Returns the pids that exited.
     pub fn drain(&mut self) -> Vec<u32> {
+        self.probes.flush_logs();
         let controls = self.collector.drain(&mut self.model);
         let mut exited = Vec::new();
         for c in controls {

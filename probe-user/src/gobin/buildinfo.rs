@@ -19,24 +19,29 @@ const MAX_VERSION_LEN: usize = 256;
 /// The recorded version string, e.g. `go1.27.3`, or `None` when the binary
 /// has no readable build info.
 pub(crate) fn find_version(img: &ElfImage, data: &[u8]) -> Option<String> {
-    if let Some(blob) = img.section_data(data, ".go.buildinfo") {
-        if let Some(v) = parse_blob(img, data, blob) {
-            return Some(v);
-        }
+    let by_section = img
+        .section_data(data, ".go.buildinfo")
+        .and_then(|blob| parse_blob(img, data, blob));
+    if by_section.is_some() {
+        return by_section;
     }
     // Section headers can be stripped; the blob is 16-byte aligned in a
     // writable segment, as debug/buildinfo searches for it.
     for seg in img.segments.iter().filter(|s| s.writable) {
-        let Some(bytes) = img.tail(data, seg.vaddr) else { continue };
+        let Some(bytes) = img.tail(data, seg.vaddr) else {
+            continue;
+        };
         let mut off = 0usize;
         while let Some(window) = bytes.get(off..) {
             if window.len() < 32 {
                 break;
             }
-            if window.starts_with(MAGIC) {
-                if let Some(v) = parse_blob(img, data, window) {
-                    return Some(v);
-                }
+            let found = window
+                .starts_with(MAGIC)
+                .then(|| parse_blob(img, data, window))
+                .flatten();
+            if found.is_some() {
+                return found;
             }
             off = off.checked_add(16)?;
         }
@@ -86,7 +91,11 @@ pub(crate) fn parse_version(s: &str) -> Option<(u32, u32, u32)> {
     let mut parts = rest.split('.');
     for (i, slot) in nums.iter_mut().enumerate() {
         let Some(part) = parts.next() else { break };
-        let digits = part.get(..part.find(|c: char| !c.is_ascii_digit()).unwrap_or(part.len()))?;
+        let digits = part.get(
+            ..part
+                .find(|c: char| !c.is_ascii_digit())
+                .unwrap_or(part.len()),
+        )?;
         if digits.is_empty() {
             if i < 2 {
                 return None;
@@ -102,6 +111,7 @@ pub(crate) fn parse_version(s: &str) -> Option<(u32, u32, u32)> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::parse_version;
 
@@ -112,7 +122,10 @@ mod tests {
         assert_eq!(parse_version("go1.22"), Some((1, 22, 0)));
         assert_eq!(parse_version("go1.22rc1"), Some((1, 22, 0)));
         assert_eq!(parse_version("go1.25.0 X:greenteagc"), Some((1, 25, 0)));
-        assert_eq!(parse_version("devel go1.26-abcdef Mon Jan 1"), Some((1, 26, 0)));
+        assert_eq!(
+            parse_version("devel go1.26-abcdef Mon Jan 1"),
+            Some((1, 26, 0))
+        );
         assert_eq!(parse_version("go1."), None);
         assert_eq!(parse_version("gccgo"), None);
         assert_eq!(parse_version("xgo1.2"), None);

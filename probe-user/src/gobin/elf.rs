@@ -7,9 +7,11 @@
 
 use std::collections::HashMap;
 
-use object::elf;
-use object::read::elf::{ElfFile64, FileHeader as _, ProgramHeader as _, Rela as _, SectionHeader as _, Sym as _};
 use object::Endianness;
+use object::elf;
+use object::read::elf::{
+    ElfFile64, FileHeader as _, ProgramHeader as _, Rela as _, SectionHeader as _, Sym as _,
+};
 
 use super::GoBinError;
 use super::read;
@@ -70,14 +72,19 @@ impl ElfImage {
         match data.get(EI_CLASS) {
             Some(&elf::ELFCLASS64) => {}
             Some(&elf::ELFCLASS32) => {
-                return Err(GoBinError::Unsupported("32-bit ELF; only 64-bit Go binaries are supported".into()));
+                return Err(GoBinError::Unsupported(
+                    "32-bit ELF; only 64-bit Go binaries are supported".into(),
+                ));
             }
             _ => return Err(GoBinError::BadElf("unknown ELF class".into())),
         }
         if data.get(EI_DATA) != Some(&elf::ELFDATA2LSB) {
-            return Err(GoBinError::Unsupported("big-endian ELF; only little-endian Go binaries are supported".into()));
+            return Err(GoBinError::Unsupported(
+                "big-endian ELF; only little-endian Go binaries are supported".into(),
+            ));
         }
-        let file = ElfFile64::<Endianness>::parse(data).map_err(|e| GoBinError::BadElf(e.to_string()))?;
+        let file =
+            ElfFile64::<Endianness>::parse(data).map_err(|e| GoBinError::BadElf(e.to_string()))?;
         let endian = file.endian();
         let header = file.elf_header();
         let e_type = header.e_type(endian);
@@ -106,7 +113,8 @@ impl ElfImage {
             return Err(GoBinError::BadElf("no loadable (PT_LOAD) segments".into()));
         }
         let file_len = data.len() as u64;
-        let past_end = |offset: u64, size: u64| offset.checked_add(size).is_none_or(|end| end > file_len);
+        let past_end =
+            |offset: u64, size: u64| offset.checked_add(size).is_none_or(|end| end > file_len);
         if let Some(s) = segments.iter().find(|s| past_end(s.offset, s.filesz)) {
             return Err(GoBinError::BadElf(format!(
                 "truncated: the segment at {:#x} needs file bytes up to {:#x}, the file has {file_len:#x}",
@@ -129,7 +137,8 @@ impl ElfImage {
                 .map(|n| String::from_utf8_lossy(n).into_owned())
                 .unwrap_or_default();
             let section_type = sh.sh_type(endian);
-            if section_type != elf::SHT_NOBITS && past_end(sh.sh_offset(endian), sh.sh_size(endian)) {
+            if section_type != elf::SHT_NOBITS && past_end(sh.sh_offset(endian), sh.sh_size(endian))
+            {
                 return Err(GoBinError::BadElf(format!(
                     "truncated: section {name} extends past the end of the file ({file_len:#x} bytes)"
                 )));
@@ -154,7 +163,9 @@ impl ElfImage {
         let mut symbols = HashMap::new();
         let symtab = file.elf_symbol_table();
         for sym in symtab.iter() {
-            let Ok(name) = symtab.symbol_name(endian, sym) else { continue };
+            let Ok(name) = symtab.symbol_name(endian, sym) else {
+                continue;
+            };
             if let Some(want) = WANTED_SYMBOLS.iter().find(|w| w.as_bytes() == name) {
                 symbols.entry(*want).or_insert(sym.st_value(endian));
             }
@@ -232,9 +243,17 @@ impl ElfImage {
         self.relative.get(i).map(|r| r.1)
     }
 
+    #[cfg(test)]
+    pub fn relative_relocations(&self) -> &[(u64, u64)] {
+        &self.relative
+    }
+
     /// Addresses of relocated words whose value is `target`: where an
     /// externally linked PIE keeps pointers the file itself shows as zero.
     pub fn relocations_to(&self, target: u64) -> impl Iterator<Item = u64> + '_ {
-        self.relative.iter().filter(move |r| r.1 == target).map(|r| r.0)
+        self.relative
+            .iter()
+            .filter(move |r| r.1 == target)
+            .map(|r| r.0)
     }
 }

@@ -17,9 +17,9 @@ mod offsets;
 mod pclntab;
 mod prologue;
 mod read;
-mod types;
 #[cfg(test)]
 mod tests;
+mod types;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -38,7 +38,10 @@ use pclntab::Pclntab;
 #[derive(Debug, thiserror::Error)]
 pub enum GoBinError {
     #[error("cannot read {}: {source}", path.display())]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("not an ELF file")]
     NotElf,
     #[error("malformed ELF file: {0}")]
@@ -47,7 +50,9 @@ pub enum GoBinError {
     Unsupported(String),
     #[error("not a Go binary (no .go.buildinfo / .gopclntab)")]
     NotGo,
-    #[error("Go binary without readable build info (.go.buildinfo): cannot tell which Go version built it")]
+    #[error(
+        "Go binary without readable build info (.go.buildinfo): cannot tell which Go version built it"
+    )]
     NoBuildInfo,
     #[error("cannot understand the Go version {0:?} recorded in .go.buildinfo")]
     BadVersion(String),
@@ -129,7 +134,10 @@ impl std::fmt::Debug for GoBinary {
 
 impl GoBinary {
     pub fn open(path: &Path) -> Result<Self, GoBinError> {
-        let data = std::fs::read(path).map_err(|source| GoBinError::Io { path: path.to_owned(), source })?;
+        let data = std::fs::read(path).map_err(|source| GoBinError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
         Self::parse(data)
     }
 
@@ -147,7 +155,9 @@ impl GoBinary {
             .filter(|v| v.0 == 1)
             .ok_or_else(|| GoBinError::BadVersion(version_string.clone()))?;
         if version.1 < offsets::OLDEST_MINOR {
-            return Err(GoBinError::TooOld { found: version_string });
+            return Err(GoBinError::TooOld {
+                found: version_string,
+            });
         }
         let mut pcln = pcln.map_err(GoBinError::BadPclntab)?;
         let moduledata = moduledata::locate(&img, &data, &pcln, version.1);
@@ -159,7 +169,9 @@ impl GoBinary {
                 .get("runtime.text")
                 .copied()
                 .or_else(|| img.section(".text").map(|s| s.addr))
-                .ok_or_else(|| GoBinError::BadPclntab("cannot find the text base (runtime.text)".into()))?,
+                .ok_or_else(|| {
+                    GoBinError::BadPclntab("cannot find the text base (runtime.text)".into())
+                })?,
         };
         if pcln.nfunc == 0 {
             return Err(GoBinError::BadPclntab("no functions".into()));
@@ -211,7 +223,11 @@ impl GoBinary {
         self.pcln
             .funcs(&self.data)
             .filter_map(|f| {
-                Some(Function { name: self.pcln.func_name(&self.data, &f)?, entry: f.entry, end: f.end })
+                Some(Function {
+                    name: self.pcln.func_name(&self.data, &f)?,
+                    entry: f.entry,
+                    end: f.end,
+                })
             })
             .collect()
     }
@@ -219,21 +235,32 @@ impl GoBinary {
     /// The first function named `name` (Go names are unique per binary).
     pub fn function(&self, name: &str) -> Option<Function> {
         self.pcln.funcs(&self.data).find_map(|f| {
-            let n = self.pcln.func_name(&self.data, &f)?;
-            (n == name).then_some(Function { name: n, entry: f.entry, end: f.end })
+            (self.pcln.func_name_bytes(&self.data, &f)? == name.as_bytes()).then(|| Function {
+                name: name.to_string(),
+                entry: f.entry,
+                end: f.end,
+            })
         })
     }
 
     /// The function containing `vaddr`.
     pub fn function_at(&self, vaddr: u64) -> Option<Function> {
         let f = self.pcln.find(&self.data, vaddr)?;
-        Some(Function { name: self.pcln.func_name(&self.data, &f)?, entry: f.entry, end: f.end })
+        Some(Function {
+            name: self.pcln.func_name(&self.data, &f)?,
+            entry: f.entry,
+            end: f.end,
+        })
     }
 
     /// Code bytes of `f` from the file, clipped to its segment.
     pub fn code(&self, f: &Function) -> Option<&[u8]> {
-        let len = usize::try_from(f.end.checked_sub(f.entry)?).ok()?;
-        let tail = self.img.tail(&self.data, f.entry)?;
+        self.code_between(f.entry, f.end)
+    }
+
+    fn code_between(&self, entry: u64, end: u64) -> Option<&[u8]> {
+        let len = usize::try_from(end.checked_sub(entry)?).ok()?;
+        let tail = self.img.tail(&self.data, entry)?;
         tail.get(..len.min(tail.len()))
     }
 
@@ -241,18 +268,29 @@ impl GoBinary {
     pub fn routines(&self) -> Vec<Routine> {
         let mut found: Vec<Option<Routine>> = vec![None; routine::COUNT];
         for f in self.pcln.funcs(&self.data) {
-            let Some(name) = self.pcln.func_name(&self.data, &f) else { continue };
-            let Some(id) = routine::SYMBOLS.iter().position(|s| *s == name) else { continue };
-            let Some(slot) = found.get_mut(id) else { continue };
+            let Some(name) = self.pcln.func_name_bytes(&self.data, &f) else {
+                continue;
+            };
+            let Some(id) = routine::SYMBOLS.iter().position(|s| s.as_bytes() == name) else {
+                continue;
+            };
+            let Some(slot) = found.get_mut(id) else {
+                continue;
+            };
             if slot.is_some() {
                 continue;
             }
-            let func = Function { name, entry: f.entry, end: f.end };
-            let attach = match (self.img.machine, self.code(&func)) {
+            let attach = match (self.img.machine, self.code_between(f.entry, f.end)) {
                 (object::elf::EM_X86_64, Some(code)) => prologue::attach_point(code, f.entry),
-                _ => prologue::Attach { vaddr: f.entry, after_prologue: false, instruction: String::new() },
+                _ => prologue::Attach {
+                    vaddr: f.entry,
+                    after_prologue: false,
+                    instruction: String::new(),
+                },
             };
-            let Some(attach_offset) = self.img.vaddr_to_offset(attach.vaddr) else { continue };
+            let Some(attach_offset) = self.img.vaddr_to_offset(attach.vaddr) else {
+                continue;
+            };
             *slot = Some(Routine {
                 id: u8::try_from(id).unwrap_or(u8::MAX),
                 symbol: routine::SYMBOLS.get(id).copied().unwrap_or_default(),
@@ -269,12 +307,15 @@ impl GoBinary {
     /// Offsets for the probe, from DWARF when present, else from the
     /// per-version table; `source` says which.
     pub fn runtime_offsets(&self) -> Result<RuntimeOffsets, GoBinError> {
-        if self.has_dwarf {
-            if let Some(o) = offsets::from_dwarf(&self.data, self.version.1) {
-                return Ok(o);
-            }
+        let from_dwarf = self
+            .has_dwarf
+            .then(|| offsets::from_dwarf(&self.data, self.version.1))
+            .flatten();
+        if let Some(o) = from_dwarf {
+            return Ok(o);
         }
-        offsets::from_table(self.version.1).ok_or_else(|| GoBinError::NoOffsets(self.version_string.clone()))
+        offsets::from_table(self.version.1)
+            .ok_or_else(|| GoBinError::NoOffsets(self.version_string.clone()))
     }
 
     /// Symbolizes a return address or `gopc` (link-time address). Like the Go
@@ -291,13 +332,26 @@ impl GoBinary {
         let function = self
             .inlined_name(&f, look)
             .or_else(|| self.pcln.func_name(d, &f))?;
-        Some(Location { function, file, line })
+        Some(Location {
+            function,
+            file,
+            line,
+        })
     }
 
     fn inlined_name(&self, f: &pclntab::Func, pc: u64) -> Option<String> {
         let md = self.moduledata.as_ref()?;
-        let ix = u64::try_from(self.pcln.pcdata(&self.data, f, pclntab::PCDATA_INL_TREE_INDEX, pc)?).ok()?;
-        let tree = md.gofunc.checked_add(u64::from(self.pcln.funcdata(&self.data, f, pclntab::FUNCDATA_INL_TREE)?))?;
+        let ix =
+            u64::try_from(
+                self.pcln
+                    .pcdata(&self.data, f, pclntab::PCDATA_INL_TREE_INDEX, pc)?,
+            )
+            .ok()?;
+        let tree = md.gofunc.checked_add(u64::from(self.pcln.funcdata(
+            &self.data,
+            f,
+            pclntab::FUNCDATA_INL_TREE,
+        )?))?;
         // inlinedCall{funcID u8; _ [3]byte; nameOff int32; parentPc int32; startLine int32}
         let call = tree.checked_add(ix.checked_mul(16)?)?;
         let name_off = self.img.u32(&self.data, call.checked_add(4)?)? as i32;
@@ -307,10 +361,13 @@ impl GoBinary {
     /// Name of the Go type whose `abi.Type` is at `type_addr` (link-time
     /// address), e.g. the `*maptype` argument of `mapassign`.
     pub fn type_name(&self, type_addr: u64) -> Option<String> {
-        if let Ok(cache) = self.type_cache.lock() {
-            if let Some(hit) = cache.get(&type_addr) {
-                return hit.clone();
-            }
+        let cached = self
+            .type_cache
+            .lock()
+            .ok()
+            .and_then(|c| c.get(&type_addr).cloned());
+        if let Some(hit) = cached {
+            return hit;
         }
         let name = types::type_name(&self.img, &self.data, self.moduledata.as_ref()?, type_addr);
         if let Ok(mut cache) = self.type_cache.lock() {

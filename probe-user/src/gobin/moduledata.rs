@@ -36,40 +36,59 @@ fn layout(minor: u32) -> (u64, u64) {
     if minor >= 27 { (312, 344) } else { (304, 320) }
 }
 
-pub(crate) fn locate(img: &ElfImage, data: &[u8], pcln: &Pclntab, minor: u32) -> Option<ModuleData> {
-    let mut candidates: Vec<u64> = Vec::new();
-    candidates.extend(img.symbols.get("runtime.firstmoduledata"));
-    candidates.extend(img.section(".go.module").map(|s| s.addr));
-    for c in &candidates {
-        if let Some(md) = validate(img, data, pcln, minor, *c) {
-            return Some(md);
-        }
-    }
-    for seg in img.segments.iter().filter(|s| s.writable) {
-        let Some(bytes) = img.tail(data, seg.vaddr) else { continue };
-        let needle = pcln.vaddr.to_le_bytes();
-        // moduledata is pointer-aligned; step by 8 from an aligned start.
-        let skew = (8 - (seg.vaddr % 8) as usize) % 8;
-        let Some(aligned) = bytes.get(skew..) else { continue };
-        for (i, w) in aligned.chunks_exact(8).enumerate() {
-            if w == needle {
-                let at = (i as u64)
-                    .checked_mul(8)
-                    .and_then(|o| o.checked_add(skew as u64))
-                    .and_then(|o| seg.vaddr.checked_add(o));
-                if let Some(md) = at.and_then(|a| validate(img, data, pcln, minor, a)) {
-                    return Some(md);
-                }
-            }
-        }
-    }
-    let relocated: Vec<u64> = img.relocations_to(pcln.vaddr).collect();
-    relocated
+pub(crate) fn locate(
+    img: &ElfImage,
+    data: &[u8],
+    pcln: &Pclntab,
+    minor: u32,
+) -> Option<ModuleData> {
+    let named = [
+        img.symbols.get("runtime.firstmoduledata").copied(),
+        img.section(".go.module").map(|s| s.addr),
+    ];
+    named
         .into_iter()
+        .flatten()
+        .find_map(|a| validate(img, data, pcln, minor, a))
+        .or_else(|| scan(img, data, pcln, minor))
+}
+
+/// Finds moduledata without names: the pointer-aligned word in a writable
+/// segment (or a relocation) whose value is the pclntab header address.
+pub(crate) fn scan(img: &ElfImage, data: &[u8], pcln: &Pclntab, minor: u32) -> Option<ModuleData> {
+    let needle = pcln.vaddr.to_le_bytes();
+    for seg in img.segments.iter().filter(|s| s.writable) {
+        let Some(bytes) = img.tail(data, seg.vaddr) else {
+            continue;
+        };
+        let skew = (8 - (seg.vaddr % 8) as usize) % 8;
+        let Some(aligned) = bytes.get(skew..) else {
+            continue;
+        };
+        let found = aligned
+            .chunks_exact(8)
+            .enumerate()
+            .filter(|(_, w)| *w == needle)
+            .filter_map(|(i, _)| {
+                seg.vaddr
+                    .checked_add((i as u64).checked_mul(8)?.checked_add(skew as u64)?)
+            })
+            .find_map(|a| validate(img, data, pcln, minor, a));
+        if found.is_some() {
+            return found;
+        }
+    }
+    img.relocations_to(pcln.vaddr)
         .find_map(|a| validate(img, data, pcln, minor, a))
 }
 
-fn validate(img: &ElfImage, data: &[u8], pcln: &Pclntab, minor: u32, addr: u64) -> Option<ModuleData> {
+fn validate(
+    img: &ElfImage,
+    data: &[u8],
+    pcln: &Pclntab,
+    minor: u32,
+    addr: u64,
+) -> Option<ModuleData> {
     let at = |off: u64| img.ptr(data, addr.checked_add(off)?);
     if at(0)? != pcln.vaddr
         || at(OFF_FUNCNAMETAB)? != pcln.vaddr.checked_add(pcln.funcname_offset)?

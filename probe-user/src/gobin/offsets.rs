@@ -69,8 +69,18 @@ pub(crate) fn from_table(minor: u32) -> Option<RuntimeOffsets> {
         (OffsetSource::VersionTable, minor)
     };
     let &(_, goid, gopc) = G_TABLE.iter().find(|e| e.0 == minor)?;
-    let (writing_off, writing_mask) = if minor >= SWISS_MINOR { MAP_WRITING } else { HMAP_FLAGS };
-    Some(RuntimeOffsets { goid, gopc, writing_off, writing_mask, source })
+    let (writing_off, writing_mask) = if minor >= SWISS_MINOR {
+        MAP_WRITING
+    } else {
+        HMAP_FLAGS
+    };
+    Some(RuntimeOffsets {
+        goid,
+        gopc,
+        writing_off,
+        writing_mask,
+        source,
+    })
 }
 
 /// Reads the offsets from DWARF; `None` when DWARF is absent, unreadable, or
@@ -93,7 +103,9 @@ pub(crate) fn from_dwarf(data: &[u8], minor: u32) -> Option<RuntimeOffsets> {
     let mut found = Members::default();
     let mut units = dwarf.units();
     while let Ok(Some(header)) = units.next() {
-        let Ok(unit) = dwarf.unit(header) else { continue };
+        let Ok(unit) = dwarf.unit(header) else {
+            continue;
+        };
         scan_unit(&dwarf, &unit, &mut found);
         if found.complete() {
             break;
@@ -103,10 +115,26 @@ pub(crate) fn from_dwarf(data: &[u8], minor: u32) -> Option<RuntimeOffsets> {
     let gopc = u16::try_from(found.gopc?).ok()?;
     // Which map implementation is linked is what DWARF describes; prefer
     // the one the version defaults to (GOEXPERIMENT can switch 1.24/1.25).
-    let writing = found.writing.and_then(|o| u8::try_from(o).ok()).map(|o| (o, MAP_WRITING.1));
-    let flags = found.hmap_flags.and_then(|o| u8::try_from(o).ok()).map(|o| (o, HMAP_FLAGS.1));
-    let (writing_off, writing_mask) = if minor >= SWISS_MINOR { writing.or(flags)? } else { flags.or(writing)? };
-    Some(RuntimeOffsets { goid, gopc, writing_off, writing_mask, source: OffsetSource::Dwarf })
+    let writing = found
+        .writing
+        .and_then(|o| u8::try_from(o).ok())
+        .map(|o| (o, MAP_WRITING.1));
+    let flags = found
+        .hmap_flags
+        .and_then(|o| u8::try_from(o).ok())
+        .map(|o| (o, HMAP_FLAGS.1));
+    let (writing_off, writing_mask) = if minor >= SWISS_MINOR {
+        writing.or(flags)?
+    } else {
+        flags.or(writing)?
+    };
+    Some(RuntimeOffsets {
+        goid,
+        gopc,
+        writing_off,
+        writing_mask,
+        source: OffsetSource::Dwarf,
+    })
 }
 
 #[derive(Default)]
@@ -119,7 +147,9 @@ struct Members {
 
 impl Members {
     fn complete(&self) -> bool {
-        self.goid.is_some() && self.gopc.is_some() && (self.writing.is_some() || self.hmap_flags.is_some())
+        self.goid.is_some()
+            && self.gopc.is_some()
+            && (self.writing.is_some() || self.hmap_flags.is_some())
     }
 
     fn slot(&mut self, strukt: &[u8], member: &[u8]) -> Option<&mut Option<u64>> {
@@ -137,7 +167,11 @@ const WANTED_STRUCTS: &[&[u8]] = &[b"runtime.g", b"internal/runtime/maps.Map", b
 
 type Slice<'a> = EndianSlice<'a, LittleEndian>;
 
-fn scan_unit<'a>(dwarf: &gimli::Dwarf<Slice<'a>>, unit: &gimli::Unit<Slice<'a>>, found: &mut Members) {
+fn scan_unit<'a>(
+    dwarf: &gimli::Dwarf<Slice<'a>>,
+    unit: &gimli::Unit<Slice<'a>>,
+    found: &mut Members,
+) {
     let name_of = |e: &gimli::DebuggingInformationEntry<Slice<'a>>| -> Option<&'a [u8]> {
         let v = e.attr_value(gimli::DW_AT_name)?;
         dwarf.attr_string(unit, v).ok().map(|s| s.slice())
@@ -147,10 +181,8 @@ fn scan_unit<'a>(dwarf: &gimli::Dwarf<Slice<'a>>, unit: &gimli::Unit<Slice<'a>>,
     let mut entries = unit.entries();
     while let Ok(Some(entry)) = entries.next_dfs() {
         let depth = entry.depth();
-        if let Some((_, d)) = current {
-            if depth <= d {
-                current = None;
-            }
+        if current.is_some_and(|(_, d)| depth <= d) {
+            current = None;
         }
         match entry.tag() {
             gimli::DW_TAG_structure_type => {
@@ -163,11 +195,13 @@ fn scan_unit<'a>(dwarf: &gimli::Dwarf<Slice<'a>>, unit: &gimli::Unit<Slice<'a>>,
                 if depth != d + 1 {
                     continue;
                 }
-                let Some(member) = name_of(entry) else { continue };
-                if let Some(slot) = found.slot(strukt, member) {
-                    if slot.is_none() {
-                        *slot = entry.attr_value(gimli::DW_AT_data_member_location).and_then(member_offset);
-                    }
+                let Some(member) = name_of(entry) else {
+                    continue;
+                };
+                if let Some(slot @ None) = found.slot(strukt, member) {
+                    *slot = entry
+                        .attr_value(gimli::DW_AT_data_member_location)
+                        .and_then(member_offset);
                 }
             }
             _ => {}
@@ -189,6 +223,7 @@ fn member_offset(v: AttributeValue<Slice<'_>>) -> Option<u64> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -75,7 +75,9 @@ impl Pclntab {
             return Err("damaged header".into());
         }
         if ptr_size != 8 {
-            return Err(format!("pointer size {ptr_size}; only 64-bit binaries are supported"));
+            return Err(format!(
+                "pointer size {ptr_size}; only 64-bit binaries are supported"
+            ));
         }
         let field = |i: usize| read::u64_at(hdr, 8 * i).unwrap_or(u64::MAX);
         let nfunc = us(field(1)).ok_or("function count out of range")?;
@@ -85,7 +87,9 @@ impl Pclntab {
         let mut bounds = Vec::with_capacity(6);
         let mut prev = HEADER_LEN;
         for o in offsets {
-            let o = us(o).filter(|&o| o >= prev && o <= len).ok_or("table offsets out of order or out of range")?;
+            let o = us(o)
+                .filter(|&o| o >= prev && o <= len)
+                .ok_or("table offsets out of order or out of range")?;
             bounds.push(o);
             prev = o;
         }
@@ -98,7 +102,10 @@ impl Pclntab {
         else {
             return Err("table offsets out of range".into());
         };
-        let ftab_len = nfunc.checked_add(1).and_then(|n| n.checked_mul(8)).ok_or("function count out of range")?;
+        let ftab_len = nfunc
+            .checked_add(1)
+            .and_then(|n| n.checked_mul(8))
+            .ok_or("function count out of range")?;
         if ftab_len > functab.len() {
             return Err(format!("function count {nfunc} does not fit the table"));
         }
@@ -130,25 +137,33 @@ impl Pclntab {
                 return Some(r);
             }
         }
-        if let Some(&addr) = img.symbols.get("runtime.pclntab") {
-            if let Some(r) = Self::at_vaddr(img, data, addr) {
-                return Some(Ok(r));
-            }
+        let by_symbol = img
+            .symbols
+            .get("runtime.pclntab")
+            .and_then(|&addr| Self::at_vaddr(img, data, addr));
+        if let Some(r) = by_symbol {
+            return Some(Ok(r));
         }
         for seg in img.segments.iter().filter(|s| !s.executable) {
-            let Some(bytes) = img.tail(data, seg.vaddr) else { continue };
+            let Some(bytes) = img.tail(data, seg.vaddr) else {
+                continue;
+            };
             let mut off = 0usize;
             while let Some(w) = bytes.get(off..off.saturating_add(8)) {
                 if w.len() < 8 {
                     break;
                 }
                 let magic = read::u32_at(w, 0).unwrap_or(0);
-                if (magic == MAGIC_GO120 || magic == MAGIC_GO118) && w[4] == 0 && w[5] == 0 && w[7] == 8 {
-                    if let Some(r) = Self::at_vaddr(img, data, seg.vaddr.saturating_add(off as u64)) {
-                        if r.nfunc > 0 {
-                            return Some(Ok(r));
-                        }
-                    }
+                let plausible = (magic == MAGIC_GO120 || magic == MAGIC_GO118)
+                    && w[4] == 0
+                    && w[5] == 0
+                    && w[7] == 8;
+                let found = plausible
+                    .then(|| Self::at_vaddr(img, data, seg.vaddr.saturating_add(off as u64)))
+                    .flatten()
+                    .filter(|r| r.nfunc > 0);
+                if let Some(r) = found {
+                    return Some(Ok(r));
                 }
                 off = off.checked_add(8)?;
             }
@@ -214,11 +229,13 @@ impl Pclntab {
         (0..self.nfunc).filter_map(move |i| self.func(data, i))
     }
 
-    fn name_in(&self, data: &[u8], region: &Range<usize>, off: u64) -> Option<String> {
-        let at = region.start.checked_add(us(off)?)?;
-        let region_bytes = data.get(region.clone())?;
-        let s = read::cstr(region_bytes, at - region.start, MAX_NAME)?;
-        Some(String::from_utf8_lossy(s).into_owned())
+    fn name_in<'a>(&self, data: &'a [u8], region: &Range<usize>, off: u64) -> Option<&'a [u8]> {
+        read::cstr(data.get(region.clone())?, us(off)?, MAX_NAME)
+    }
+
+    /// The raw name bytes: comparing them avoids an allocation per function.
+    pub fn func_name_bytes<'a>(&self, data: &'a [u8], f: &Func) -> Option<&'a [u8]> {
+        self.name_in(data, &self.funcnametab, u64::try_from(f.name_off).ok()?)
     }
 
     pub fn func_name(&self, data: &[u8], f: &Func) -> Option<String> {
@@ -227,7 +244,8 @@ impl Pclntab {
 
     /// A name in funcnametab (also what inline-tree entries point to).
     pub fn name_at(&self, data: &[u8], name_off: i32) -> Option<String> {
-        self.name_in(data, &self.funcnametab, u64::try_from(name_off).ok()?)
+        let s = self.name_in(data, &self.funcnametab, u64::try_from(name_off).ok()?)?;
+        Some(String::from_utf8_lossy(s).into_owned())
     }
 
     /// Decodes a pc-value table (golang/go runtime `pcvalue`/`step`): pairs
@@ -275,6 +293,7 @@ impl Pclntab {
             return None;
         }
         self.name_in(data, &self.filetab, u64::from(file_off))
+            .map(|s| String::from_utf8_lossy(s).into_owned())
     }
 
     /// Value of pcdata table `idx` at `pc`.
@@ -282,7 +301,10 @@ impl Pclntab {
         if idx >= f.npcdata {
             return None;
         }
-        let at = f.off.checked_add(FUNC_LEN)?.checked_add(us(u64::from(idx) * 4)?)?;
+        let at = f
+            .off
+            .checked_add(FUNC_LEN)?
+            .checked_add(us(u64::from(idx) * 4)?)?;
         let table = read::u32_at(data, at)?;
         self.pcvalue(data, f, table, pc)
     }
@@ -293,7 +315,10 @@ impl Pclntab {
             return None;
         }
         let slots = u64::from(f.npcdata).checked_add(u64::from(idx))?;
-        let at = f.off.checked_add(FUNC_LEN)?.checked_add(us(slots.checked_mul(4)?)?)?;
+        let at = f
+            .off
+            .checked_add(FUNC_LEN)?
+            .checked_add(us(slots.checked_mul(4)?)?)?;
         read::u32_at(data, at).filter(|&o| o != u32::MAX)
     }
 }

@@ -15,7 +15,10 @@
 //! Only this exact shape is accepted: any other start (huge frames use a
 //! different check, assembly functions have none) keeps the entry.
 
-use iced_x86::{Decoder, DecoderOptions, Formatter as _, Instruction, IntelFormatter, Mnemonic, OpKind, Register};
+use iced_x86::{
+    Decoder, DecoderOptions, Formatter as _, Instruction, IntelFormatter, Mnemonic, OpKind,
+    Register,
+};
 
 /// `g.stackguard0`, what the prologue compares against (R14 holds `g`).
 const STACKGUARD0: u64 = 0x10;
@@ -34,7 +37,11 @@ pub(crate) struct Attach {
 /// `code`, loaded at `entry`.
 pub(crate) fn attach_point(code: &[u8], entry: u64) -> Attach {
     let mut dec = Decoder::with_ip(64, code, entry, DecoderOptions::NONE);
-    let mut next = || dec.can_decode().then(|| dec.decode()).filter(|i| !i.is_invalid());
+    let mut next = || {
+        dec.can_decode()
+            .then(|| dec.decode())
+            .filter(|i| !i.is_invalid())
+    };
     let after = (|| {
         let mut i = next()?;
         let checked = if is_lea_r12_rsp(&i) {
@@ -58,7 +65,11 @@ pub(crate) fn attach_point(code: &[u8], entry: u64) -> Attach {
             format(&d.decode())
         })
         .unwrap_or_default();
-    Attach { vaddr, after_prologue: after.is_some(), instruction }
+    Attach {
+        vaddr,
+        after_prologue: after.is_some(),
+        instruction,
+    }
 }
 
 pub(crate) fn format(i: &Instruction) -> String {
@@ -86,6 +97,7 @@ fn is_cmp_stackguard(i: &Instruction, reg: Register) -> bool {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -94,13 +106,31 @@ mod tests {
         // cmp rsp,[r14+0x10]; jbe +0x503; push rbp
         let short = [0x49, 0x3b, 0x66, 0x10, 0x0f, 0x86, 0x03, 0x05, 0, 0, 0x55];
         let a = attach_point(&short, 0x1000);
-        assert_eq!(a, Attach { vaddr: 0x100a, after_prologue: true, instruction: "push rbp".into() });
+        assert_eq!(
+            a,
+            Attach {
+                vaddr: 0x100a,
+                after_prologue: true,
+                instruction: "push rbp".into()
+            }
+        );
         // lea r12,[rsp-0x30]; cmp r12,[r14+0x10]; jbe rel8; push rbp
-        let lea = [0x4c, 0x8d, 0x64, 0x24, 0xd0, 0x4d, 0x3b, 0x66, 0x10, 0x76, 0x10, 0x55];
+        let lea = [
+            0x4c, 0x8d, 0x64, 0x24, 0xd0, 0x4d, 0x3b, 0x66, 0x10, 0x76, 0x10, 0x55,
+        ];
         let a = attach_point(&lea, 0x2000);
-        assert_eq!((a.vaddr, a.after_prologue, a.instruction.as_str()), (0x200b, true, "push rbp"));
+        assert_eq!(
+            (a.vaddr, a.after_prologue, a.instruction.as_str()),
+            (0x200b, true, "push rbp")
+        );
         // Wrong guard offset, wrong register, truncated, garbage: entry.
-        for code in [&[0x49, 0x3b, 0x66, 0x18, 0x76, 0x10, 0x55][..], &[0x48, 0x3b, 0x66, 0x10, 0x76, 0x10][..], &[0x49, 0x3b][..], &[][..], &[0xff; 16][..]] {
+        for code in [
+            &[0x49, 0x3b, 0x66, 0x18, 0x76, 0x10, 0x55][..],
+            &[0x48, 0x3b, 0x66, 0x10, 0x76, 0x10][..],
+            &[0x49, 0x3b][..],
+            &[][..],
+            &[0xff; 16][..],
+        ] {
             let a = attach_point(code, 0x3000);
             assert_eq!((a.vaddr, a.after_prologue), (0x3000, false));
         }

@@ -58,6 +58,7 @@ pub(crate) fn us(v: u64) -> Option<usize> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -1,6 +1,7 @@
 //! Tests against real Go binaries built by every toolchain of the matrix
 //! (`crate::fixtures`), checked against `go tool objdump` and the fixture's
 //! source. A missing toolchain fails the test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -50,8 +51,12 @@ fn fixture(version: &str, variant: Variant) -> (PathBuf, Arc<GoBinary>) {
     if let Some(hit) = cache.get(&key) {
         return hit.clone();
     }
-    let path = fixtures::build("writers", version, variant)
-        .unwrap_or_else(|e| panic!("building the writers fixture with Go {version} ({}): {e:#}", variant.name()));
+    let path = fixtures::build("writers", version, variant).unwrap_or_else(|e| {
+        panic!(
+            "building the writers fixture with Go {version} ({}): {e:#}",
+            variant.name()
+        )
+    });
     let bin = GoBinary::open(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let hit = (path, Arc::new(bin));
     cache.insert(key, hit.clone());
@@ -94,11 +99,20 @@ fn objdump(version: &str, variant: Variant) -> Arc<HashMap<String, Vec<DumpInsn>
     }
     let go = fixtures::go_binary(version).unwrap();
     let out = Command::new(go)
-        .args(["tool", "objdump", "-s", r"^(runtime\.map(assign|delete|clear).*|main\.strWriter)$"])
+        .args([
+            "tool",
+            "objdump",
+            "-s",
+            r"^(runtime\.map(assign|delete|clear).*|main\.strWriter)$",
+        ])
         .arg(&path)
         .output()
         .unwrap();
-    assert!(out.status.success(), "objdump: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "objdump: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let mut funcs: HashMap<String, Vec<DumpInsn>> = HashMap::new();
     let mut current: Option<(String, u64)> = None;
     for l in String::from_utf8_lossy(&out.stdout).lines() {
@@ -108,8 +122,13 @@ fn objdump(version: &str, variant: Variant) -> Arc<HashMap<String, Vec<DumpInsn>
             continue;
         }
         // "  file.go:123\t0xADDR\tHEX\tASM"
-        let cols: Vec<&str> = l.split('\t').map(str::trim).filter(|c| !c.is_empty()).collect();
-        let (Some((name, entry)), [pos, addr, _hex, asm, ..]) = (current.as_mut(), cols.as_slice()) else {
+        let cols: Vec<&str> = l
+            .split('\t')
+            .map(str::trim)
+            .filter(|c| !c.is_empty())
+            .collect();
+        let (Some((name, entry)), [pos, addr, _hex, asm, ..]) = (current.as_mut(), cols.as_slice())
+        else {
             continue;
         };
         let addr = u64::from_str_radix(addr.trim_start_matches("0x"), 16).unwrap();
@@ -130,11 +149,15 @@ fn objdump(version: &str, variant: Variant) -> Arc<HashMap<String, Vec<DumpInsn>
 }
 
 fn decode_all(code: &[u8], ip: u64) -> Vec<Instruction> {
-    Decoder::with_ip(64, code, ip, DecoderOptions::NONE).into_iter().collect()
+    Decoder::with_ip(64, code, ip, DecoderOptions::NONE)
+        .into_iter()
+        .collect()
 }
 
 fn func_insns(bin: &GoBinary, name: &str) -> (Function, Vec<Instruction>) {
-    let f = bin.function(name).unwrap_or_else(|| panic!("{name} not in the function table"));
+    let f = bin
+        .function(name)
+        .unwrap_or_else(|| panic!("{name} not in the function table"));
     let code = bin.code(&f).unwrap();
     let insns = decode_all(code, f.entry);
     (f, insns)
@@ -142,11 +165,18 @@ fn func_insns(bin: &GoBinary, name: &str) -> (Function, Vec<Instruction>) {
 
 /// Return address of the first call in `caller` to `callee`.
 fn call_site(bin: &GoBinary, caller: &str, callee: &str) -> (u64, Vec<Instruction>, usize) {
-    let target = bin.function(callee).unwrap_or_else(|| panic!("{callee} not linked")).entry;
+    let target = bin
+        .function(callee)
+        .unwrap_or_else(|| panic!("{callee} not linked"))
+        .entry;
     let (_, insns) = func_insns(bin, caller);
     let i = insns
         .iter()
-        .position(|i| i.mnemonic() == Mnemonic::Call && i.op0_kind() == OpKind::NearBranch64 && i.near_branch_target() == target)
+        .position(|i| {
+            i.mnemonic() == Mnemonic::Call
+                && i.op0_kind() == OpKind::NearBranch64
+                && i.near_branch_target() == target
+        })
         .unwrap_or_else(|| panic!("no call to {callee} in {caller}"));
     (insns[i].next_ip(), insns, i)
 }
@@ -158,7 +188,9 @@ fn maptype_arg(bin: &GoBinary, caller: &str, callee: &str) -> u64 {
         .iter()
         .rev()
         .find(|i| {
-            i.mnemonic() == Mnemonic::Lea && i.op0_register() == Register::RAX && i.is_ip_rel_memory_operand()
+            i.mnemonic() == Mnemonic::Lea
+                && i.op0_register() == Register::RAX
+                && i.is_ip_rel_memory_operand()
         })
         .map(|i| i.ip_rel_memory_address())
         .unwrap_or_else(|| panic!("no lea rax,[rip+X] before the call to {callee} in {caller}"))
@@ -172,7 +204,10 @@ struct Source {
 fn main_go() -> Source {
     let path = fixtures::workspace_root().join("fixtures/go/writers/main.go");
     let text = std::fs::read_to_string(&path).unwrap();
-    Source { path, lines: text.lines().map(str::to_string).collect() }
+    Source {
+        path,
+        lines: text.lines().map(str::to_string).collect(),
+    }
 }
 
 impl Source {
@@ -234,7 +269,11 @@ fn routines_attach_after_the_stack_check() {
         let routines = bin.routines();
         let mut ids: Vec<u8> = routines.iter().map(|r| r.id).collect();
         ids.dedup();
-        assert_eq!(ids.len(), routines.len(), "{what}: one entry per routine id");
+        assert_eq!(
+            ids.len(),
+            routines.len(),
+            "{what}: one entry per routine id"
+        );
         for &id in FIXTURE_ROUTINES {
             let sym = routine::SYMBOLS[id as usize];
             let r = routines
@@ -242,13 +281,22 @@ fn routines_attach_after_the_stack_check() {
                 .find(|r| r.id == id)
                 .unwrap_or_else(|| panic!("{what}: {sym} not found; have {routines:?}"));
             assert_eq!(r.symbol, sym);
-            assert!(r.after_prologue, "{what}: {sym}: prologue not recognized: {r:?}");
+            assert!(
+                r.after_prologue,
+                "{what}: {sym}: prologue not recognized: {r:?}"
+            );
             assert_eq!(r.attach_instruction, "push rbp", "{what}: {sym}");
-            assert_eq!(bin.vaddr_to_offset(r.attach_vaddr), Some(r.attach_offset), "{what}: {sym}");
+            assert_eq!(
+                bin.vaddr_to_offset(r.attach_vaddr),
+                Some(r.attach_offset),
+                "{what}: {sym}"
+            );
 
             // What the toolchain's own disassembler says: the instruction
             // after the first JBE is PUSHQ BP, at the same offset.
-            let insns = dump.get(sym).unwrap_or_else(|| panic!("{what}: objdump has no {sym}"));
+            let insns = dump
+                .get(sym)
+                .unwrap_or_else(|| panic!("{what}: objdump has no {sym}"));
             let jbe = insns.iter().position(|i| i.asm.starts_with("JBE")).unwrap();
             assert!(jbe <= 2, "{what}: {sym}: JBE is instruction {jbe}");
             let after = &insns[jbe + 1];
@@ -258,14 +306,21 @@ fn routines_attach_after_the_stack_check() {
             // Only the stack check precedes the attach point, so nothing
             // moved RSP and [rsp] is still the return address there.
             let f = bin.function(sym).unwrap();
-            let before = decode_all(&bin.code(&f).unwrap()[..(r.attach_vaddr - r.entry) as usize], r.entry);
+            let before = decode_all(
+                &bin.code(&f).unwrap()[..(r.attach_vaddr - r.entry) as usize],
+                r.entry,
+            );
             for i in &before {
                 let ok = match i.mnemonic() {
                     Mnemonic::Cmp | Mnemonic::Jbe => true,
                     Mnemonic::Lea => i.op0_register() == Register::R12,
                     _ => false,
                 };
-                assert!(ok, "{what}: {sym}: {} before the attach point", prologue::format(i));
+                assert!(
+                    ok,
+                    "{what}: {sym}: {} before the attach point",
+                    prologue::format(i)
+                );
             }
         }
     }
@@ -279,15 +334,28 @@ fn runtime_offsets_from_dwarf_match_the_table() {
         let got = bin.runtime_offsets().unwrap();
         let table = offsets::from_table(bin.version().1).unwrap();
         let stripped = matches!(variant, Variant::Stripped | Variant::PieStripped);
-        let want_source = if stripped { OffsetSource::VersionTable } else { OffsetSource::Dwarf };
+        let want_source = if stripped {
+            OffsetSource::VersionTable
+        } else {
+            OffsetSource::Dwarf
+        };
         assert_eq!(got.source, want_source, "{what}");
         assert_eq!(
             (got.goid, got.gopc, got.writing_off, got.writing_mask),
-            (table.goid, table.gopc, table.writing_off, table.writing_mask),
+            (
+                table.goid,
+                table.gopc,
+                table.writing_off,
+                table.writing_mask
+            ),
             "{what}: DWARF and the version table disagree"
         );
         if !stripped {
-            assert_eq!(offsets::from_dwarf(&bin.data, bin.version().1), Some(got), "{what}");
+            assert_eq!(
+                offsets::from_dwarf(&bin.data, bin.version().1),
+                Some(got),
+                "{what}"
+            );
         }
     }
 }
@@ -308,13 +376,25 @@ fn symbolize_the_fixture() {
         // Any pc of the function: its own name, file, a line in its body.
         let loc = bin.symbolize(f.entry + 1).unwrap();
         assert_eq!(loc.function, "main.strWriter", "{what}");
-        assert!(loc.file.ends_with("fixtures/go/writers/main.go"), "{what}: {}", loc.file);
-        assert!((start..=end).contains(&loc.line), "{what}: line {} outside {start}..={end}", loc.line);
+        assert!(
+            loc.file.ends_with("fixtures/go/writers/main.go"),
+            "{what}: {}",
+            loc.file
+        );
+        assert!(
+            (start..=end).contains(&loc.line),
+            "{what}: line {} outside {start}..={end}",
+            loc.line
+        );
 
         // The exact write and delete sites.
         let (ret, _, _) = call_site(&bin, "main.strWriter", "runtime.mapassign_faststr");
         let loc = bin.symbolize(ret).unwrap();
-        assert_eq!((loc.function.as_str(), loc.line), ("main.strWriter", assign_line), "{what}");
+        assert_eq!(
+            (loc.function.as_str(), loc.line),
+            ("main.strWriter", assign_line),
+            "{what}"
+        );
         assert!(loc.file.ends_with("fixtures/go/writers/main.go"), "{what}");
         let (ret, _, _) = call_site(&bin, "main.strWriter", "runtime.mapdelete_faststr");
         assert_eq!(bin.symbolize(ret).unwrap().line, delete_line, "{what}");
@@ -330,12 +410,20 @@ fn symbolize_the_fixture() {
             .collect::<Vec<_>>();
         let call = insns
             .iter()
-            .find(|i| i.mnemonic() == Mnemonic::Call && format_int.contains(&i.near_branch_target()))
+            .find(|i| {
+                i.mnemonic() == Mnemonic::Call && format_int.contains(&i.near_branch_target())
+            })
             .unwrap_or_else(|| panic!("{what}: no inlined strconv call in main.strWriter"));
         let loc = bin.symbolize(call.next_ip()).unwrap();
-        let expect = dump["main.strWriter"].iter().find(|d| d.off == call.ip() - f.entry).unwrap();
+        let expect = dump["main.strWriter"]
+            .iter()
+            .find(|d| d.off == call.ip() - f.entry)
+            .unwrap();
         assert!(loc.function.ends_with("strconv.Itoa"), "{what}: {loc:?}");
-        assert!(expect.file.ends_with(loc.file.rsplit('/').next().unwrap()), "{what}: {loc:?} vs {expect:?}");
+        assert!(
+            expect.file.ends_with(loc.file.rsplit('/').next().unwrap()),
+            "{what}: {loc:?} vs {expect:?}"
+        );
         assert_eq!(loc.line, expect.line, "{what}: {loc:?}");
 
         // Outside any function.
@@ -346,13 +434,137 @@ fn symbolize_the_fixture() {
 }
 
 #[test]
+fn goroutine_creation_sites() {
+    // gopc is the return address of the runtime.newproc call made by a `go`
+    // statement; it symbolizes to that statement's line.
+    let src = main_go();
+    let (start, end) = src.func_span("main");
+    let want: Vec<u32> = (start..=end)
+        .filter(|&l| src.lines[l as usize - 1].contains("; go "))
+        .collect();
+    assert_eq!(want.len(), 6);
+    for (ver, variant) in matrix() {
+        let (_, bin) = fixture(ver, variant);
+        let what = label(ver, variant);
+        let newproc = bin.function("runtime.newproc").unwrap().entry;
+        let (_, insns) = func_insns(&bin, "main.main");
+        let got: Vec<u32> = insns
+            .iter()
+            .filter(|i| i.mnemonic() == Mnemonic::Call && i.near_branch_target() == newproc)
+            .map(|i| {
+                let loc = bin.symbolize(i.next_ip()).unwrap();
+                assert_eq!(loc.function, "main.main", "{what}");
+                loc.line
+            })
+            .collect();
+        assert_eq!(got, want, "{what}");
+    }
+}
+
+#[test]
+fn moduledata_is_found_without_names() {
+    for (ver, variant) in matrix() {
+        let (_, bin) = fixture(ver, variant);
+        let what = label(ver, variant);
+        let by_name = bin.moduledata.unwrap();
+        let scanned = moduledata::scan(&bin.img, &bin.data, &bin.pcln, bin.version().1).unwrap();
+        assert_eq!(scanned.addr, by_name.addr, "{what}");
+        assert_eq!(scanned.text, bin.pcln.text, "{what}");
+        if bin.version().1 < 26 {
+            assert_eq!(
+                bin.pcln.header_text_start, scanned.text,
+                "{what}: pcHeader.textStart"
+            );
+        }
+    }
+}
+
+#[test]
+fn pointers_known_only_to_relocations() {
+    // An externally linked PIE leaves relocated pointers zero in the file.
+    // Simulate it by zeroing every R_X86_64_RELATIVE target of our PIEs.
+    for ver in [GO_OLDEST, GO_NEWEST] {
+        let (path, bin) = fixture(ver, Variant::PieStripped);
+        let mut data = std::fs::read(&path).unwrap();
+        let relocs = bin.img.relative_relocations().to_vec();
+        assert!(relocs.len() > 100);
+        for (at, _) in &relocs {
+            let off = bin.vaddr_to_offset(*at).unwrap() as usize;
+            data[off..off + 8].fill(0);
+        }
+        let zeroed = GoBinary::parse(data).unwrap();
+        assert_eq!(
+            zeroed.moduledata.map(|m| m.addr),
+            bin.moduledata.map(|m| m.addr),
+            "go{ver}"
+        );
+        let t = maptype_arg(&zeroed, "main.intWriter", "runtime.mapassign_fast64");
+        assert_eq!(
+            zeroed.type_name(t).as_deref(),
+            Some("map[int64]int"),
+            "go{ver}"
+        );
+        let (ret, _, _) = call_site(&zeroed, "main.strWriter", "runtime.mapassign_faststr");
+        assert_eq!(zeroed.symbolize(ret), bin.symbolize(ret), "go{ver}");
+        assert_eq!(zeroed.routines(), bin.routines(), "go{ver}");
+    }
+}
+
+#[test]
+fn section_headers_removed() {
+    // sstrip-style: no section table at all; everything is found in the
+    // segments by content.
+    for ver in [GO_OLDEST, GO_NEWEST] {
+        for variant in [Variant::Stripped, Variant::PieStripped] {
+            let (path, bin) = fixture(ver, variant);
+            let what = label(ver, variant);
+            let mut data = std::fs::read(&path).unwrap();
+            data[0x28..0x30].fill(0); // e_shoff
+            data[0x3c..0x40].fill(0); // e_shnum, e_shstrndx
+            let bare = GoBinary::parse(data).unwrap_or_else(|e| panic!("{what}: {e}"));
+            assert_eq!(bare.go_version(), bin.go_version(), "{what}");
+            assert_eq!(bare.routines(), bin.routines(), "{what}");
+            assert_eq!(
+                bare.moduledata.map(|m| m.addr),
+                bin.moduledata.map(|m| m.addr),
+                "{what}"
+            );
+            let t = maptype_arg(&bare, "main.pairWriter", "runtime.mapassign");
+            assert_eq!(
+                bare.type_name(t).as_deref(),
+                Some("map[[2]int]int"),
+                "{what}"
+            );
+            let (ret, _, _) = call_site(&bare, "main.strWriter", "runtime.mapassign_faststr");
+            assert_eq!(bare.symbolize(ret), bin.symbolize(ret), "{what}");
+        }
+    }
+}
+
+#[test]
 fn type_names_of_map_arguments() {
     let cases = [
-        ("main.strWriter", "runtime.mapassign_faststr", "map[string][]string"),
-        ("main.strWriter", "runtime.mapdelete_faststr", "map[string][]string"),
-        ("main.intWriter", "runtime.mapassign_fast64", "map[int64]int"),
+        (
+            "main.strWriter",
+            "runtime.mapassign_faststr",
+            "map[string][]string",
+        ),
+        (
+            "main.strWriter",
+            "runtime.mapdelete_faststr",
+            "map[string][]string",
+        ),
+        (
+            "main.intWriter",
+            "runtime.mapassign_fast64",
+            "map[int64]int",
+        ),
         ("main.pairWriter", "runtime.mapassign", "map[[2]int]int"),
-        ("main.sharedWriter", "runtime.mapassign_faststr", "map[string]int"),
+        (
+            "main.sharedWriter",
+            "runtime.mapassign_faststr",
+            "map[string]int",
+        ),
         ("main.clearer", "runtime.mapassign_fast32", "map[int32]int"),
     ];
     for (ver, variant) in matrix() {
@@ -360,7 +572,11 @@ fn type_names_of_map_arguments() {
         let what = label(ver, variant);
         for (caller, callee, want) in cases {
             let t = maptype_arg(&bin, caller, callee);
-            assert_eq!(bin.type_name(t).as_deref(), Some(want), "{what}: {caller} → {callee} type at {t:#x}");
+            assert_eq!(
+                bin.type_name(t).as_deref(),
+                Some(want),
+                "{what}: {caller} → {callee} type at {t:#x}"
+            );
             assert_eq!(bin.type_name(t).as_deref(), Some(want), "{what}: cached");
         }
         assert_eq!(bin.type_name(0), None);
@@ -370,7 +586,9 @@ fn type_names_of_map_arguments() {
 
 #[test]
 fn too_old_and_unknown_versions_are_refused_clearly() {
-    let e = GoBinError::TooOld { found: "go1.20.14".into() };
+    let e = GoBinError::TooOld {
+        found: "go1.20.14".into(),
+    };
     assert_eq!(
         e.to_string(),
         "Go go1.20.14 is older than the oldest supported go1.21; supported: go1.21 … go1.27"
@@ -378,8 +596,15 @@ fn too_old_and_unknown_versions_are_refused_clearly() {
     // Rewrite the inline version string of a real binary to go1.20.
     let (path, _) = fixture(GO_OLDEST, Variant::Stripped);
     let mut data = std::fs::read(&path).unwrap();
-    let magic = data.windows(14).position(|w| w == b"\xff Go buildinf:").unwrap();
-    let at = magic + data[magic..].windows(9).position(|w| w == b"go1.21.13").unwrap();
+    let magic = data
+        .windows(14)
+        .position(|w| w == b"\xff Go buildinf:")
+        .unwrap();
+    let at = magic
+        + data[magic..]
+            .windows(9)
+            .position(|w| w == b"go1.21.13")
+            .unwrap();
     data[at..at + 9].copy_from_slice(b"go1.20.99");
     let err = GoBinary::parse(data.clone()).unwrap_err();
     assert!(matches!(err, GoBinError::TooOld { .. }), "{err}");
@@ -420,7 +645,10 @@ fn poke(bin: &GoBinary, rng: &mut Rng) {
 
 #[test]
 fn garbage_is_an_error_not_a_panic() {
-    assert!(matches!(GoBinary::parse(Vec::new()), Err(GoBinError::NotElf)));
+    assert!(matches!(
+        GoBinary::parse(Vec::new()),
+        Err(GoBinError::NotElf)
+    ));
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     for len in [1, 4, 16, 64, 100, 4096, 65536] {
         let mut data: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
@@ -433,14 +661,30 @@ fn garbage_is_an_error_not_a_panic() {
     }
     let ls = GoBinary::parse(std::fs::read("/bin/ls").unwrap()).unwrap_err();
     assert!(matches!(ls, GoBinError::NotGo), "/bin/ls: {ls}");
-    assert_eq!(ls.to_string(), "not a Go binary (no .go.buildinfo / .gopclntab)");
+    assert_eq!(
+        ls.to_string(),
+        "not a Go binary (no .go.buildinfo / .gopclntab)"
+    );
 
     for variant in [Variant::Plain, Variant::PieStripped] {
         let (path, _) = fixture(GO_NEWEST, variant);
         let data = std::fs::read(&path).unwrap();
-        for cut in [1, 63, 64, 1000, data.len() / 4, data.len() / 2, data.len() - 4096, data.len() - 1] {
+        for cut in [
+            1,
+            63,
+            64,
+            1000,
+            data.len() / 4,
+            data.len() / 2,
+            data.len() - 4096,
+            data.len() - 1,
+        ] {
             let r = GoBinary::parse(data[..cut].to_vec());
-            assert!(r.is_err(), "{}: truncated to {cut} bytes parsed", variant.name());
+            assert!(
+                r.is_err(),
+                "{}: truncated to {cut} bytes parsed",
+                variant.name()
+            );
         }
     }
 }
@@ -448,21 +692,29 @@ fn garbage_is_an_error_not_a_panic() {
 #[test]
 fn damaged_binaries_never_panic() {
     let mut rng = Rng(0x0123_4567_89ab_cdef);
-    for variant in [Variant::Stripped, Variant::Pie] {
+    // Stripped builds for volume (no DWARF to decompress each round), one
+    // build with DWARF for the DWARF reader.
+    // MAPAUDIT_DAMAGE_ROUNDS scales it up for a longer soak.
+    let scale: usize = std::env::var("MAPAUDIT_DAMAGE_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100);
+    for (variant, rounds) in [
+        (Variant::Stripped, scale),
+        (Variant::PieStripped, scale),
+        (Variant::Plain, scale / 12 + 1),
+    ] {
         let (path, bin) = fixture(GO_NEWEST, variant);
         let pristine = std::fs::read(&path).unwrap();
         // Aim the damage where the parsers read: the pclntab, moduledata,
-        // the type region, and anywhere.
+        // the type region, build info, DWARF, and anywhere.
         let md = bin.moduledata.unwrap();
-        let pcln = bin.vaddr_to_offset(bin.pcln.vaddr).unwrap() as usize;
-        let targets = [
-            pcln,
-            bin.vaddr_to_offset(md.addr).unwrap() as usize,
-            bin.vaddr_to_offset(md.types).unwrap() as usize,
-            0,
-        ];
+        let at = |vaddr: u64| bin.vaddr_to_offset(vaddr).unwrap() as usize;
+        let mut targets = vec![at(bin.pcln.vaddr), at(md.addr), at(md.types), 0];
+        targets.extend(bin.img.section(".go.buildinfo").map(|s| s.offset as usize));
+        targets.extend(bin.img.section(".debug_info").map(|s| s.offset as usize));
         let mut parsed = 0;
-        for round in 0..160 {
+        for round in 0..rounds {
             let mut data = pristine.clone();
             let base = targets[round % targets.len()];
             let span = if base == 0 { data.len() } else { 1 << 16 };

@@ -25,7 +25,9 @@ pub(crate) fn type_name(img: &ElfImage, data: &[u8], md: &ModuleData, addr: u64)
     }
     let t = img.slice(data, addr, TYPE_LEN)?;
     let tflag = read::u8_at(t, OFF_TFLAG)?;
-    let str_off = u64::try_from(read::i32_at(t, OFF_STR)?).ok().filter(|&o| o != 0)?;
+    let str_off = u64::try_from(read::i32_at(t, OFF_STR)?)
+        .ok()
+        .filter(|&o| o != 0)?;
     let name_addr = md.types.checked_add(str_off)?;
     if name_addr >= md.etypes {
         return None;

@@ -153,6 +153,8 @@ pub struct Status {
     pub ended: Option<String>,
     /// Things the user should know (prologue fallbacks, attach failures).
     pub warnings: Vec<String>,
+    /// Time since the session started (the model's clock stops when paused).
+    pub elapsed: Duration,
 }
 
 #[derive(Debug)]
@@ -190,17 +192,9 @@ impl Default for App {
 
 impl App {
     pub fn new(interval: Duration) -> Self {
-        let rate_desc = Sort { col: Some(rows::RATE_COL), desc: true };
         Self {
             tab: Tab::Goroutines,
-            sort: [
-                rate_desc,
-                rate_desc,
-                rate_desc,
-                Sort { col: Some(rows::SITE_RATE_COL), desc: true },
-                Sort { col: Some(rows::BPF_RATE_COL), desc: true },
-                Sort { col: None, desc: false },
-            ],
+            sort: Tab::ALL.map(rows::default_sort),
             filter: String::new(),
             filtering: false,
             paused: false,
@@ -240,10 +234,11 @@ impl App {
         for (id, rate) in rates {
             seen.insert(id);
             let rate = rate.round() as u64;
+            let room = self.stats.len() < MAX_TRACKED;
             match self.stats.get_mut(&id) {
                 Some(s) => s.push(rate),
                 // Idle rows get a history only once they write.
-                None if rate > 0 && self.stats.len() < MAX_TRACKED => {
+                None if rate > 0 && room => {
                     let mut s = RowStats::new();
                     s.push(rate);
                     self.stats.insert(id, s);
@@ -274,7 +269,7 @@ impl App {
             .or(Some(self.selected[t].min(rows.len() - 1)))
     }
 
-    fn reselect_all(&mut self, model: &Model) {
+    pub(crate) fn reselect_all(&mut self, model: &Model) {
         for tab in Tab::ALL {
             self.reselect(tab, model);
         }
@@ -282,7 +277,7 @@ impl App {
 
     /// Re-anchors `tab`'s selection after its rows changed: stay on the same
     /// row if it is still shown, else on the same position.
-    fn reselect(&mut self, tab: Tab, model: &Model) {
+    pub(crate) fn reselect(&mut self, tab: Tab, model: &Model) {
         let rows = rows_for(tab, model, self);
         let t = tab.index();
         if rows.is_empty() {
@@ -297,7 +292,7 @@ impl App {
     }
 
     /// Moves the current view's selection to index `i` (clamped).
-    fn select(&mut self, i: usize, model: &Model) {
+    pub(crate) fn select(&mut self, i: usize, model: &Model) {
         let rows = rows_for(self.tab, model, self);
         let t = self.tab.index();
         if rows.is_empty() {
@@ -313,7 +308,9 @@ impl App {
     /// p50 / p99 / max of `id`'s rate over the window, when it has a history.
     pub fn rate_quantiles(&self, id: &RowId) -> Option<(u64, u64, u64, usize)> {
         let s = self.stats.get(id)?;
-        Some((s.hist.value_at_quantile(0.5), s.hist.value_at_quantile(0.99), s.hist.max(), s.ring.len()))
+        // The window's max is exact from the ring; quantiles are the HDR's.
+        let max = s.ring.iter().copied().max().unwrap_or(0);
+        Some((s.hist.value_at_quantile(0.5), s.hist.value_at_quantile(0.99), max, s.ring.len()))
     }
 }
 
@@ -398,6 +395,8 @@ pub(crate) mod testutil {
             other_tid: Some(103),
             other_site: Some(loc("main.sharedWriter", 123)),
             ktime_ns: 5,
+            by_go_runtime: false,
+            pc: 0x4a0300,
         });
         m.tick(Duration::from_secs(1));
         m
@@ -416,7 +415,10 @@ mod tests {
             app.on_tick(&m, Duration::from_micros(150));
         }
         let id = RowId::Goroutine { pid: testutil::PID, goid: 7 };
-        assert_eq!(app.rate_quantiles(&id), Some((3500, 3500, 3500, 3)));
+        let (p50, p99, max, n) = app.rate_quantiles(&id).unwrap();
+        assert_eq!((max, n), (3500, 3));
+        // HDR at 2 significant digits: within 1%.
+        assert!(p50.abs_diff(3500) <= 35 && p99 == p50, "{p50} {p99}");
         // The idle goroutine gets no history.
         assert!(app.rate_quantiles(&RowId::Goroutine { pid: testutil::PID, goid: 11 }).is_none());
         assert_eq!(app.cost.len(), 3);

@@ -45,9 +45,19 @@ pub fn run(args: &[&str]) -> Output {
     Command::new(mapaudit_bin()).args(args).output().expect("running mapaudit")
 }
 
+/// Reads a report and validates it against the published JSON Schema.
 pub fn read_json(path: &Path) -> Value {
     let data = std::fs::read(path).unwrap_or_else(|e| panic!("reading report {}: {e}", path.display()));
-    serde_json::from_slice(&data).unwrap_or_else(|e| panic!("parsing report {}: {e}", path.display()))
+    let v: Value = serde_json::from_slice(&data).unwrap_or_else(|e| panic!("parsing report {}: {e}", path.display()));
+    assert_valid_report(&v);
+    v
+}
+
+pub fn assert_valid_report(v: &Value) {
+    let schema: Value = serde_json::from_str(include_str!("../../schema/mapaudit-v1.schema.json")).expect("schema parses");
+    let validator = jsonschema::validator_for(&schema).expect("schema compiles");
+    let errors: Vec<String> = validator.iter_errors(v).map(|e| format!("{e} at {}", e.instance_path)).collect();
+    assert!(errors.is_empty(), "report violates the schema: {errors:#?}");
 }
 
 /// The last line of `stdout` that parses as JSON: the fixture's truth.

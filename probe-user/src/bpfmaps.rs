@@ -34,11 +34,23 @@ fn resolve_now(pid: u32, fd: u32) -> Option<BpfMapId> {
     let (name, map_type) = match aya::maps::MapInfo::from_id(id) {
         Ok(mi) => (
             mi.name_as_str().map(str::to_string).filter(|s| !s.is_empty()),
-            mi.map_type().ok().map(|t| format!("{t:?}")),
+            mi.map_type().ok().map(|t| snake(&format!("{t:?}"))),
         ),
         Err(_) => (None, None),
     };
     Some(BpfMapId { id, name, map_type })
+}
+
+/// `LruPerCpuHash` → `lru_per_cpu_hash`.
+fn snake(camel: &str) -> String {
+    let mut out = String::new();
+    for (i, c) in camel.chars().enumerate() {
+        if c.is_ascii_uppercase() && i > 0 {
+            out.push('_');
+        }
+        out.push(c.to_ascii_lowercase());
+    }
+    out
 }
 
 pub fn fdinfo_map_id(info: &str) -> Option<u32> {
@@ -54,5 +66,7 @@ mod tests {
         let s = "pos:\t0\nflags:\t02000002\nmnt_id:\t15\nino:\t1057\nmap_type:\t1\nkey_size:\t4\nmap_id:\t42\nfrozen:\t0\n";
         assert_eq!(super::fdinfo_map_id(s), Some(42));
         assert_eq!(super::fdinfo_map_id("pos:\t0\n"), None);
+        assert_eq!(super::snake("LruPerCpuHash"), "lru_per_cpu_hash");
+        assert_eq!(super::snake("Hash"), "hash");
     }
 }

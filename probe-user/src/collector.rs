@@ -9,7 +9,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use aya::maps::{MapData, PerCpuArray, PerCpuHashMap, RingBuf};
 use probe_common::{
-    bpfmap::{BpfWriteKey, BpfWriteValue, is_batch},
+    bpfmap::{BpfWriteKey, BpfWriteValue},
     events::{self, EventHeader},
     lost,
     maps as names,
@@ -295,7 +295,6 @@ impl Collector {
                 map_type: id.as_ref().and_then(|i| i.map_type.clone()),
                 ..Default::default()
             });
-            let _ = is_batch(k.cmd);
             if k.cmd == probe_common::bpfmap::BPF_MAP_UPDATE_ELEM || k.cmd == probe_common::bpfmap::BPF_MAP_UPDATE_BATCH {
                 row.updates += elems;
                 row.update_calls += calls;
@@ -306,7 +305,6 @@ impl Collector {
         }
         let mut rows: Vec<BpfRow> = rows.into_values().collect();
         rows.sort_by(|a, b| (b.updates + b.deletes).cmp(&(a.updates + a.deletes)).then((a.pid, a.tid, a.fd).cmp(&(b.pid, b.tid, b.fd))));
-        // Keep rates: carry over from the model's previous rows.
         model.set_bpf(rows);
     }
 

@@ -710,14 +710,19 @@ fn damaged_binaries_never_panic() {
         // the type region, build info, DWARF, and anywhere.
         let md = bin.moduledata.unwrap();
         let at = |vaddr: u64| bin.vaddr_to_offset(vaddr).unwrap() as usize;
-        let mut targets = vec![at(bin.pcln.vaddr), at(md.addr), at(md.types), 0];
-        targets.extend(bin.img.section(".go.buildinfo").map(|s| s.offset as usize));
-        targets.extend(bin.img.section(".debug_info").map(|s| s.offset as usize));
+        // (start, span): ELF and program headers, then 64 KiB windows.
+        let window = 1 << 16;
+        let mut targets = vec![(0, 0x400), (0, pristine.len())];
+        for start in [at(bin.pcln.vaddr), at(md.addr), at(md.types)] {
+            targets.push((start, window));
+        }
+        for name in [".go.buildinfo", ".debug_info"] {
+            targets.extend(bin.img.section(name).map(|s| (s.offset as usize, window)));
+        }
         let mut parsed = 0;
         for round in 0..rounds {
             let mut data = pristine.clone();
-            let base = targets[round % targets.len()];
-            let span = if base == 0 { data.len() } else { 1 << 16 };
+            let (base, span) = targets[round % targets.len()];
             for _ in 0..1 + rng.below(16) {
                 let at = (base + rng.below(span)).min(data.len() - 1);
                 data[at] = rng.next() as u8;

@@ -330,18 +330,18 @@ fn created(model: &Model, pid: u32, goid: u64) -> String {
 /// The rate line of the detail pane: now, and p50/p99/max over the window
 /// from the row's HDR histogram.
 fn rate_lines(app: &App, row: &RowData) -> Vec<Line<'static>> {
-    let now = format!("{}/s now", fmt_rate(row.rate));
+    let now = Line::from(vec![label("rate"), Span::styled(format!("{}/s now", fmt_rate(row.rate)), bold())]);
     let window = match app.rate_quantiles(&row.id) {
         Some((p50, p99, max, n)) => format!(
-            " · p50 {} · p99 {} · max {} /s over {n}×{}",
+            "p50 {} · p99 {} · max {} /s ({n}×{})",
             fmt_approx(p50),
             fmt_approx(p99),
             fmt_approx(max),
             fmt_interval(app.interval)
         ),
-        None => " · idle in the recent window".into(),
+        None => "idle".into(),
     };
-    vec![Line::from(vec![label("rate"), Span::styled(now, bold()), Span::raw(window)])]
+    vec![now, kv("window", window)]
 }
 
 /// A title line: the row's name in bold, then context.
@@ -592,7 +592,9 @@ fn draw_help(frame: &mut Frame, area: Rect, app: &App, model: &Model) {
         lines.push(Line::from(Span::styled(format!(" warning: {warning}"), Style::new().fg(Color::Yellow))));
     }
     let w = area.width.saturating_sub(4).min(76);
-    let h = area.height.saturating_sub(2).min(lines.len() as u16 + 2);
+    let inner = usize::from(w.saturating_sub(2)).max(1);
+    let wrapped: usize = lines.iter().map(|l| l.width().max(1).div_ceil(inner)).sum();
+    let h = area.height.saturating_sub(2).min(wrapped as u16 + 2);
     let r = Rect { x: area.x + (area.width - w) / 2, y: area.y + (area.height - h) / 2, width: w, height: h };
     frame.render_widget(Clear, r);
     frame.render_widget(
@@ -768,7 +770,7 @@ mod tests {
         let mut app = app_with(&m);
         app.apply(Action::ToggleDetail, &m);
         let s = screen(&render(&app, &m, 80, 24));
-        for want in ["goroutine 7", "created by main.main main.go:170", "p50 3.5k · p99 3.5k · max 3.5k /s over 1×1s", "maps written (1)", "0xc000010000 map[string][]string", "sites (2)", "main.strWriter main.go:81"] {
+        for want in ["goroutine 7", "created by main.main main.go:170", "p50 3.5k · p99 3.5k · max 3.5k /s (1×1s)", "maps written (1)", "0xc000010000 map[string][]string", "sites (2)", "main.strWriter main.go:81"] {
             assert!(s.contains(want), "{want} in\n{s}");
         }
         // A map's writers and sites; wide terminals put the pane on the right.

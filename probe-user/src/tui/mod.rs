@@ -308,9 +308,11 @@ impl App {
     /// p50 / p99 / max of `id`'s rate over the window, when it has a history.
     pub fn rate_quantiles(&self, id: &RowId) -> Option<(u64, u64, u64, usize)> {
         let s = self.stats.get(id)?;
-        // The window's max is exact from the ring; quantiles are the HDR's.
+        // The window's max is exact from the ring; quantiles are the HDR's
+        // (within 1%, rounded up to their bucket: never above the max).
         let max = s.ring.iter().copied().max().unwrap_or(0);
-        Some((s.hist.value_at_quantile(0.5), s.hist.value_at_quantile(0.99), max, s.ring.len()))
+        let q = |q: f64| s.hist.value_at_quantile(q).min(max);
+        Some((q(0.5), q(0.99), max, s.ring.len()))
     }
 }
 
@@ -415,10 +417,7 @@ mod tests {
             app.on_tick(&m, Duration::from_micros(150));
         }
         let id = RowId::Goroutine { pid: testutil::PID, goid: 7 };
-        let (p50, p99, max, n) = app.rate_quantiles(&id).unwrap();
-        assert_eq!((max, n), (3500, 3));
-        // HDR at 2 significant digits: within 1%.
-        assert!(p50.abs_diff(3500) <= 35 && p99 == p50, "{p50} {p99}");
+        assert_eq!(app.rate_quantiles(&id), Some((3500, 3500, 3500, 3)));
         // The idle goroutine gets no history.
         assert!(app.rate_quantiles(&RowId::Goroutine { pid: testutil::PID, goid: 11 }).is_none());
         assert_eq!(app.cost.len(), 3);
@@ -434,6 +433,22 @@ mod tests {
         assert_eq!(s.ring.len(), WINDOW);
         assert_eq!(s.hist.max(), 10);
         assert_eq!(s.hist.len(), WINDOW as u64);
+    }
+
+    #[test]
+    fn quantiles_over_the_window() {
+        let mut app = App::default();
+        let id = RowId::Goroutine { pid: 1, goid: 1 };
+        let mut s = RowStats::new();
+        for v in 1..=100 {
+            s.push(v * 1000);
+        }
+        app.stats.insert(id, s);
+        let (p50, p99, max, n) = app.rate_quantiles(&id).unwrap();
+        assert_eq!((max, n), (100_000, 100));
+        // HDR at 2 significant digits: within 1%.
+        assert!(p50.abs_diff(50_000) <= 500, "{p50}");
+        assert!(p99.abs_diff(99_000) <= 990, "{p99}");
     }
 
     #[test]

@@ -18,7 +18,8 @@ pub struct Global {
     /// Offsets of `cmd` and `uattr` in the `sys_enter_bpf` record.
     pub bpf_cmd_off: u32,
     pub bpf_uattr_off: u32,
-    pub _pad: u32,
+    /// Benchmark only: the pid whose getppid() calls pump events.
+    pub bench_pid: u32,
 }
 
 /// Value of `TRACKED`.

@@ -5,6 +5,10 @@ pub const KIND_NEW_TUPLE: u32 = 1;
 pub const KIND_OVERLAP: u32 = 2;
 pub const KIND_EXEC: u32 = 3;
 pub const KIND_EXIT: u32 = 4;
+/// Benchmark filler (`bench_pump`), the size of a `NewTuple`.
+pub const KIND_BENCH: u32 = 5;
+/// Events `bench_pump` emits per getppid() call.
+pub const BENCH_BURST: u32 = 32;
 
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]

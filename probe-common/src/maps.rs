@@ -40,3 +40,7 @@ pub const PROG_EXEC: &str = "sched_exec";
 pub const PROG_FORK: &str = "sched_fork";
 pub const PROG_EXIT: &str = "sched_exit";
 pub const PROG_BPF_SYSCALL: &str = "sys_enter_bpf";
+/// Benchmark only: an empty uprobe attached where `map_write` would be (the
+/// cost floor), and a ring-buffer event pump.
+pub const PROG_FLOOR: &str = "map_write_floor";
+pub const PROG_BENCH_PUMP: &str = "bench_pump";

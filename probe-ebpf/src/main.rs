@@ -4,6 +4,7 @@
 #![no_std]
 #![no_main]
 
+mod bench;
 mod bpf_syscall;
 mod maps;
 mod map_write;

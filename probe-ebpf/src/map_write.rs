@@ -14,7 +14,7 @@ use probe_common::{
 };
 
 use crate::maps::{EVENTS, LAST_ENTRY, MAP_STATE, WRITES, count_lost};
-use crate::util::{BPF_NOEXIST, RB_NO_WAKEUP, pid_tid, read_user};
+use crate::util::{BPF_NOEXIST, pid_tid, read_user, submit_flags};
 
 #[uprobe]
 pub fn map_write(ctx: ProbeContext) -> u32 {
@@ -157,7 +157,7 @@ fn report_new_tuple(key: &WriteKey, maptype: u64, gopc: u64) {
         return;
     };
     entry.write(NewTuple { hdr: header(KIND_NEW_TUPLE, key), key: *key, maptype, gopc });
-    entry.submit(RB_NO_WAKEUP);
+    entry.submit(submit_flags());
 }
 
 #[inline(never)]
@@ -177,5 +177,5 @@ fn report_overlap(key: &WriteKey, maptype: u64, mkey: &MapKey, gopc: u64, source
         other_known: other.is_some() as u32,
         source,
     });
-    entry.submit(RB_NO_WAKEUP);
+    entry.submit(submit_flags());
 }

@@ -14,7 +14,7 @@ use probe_common::{
 };
 
 use crate::maps::{EVENTS, TRACKED, count_lost, global};
-use crate::util::{RB_FORCE_WAKEUP, RB_NO_WAKEUP, pid_tid};
+use crate::util::{RB_FORCE_WAKEUP, pid_tid, submit_flags};
 
 const SIGSTOP: u32 = 19;
 
@@ -64,7 +64,7 @@ pub fn sched_exec(_ctx: TracePointContext) -> u32 {
         _pad: 0,
     });
     // A stopped process waits for userspace: wake it now.
-    entry.submit(if stop || tracked.is_some() { RB_FORCE_WAKEUP } else { RB_NO_WAKEUP });
+    entry.submit(if stop || tracked.is_some() { RB_FORCE_WAKEUP } else { submit_flags() });
     0
 }
 
@@ -86,6 +86,6 @@ pub fn sched_exit(_ctx: TracePointContext) -> u32 {
     // SAFETY: no preconditions.
     let ktime_ns = unsafe { bpf_ktime_get_ns() };
     entry.write(Exit { hdr: EventHeader { kind: KIND_EXIT, pid, tid, _pad: 0, ktime_ns } });
-    entry.submit(RB_NO_WAKEUP);
+    entry.submit(submit_flags());
     0
 }

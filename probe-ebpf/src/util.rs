@@ -8,6 +8,17 @@ use crate::maps::count_lost;
 /// Ring-buffer submit flag: never wake the consumer per event; userspace
 /// drains on its tick (a wake-up costs more than the probe itself).
 pub const RB_NO_WAKEUP: u64 = 1;
+
+/// Submit flags for a rare event: no wake-up, unless the buffer is more than
+/// half full — then wake the consumer so a burst never overflows a tick.
+#[inline(always)]
+pub fn submit_flags() -> u64 {
+    const BPF_RB_AVAIL_DATA: u64 = 0;
+    const BPF_RB_RING_SIZE: u64 = 1;
+    let avail = crate::maps::EVENTS.query(BPF_RB_AVAIL_DATA);
+    let size = crate::maps::EVENTS.query(BPF_RB_RING_SIZE);
+    if avail > size / 2 { RB_FORCE_WAKEUP } else { RB_NO_WAKEUP }
+}
 /// For the few events userspace must act on at once (a stopped exec).
 pub const RB_FORCE_WAKEUP: u64 = 2;
 

@@ -98,6 +98,15 @@ pub struct ProbeArgs {
     /// Under sudo, run CMD as this user instead of the invoking one.
     #[arg(long, value_name = "NAME")]
     pub user: Option<String>,
+    /// Benchmark only: attach an empty program at the same points (the cost floor).
+    #[arg(long, hide = true)]
+    pub bench_floor: bool,
+    /// Testing only: capacity of the per-map last-writer table.
+    #[arg(long, hide = true, default_value_t = probe_common::maps::MAP_STATE_DEFAULT_ENTRIES)]
+    pub debug_map_state_entries: u32,
+    /// Testing only: capacity of the bpf(2) write counter.
+    #[arg(long, hide = true, default_value_t = probe_common::maps::BPF_WRITES_DEFAULT_ENTRIES)]
+    pub debug_bpf_writes_entries: u32,
 }
 
 #[derive(Args, Debug)]
@@ -119,7 +128,15 @@ impl TopArgs {
             // Unreachable: "top" with defaults always parses.
             _ => Self {
                 target: TargetArgs::default(),
-                probe: ProbeArgs { no_bpf_maps: false, max_entries: probe_common::maps::WRITES_DEFAULT_ENTRIES, ringbuf_kib: 1024, user: None },
+                probe: ProbeArgs {
+                    no_bpf_maps: false,
+                    max_entries: probe_common::maps::WRITES_DEFAULT_ENTRIES,
+                    ringbuf_kib: 1024,
+                    user: None,
+                    bench_floor: false,
+                    debug_map_state_entries: probe_common::maps::MAP_STATE_DEFAULT_ENTRIES,
+                    debug_bpf_writes_entries: probe_common::maps::BPF_WRITES_DEFAULT_ENTRIES,
+                },
                 interval: Duration::from_secs(1),
             },
         }

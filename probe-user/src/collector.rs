@@ -50,6 +50,8 @@ pub struct Collector {
     seen_keys: HashSet<WriteKey>,
     bpf_resolver: bpfmaps::Resolver,
     bpf_ids: HashMap<(u32, u32), Option<bpfmaps::BpfMapId>>,
+    /// Benchmark filler events drained (`cargo xtask bench`).
+    pub bench_events: u64,
 }
 
 impl Collector {
@@ -71,6 +73,7 @@ impl Collector {
             seen_keys: HashSet::new(),
             bpf_resolver: bpfmaps::Resolver::default(),
             bpf_ids: HashMap::new(),
+            bench_events: 0,
         })
     }
 
@@ -204,6 +207,10 @@ impl Collector {
                 Some(Control::Exec { pid: ev.hdr.pid, stopped: ev.stopped != 0 })
             }
             events::KIND_EXIT => Some(Control::Exit { pid: hdr.pid }),
+            events::KIND_BENCH => {
+                self.bench_events += 1;
+                None
+            }
             _ => {
                 model.unresolved += 1;
                 None
@@ -239,6 +246,17 @@ impl Collector {
         model.names.comms.entry((k.pid, k.tid)).or_insert_with(|| target::comm(k.pid, k.tid));
     }
 
+    /// The kernel's loss counters, summed over CPUs.
+    pub fn lost(&self) -> [u64; lost::COUNT as usize] {
+        let mut out = [0; lost::COUNT as usize];
+        for (i, slot) in out.iter_mut().enumerate() {
+            if let Ok(v) = self.lost.get(&(i as u32), 0) {
+                *slot = v.iter().sum();
+            }
+        }
+        out
+    }
+
     /// Reads every counter into the model (sums over CPUs).
     pub fn snapshot(&mut self, model: &mut Model) -> anyhow::Result<()> {
         let mut counts = Vec::new();
@@ -252,11 +270,7 @@ impl Collector {
             }
         }
         model.set_counts(counts);
-        for i in 0..lost::COUNT {
-            if let Ok(v) = self.lost.get(&i, 0) {
-                model.lost[i as usize] = v.iter().sum();
-            }
-        }
+        model.lost = self.lost();
         self.snapshot_bpf(model);
         Ok(())
     }

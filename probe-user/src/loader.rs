@@ -36,6 +36,8 @@ pub struct LoadOptions {
     /// Hidden test knobs: tiny maps to prove losses are counted.
     pub map_state_entries: u32,
     pub bpf_writes_entries: u32,
+    /// Benchmark: attach the empty floor program instead of `map_write`.
+    pub floor: bool,
 }
 
 impl LoadOptions {
@@ -54,8 +56,9 @@ impl LoadOptions {
             bpf_tracked_only: false,
             exec_all: false,
             log_level,
-            map_state_entries: names::MAP_STATE_DEFAULT_ENTRIES,
-            bpf_writes_entries: names::BPF_WRITES_DEFAULT_ENTRIES,
+            map_state_entries: p.debug_map_state_entries.max(1),
+            bpf_writes_entries: p.debug_bpf_writes_entries.max(1),
+            floor: p.bench_floor,
         })
     }
 }
@@ -67,6 +70,9 @@ struct Attachment {
 
 pub struct Probes {
     pub ebpf: Ebpf,
+    global: Global,
+    /// The uprobe program attached at map writes (`map_write`, or the floor).
+    uprobe: &'static str,
     /// Keyed by (device, inode, pid or 0 for all processes).
     attached: HashMap<(u64, u64, u32), Attachment>,
     logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
@@ -98,7 +104,8 @@ impl Probes {
         } else {
             None
         };
-        let mut me = Self { ebpf, attached: HashMap::new(), logger };
+        let uprobe = if opts.floor { names::PROG_FLOOR } else { names::PROG_MAP_WRITE };
+        let mut me = Self { ebpf, global: Global::default(), uprobe, attached: HashMap::new(), logger };
         me.set_global(Global {
             self_pid: std::process::id(),
             exec_all: opts.exec_all as u32,
@@ -108,10 +115,10 @@ impl Probes {
                 .unwrap_or(probe_common::bpfmap::TP_FORK_CHILD_PID),
             bpf_cmd_off: tracefs_offset("syscalls", "sys_enter_bpf", "cmd").unwrap_or(probe_common::bpfmap::TP_CMD),
             bpf_uattr_off: tracefs_offset("syscalls", "sys_enter_bpf", "uattr").unwrap_or(probe_common::bpfmap::TP_UATTR),
-            _pad: 0,
+            bench_pid: 0,
         })?;
         {
-            let prog: &mut UProbe = me.program(names::PROG_MAP_WRITE)?.try_into()?;
+            let prog: &mut UProbe = me.program(uprobe)?.try_into()?;
             prog.load().context("loading the map-write uprobe program")?;
         }
         for (name, category, event) in [
@@ -139,7 +146,17 @@ impl Probes {
         let mut arr: Array<&mut MapData, Global> =
             Array::try_from(self.ebpf.map_mut(names::GLOBAL).context("GLOBAL map")?)?;
         arr.set(0, g, 0)?;
+        self.global = g;
         Ok(())
+    }
+
+    /// Benchmark: makes every getppid() of `pid` emit a burst of events.
+    pub fn start_bench_pump(&mut self, pid: u32) -> anyhow::Result<()> {
+        let prog: &mut TracePoint = self.program(names::PROG_BENCH_PUMP)?.try_into()?;
+        prog.load()?;
+        prog.attach("syscalls", "sys_enter_getppid")?;
+        let g = Global { bench_pid: pid, ..self.global };
+        self.set_global(g)
     }
 
     pub fn track(&mut self, pid: u32, stop_on_exec: bool) -> anyhow::Result<()> {
@@ -182,10 +199,10 @@ impl Probes {
             None => UProbeScope::AllProcesses,
         };
         let mut warnings = Vec::new();
-        let prog: &mut UProbe = self.program(names::PROG_MAP_WRITE)?.try_into()?;
+        let prog: &mut UProbe = self.program(self.uprobe)?.try_into()?;
         let mut links = Vec::new();
         for r in &routines {
-            if !r.after_prologue {
+            if !r.attach_is_ideal() {
                 warnings.push(format!(
                     "{}: prologue not recognised, probing the entry (slower; may count twice when the stack grows)",
                     r.symbol
@@ -223,7 +240,7 @@ impl Probes {
         let ids: Vec<_> = self.attached.keys().filter(|k| k.2 == pid && pid != 0).copied().collect();
         for id in ids {
             if let Some(a) = self.attached.remove(&id)
-                && let Some(p) = self.ebpf.program_mut(names::PROG_MAP_WRITE)
+                && let Some(p) = self.ebpf.program_mut(self.uprobe)
                 && let Ok(prog) = <&mut UProbe>::try_from(p)
             {
                 for l in a.links {

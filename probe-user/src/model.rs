@@ -5,6 +5,8 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::time::Duration;
 
+use rustc_hash::FxHashMap;
+
 use probe_common::{
     lost,
     uprobe::{WriteKey, routine},
@@ -199,9 +201,51 @@ pub struct Aggregates {
 /// How many per-tick total rates the sparkline keeps.
 pub const HISTORY_LEN: usize = 240;
 
+/// Row storage for one aggregate: rows in a Vec (what views read, kept in
+/// ranking order) plus an index by identity, rebuilt after each sort.
+#[derive(Debug)]
+struct Table<K, R> {
+    index: FxHashMap<K, usize>,
+    /// Total ops per row at the previous tick, for rates (by identity).
+    prev: FxHashMap<K, u64>,
+    _rows: std::marker::PhantomData<R>,
+}
+
+impl<K, R> Default for Table<K, R> {
+    fn default() -> Self {
+        Self { index: FxHashMap::default(), prev: FxHashMap::default(), _rows: std::marker::PhantomData }
+    }
+}
+
+impl<K: std::hash::Hash + Eq + Copy, R> Table<K, R> {
+    fn row<'a>(&mut self, rows: &'a mut Vec<R>, key: K, make: impl FnOnce() -> R) -> &'a mut R {
+        let i = *self.index.entry(key).or_insert_with(|| {
+            rows.push(make());
+            rows.len() - 1
+        });
+        &mut rows[i]
+    }
+
+    /// Sorts busiest first (ties by identity) and re-indexes.
+    fn rank(&mut self, rows: &mut [R], id: impl Fn(&R) -> K, total: impl Fn(&R) -> u64)
+    where
+        K: Ord,
+    {
+        rows.sort_unstable_by(|a, b| total(b).cmp(&total(a)).then(id(a).cmp(&id(b))));
+        self.index.clear();
+        self.index.extend(rows.iter().enumerate().map(|(i, r)| (id(r), i)));
+    }
+
+    /// Rate since the last tick; the first tick of a row has no baseline.
+    fn rate(&mut self, key: K, total: u64, secs: f64) -> f64 {
+        let before = self.prev.insert(key, total).unwrap_or(total);
+        if secs > 0.0 { total.saturating_sub(before) as f64 / secs } else { 0.0 }
+    }
+}
+
 #[derive(Default, Debug)]
 pub struct Model {
-    counts: HashMap<WriteKey, u64>,
+    counts: FxHashMap<WriteKey, u64>,
     pub names: Names,
     pub processes: BTreeMap<u32, ProcessInfo>,
     pub overlaps: Vec<OverlapEvent>,
@@ -212,19 +256,15 @@ pub struct Model {
     /// Events the collector could not decode or resolve.
     pub unresolved: u64,
     pub elapsed: Duration,
+    /// Rankings, updated in place as counters arrive and re-ranked at each
+    /// tick: cost per tick is one hash lookup per changed counter plus a sort.
     pub agg: Aggregates,
-    /// Previous totals per aggregate, for rates.
-    prev: PrevTotals,
+    goroutines: Table<(u32, u64), GoroutineRow>,
+    threads: Table<(u32, u32), ThreadRow>,
+    maps: Table<(u32, u64), MapRow>,
+    sites: Table<(u32, u64), SiteRow>,
+    prev_total: Option<u64>,
     pub history: VecDeque<u64>,
-}
-
-#[derive(Default, Debug)]
-struct PrevTotals {
-    total: u64,
-    goroutines: HashMap<(u32, u64), u64>,
-    threads: HashMap<(u32, u32), u64>,
-    maps: HashMap<(u32, u64), u64>,
-    sites: HashMap<(u32, u64), u64>,
 }
 
 impl Model {
@@ -232,17 +272,56 @@ impl Model {
         Self::default()
     }
 
-    /// Replaces the cumulative counters with a fresh kernel snapshot. Counts
-    /// only grow in the kernel; a key that vanished (its process was
-    /// forgotten) keeps its last value here.
+    /// Takes a fresh kernel snapshot of cumulative counters. Counts only
+    /// grow in the kernel; a key that vanished (its process was forgotten)
+    /// keeps its last value here. Only the growth is folded into the rows.
     pub fn set_counts(&mut self, counts: impl IntoIterator<Item = (WriteKey, u64)>) {
         for (k, v) in counts {
-            let e = self.counts.entry(k).or_insert(0);
-            *e = (*e).max(v);
+            let old = self.counts.entry(k).or_insert(0);
+            if v <= *old {
+                continue;
+            }
+            let (delta, new_key) = (v - *old, *old == 0);
+            *old = v;
+            self.fold(&k, delta, new_key);
         }
     }
 
-    pub fn counts(&self) -> &HashMap<WriteKey, u64> {
+    fn fold(&mut self, k: &WriteKey, n: u64, new_key: bool) {
+        let a = &mut self.agg;
+        a.totals.add(k.routine, n);
+        let g = self.goroutines.row(&mut a.goroutines, (k.pid, k.goid), || GoroutineRow {
+            pid: k.pid,
+            goid: k.goid,
+            ..Default::default()
+        });
+        g.ops.add(k.routine, n);
+        *g.sites.entry(k.pc).or_default() += n;
+        if new_key {
+            g.tids.insert(k.tid);
+            g.maps.insert(k.map);
+        }
+        let t = self.threads.row(&mut a.threads, (k.pid, k.tid), || ThreadRow {
+            pid: k.pid,
+            tid: k.tid,
+            ..Default::default()
+        });
+        t.ops.add(k.routine, n);
+        if new_key {
+            t.goroutines.insert(k.goid);
+        }
+        let m = self.maps.row(&mut a.maps, (k.pid, k.map), || MapRow { pid: k.pid, addr: k.map, ..Default::default() });
+        m.ops.add(k.routine, n);
+        m.writers.entry(k.goid).or_default().add(k.routine, n);
+        m.sites.entry(k.pc).or_default().add(k.routine, n);
+        let s = self.sites.row(&mut a.sites, (k.pid, k.pc), || SiteRow { pid: k.pid, pc: k.pc, ..Default::default() });
+        s.ops.add(k.routine, n);
+        if new_key {
+            s.maps.insert(k.map);
+        }
+    }
+
+    pub fn counts(&self) -> &FxHashMap<WriteKey, u64> {
         &self.counts
     }
 
@@ -268,129 +347,67 @@ impl Model {
         self.lost.iter().sum::<u64>() + self.unresolved
     }
 
-    /// Recomputes every aggregate; `dt` is the time since the last tick
-    /// (zero for a final, rate-less aggregation).
+    /// Computes rates over `dt` (the time since the last tick; zero for a
+    /// final, rate-less pass), fills in names, re-ranks, derives findings.
     pub fn tick(&mut self, dt: Duration) {
         self.elapsed += dt;
         let secs = dt.as_secs_f64();
-        let rate = |now: u64, before: u64| {
-            if secs > 0.0 { now.saturating_sub(before) as f64 / secs } else { 0.0 }
-        };
-
-        let mut gs: HashMap<(u32, u64), GoroutineRow> = HashMap::new();
-        let mut ts: HashMap<(u32, u32), ThreadRow> = HashMap::new();
-        let mut ms: HashMap<(u32, u64), MapRow> = HashMap::new();
-        let mut ss: HashMap<(u32, u64), SiteRow> = HashMap::new();
-        let mut totals = Ops::default();
-
-        for (k, &n) in &self.counts {
-            totals.add(k.routine, n);
-            let g = gs.entry((k.pid, k.goid)).or_insert_with(|| GoroutineRow {
-                pid: k.pid,
-                goid: k.goid,
-                ..Default::default()
-            });
-            g.ops.add(k.routine, n);
-            g.tids.insert(k.tid);
-            g.maps.insert(k.map);
-            *g.sites.entry(k.pc).or_default() += n;
-
-            let t = ts.entry((k.pid, k.tid)).or_insert_with(|| ThreadRow {
-                pid: k.pid,
-                tid: k.tid,
-                ..Default::default()
-            });
-            t.ops.add(k.routine, n);
-            t.goroutines.insert(k.goid);
-
-            let m = ms.entry((k.pid, k.map)).or_insert_with(|| MapRow {
-                pid: k.pid,
-                addr: k.map,
-                ..Default::default()
-            });
-            m.ops.add(k.routine, n);
-            m.writers.entry(k.goid).or_default().add(k.routine, n);
-            m.sites.entry(k.pc).or_default().add(k.routine, n);
-
-            let s = ss.entry((k.pid, k.pc)).or_insert_with(|| SiteRow {
-                pid: k.pid,
-                pc: k.pc,
-                ..Default::default()
-            });
-            s.ops.add(k.routine, n);
-            s.maps.insert(k.map);
-        }
-        for ov in &self.overlaps {
-            if let Some(m) = ms.get_mut(&(ov.pid, ov.map)) {
-                m.overlaps += 1;
+        let names = &self.names;
+        let a = &mut self.agg;
+        for g in &mut a.goroutines {
+            g.rate = self.goroutines.rate((g.pid, g.goid), g.ops.total(), secs);
+            if g.created_by.is_none() {
+                g.created_by = names.created_by.get(&(g.pid, g.goid)).cloned();
             }
         }
-
-        let mut prev = PrevTotals { total: totals.total(), ..Default::default() };
-        let mut goroutines: Vec<GoroutineRow> = gs
-            .into_values()
-            .map(|mut g| {
-                let key = (g.pid, g.goid);
-                g.rate = rate(g.ops.total(), *self.prev.goroutines.get(&key).unwrap_or(&g.ops.total()));
-                g.created_by = self.names.created_by.get(&key).cloned();
-                prev.goroutines.insert(key, g.ops.total());
-                g
-            })
-            .collect();
-        let mut threads: Vec<ThreadRow> = ts
-            .into_values()
-            .map(|mut t| {
-                let key = (t.pid, t.tid);
-                t.rate = rate(t.ops.total(), *self.prev.threads.get(&key).unwrap_or(&t.ops.total()));
-                t.comm = self.names.comms.get(&key).cloned().unwrap_or_default();
-                prev.threads.insert(key, t.ops.total());
-                t
-            })
-            .collect();
-        let mut maps: Vec<MapRow> = ms
-            .into_values()
-            .map(|mut m| {
-                let key = (m.pid, m.addr);
-                m.rate = rate(m.ops.total(), *self.prev.maps.get(&key).unwrap_or(&m.ops.total()));
-                m.type_name = self.names.map_types.get(&key).cloned();
-                prev.maps.insert(key, m.ops.total());
-                m
-            })
-            .collect();
-        let mut sites: Vec<SiteRow> = ss
-            .into_values()
-            .map(|mut s| {
-                let key = (s.pid, s.pc);
-                s.rate = rate(s.ops.total(), *self.prev.sites.get(&key).unwrap_or(&s.ops.total()));
-                s.location = self.names.sites.get(&key).cloned();
-                prev.sites.insert(key, s.ops.total());
-                s
-            })
-            .collect();
-
-        // Default order: busiest first, ties broken by identity for stable output.
-        goroutines.sort_by(|a, b| b.ops.total().cmp(&a.ops.total()).then((a.pid, a.goid).cmp(&(b.pid, b.goid))));
-        threads.sort_by(|a, b| b.ops.total().cmp(&a.ops.total()).then((a.pid, a.tid).cmp(&(b.pid, b.tid))));
-        maps.sort_by(|a, b| b.ops.total().cmp(&a.ops.total()).then((a.pid, a.addr).cmp(&(b.pid, b.addr))));
-        sites.sort_by(|a, b| b.ops.total().cmp(&a.ops.total()).then((a.pid, a.pc).cmp(&(b.pid, b.pc))));
+        for t in &mut a.threads {
+            t.rate = self.threads.rate((t.pid, t.tid), t.ops.total(), secs);
+            if t.comm.is_empty()
+                && let Some(c) = names.comms.get(&(t.pid, t.tid))
+            {
+                t.comm.clone_from(c);
+            }
+        }
+        for m in &mut a.maps {
+            m.rate = self.maps.rate((m.pid, m.addr), m.ops.total(), secs);
+            if m.type_name.is_none() {
+                m.type_name = names.map_types.get(&(m.pid, m.addr)).cloned();
+            }
+            m.overlaps = 0;
+        }
+        for s in &mut a.sites {
+            s.rate = self.sites.rate((s.pid, s.pc), s.ops.total(), secs);
+            if s.location.is_none() {
+                s.location = names.sites.get(&(s.pid, s.pc)).cloned();
+            }
+        }
+        for ov in &self.overlaps {
+            if let Some(&i) = self.maps.index.get(&(ov.pid, ov.map)) {
+                a.maps[i].overlaps += 1;
+            }
+        }
+        self.goroutines.rank(&mut a.goroutines, |g| (g.pid, g.goid), |g| g.ops.total());
+        self.threads.rank(&mut a.threads, |t| (t.pid, t.tid), |t| t.ops.total());
+        self.maps.rank(&mut a.maps, |m| (m.pid, m.addr), |m| m.ops.total());
+        self.sites.rank(&mut a.sites, |s| (s.pid, s.pc), |s| s.ops.total());
 
         for row in &mut self.bpf {
             let key = (row.pid, row.tid, row.fd);
             let now = row.updates + row.deletes;
-            row.rate = rate(now, *self.prev_bpf.get(&key).unwrap_or(&now));
-            self.prev_bpf.insert(key, now);
+            let before = self.prev_bpf.insert(key, now).unwrap_or(now);
+            row.rate = if secs > 0.0 { now.saturating_sub(before) as f64 / secs } else { 0.0 };
         }
 
-        let total_rate = rate(totals.total(), if self.history.is_empty() { totals.total() } else { self.prev.total });
+        let total = a.totals.total();
+        let before = self.prev_total.replace(total).unwrap_or(total);
+        a.total_rate = if secs > 0.0 { total.saturating_sub(before) as f64 / secs } else { 0.0 };
         if secs > 0.0 {
-            self.history.push_back(total_rate.round() as u64);
+            self.history.push_back(a.total_rate.round() as u64);
             if self.history.len() > HISTORY_LEN {
                 self.history.pop_front();
             }
         }
-        self.prev = prev;
-        let findings = self.findings(&maps);
-        self.agg = Aggregates { totals, total_rate, goroutines, threads, maps, sites, findings };
+        self.agg.findings = self.findings(&self.agg.maps);
     }
 
     fn site_name(&self, pid: u32, pc: u64) -> String {

@@ -87,6 +87,18 @@ pub struct Routine {
     pub attach_instruction: String,
 }
 
+impl Routine {
+    /// Whether the attach point is as good as it gets: after the stack
+    /// check, or at the entry of a `//go:nosplit` function (no stack check,
+    /// e.g. `runtime.fatal`) that starts with `push rbp`. Either way the
+    /// probed instruction is emulated, `[rsp]` is the return address and the
+    /// probe fires once per call. Worth a warning when `false`.
+    pub fn attach_is_ideal(&self) -> bool {
+        self.after_prologue
+            || (self.attach_vaddr == self.entry && self.attach_instruction == "push rbp")
+    }
+}
+
 /// A symbolized code address.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Location {
@@ -145,12 +157,13 @@ impl GoBinary {
         let img = ElfImage::parse(&data)?;
         let version_string = buildinfo::find_version(&img, &data);
         let pcln = Pclntab::locate(&img, &data);
-        let (version_string, pcln) = match (version_string, pcln) {
+        let version_string = match (version_string, &pcln) {
             (None, None) => return Err(GoBinError::NotGo),
             (None, Some(_)) => return Err(GoBinError::NoBuildInfo),
-            (Some(_), None) => return Err(GoBinError::BadPclntab("not found".into())),
-            (Some(v), Some(p)) => (v, p),
+            (Some(v), _) => v,
         };
+        // The version first: for an old Go, "too old" is the useful error,
+        // not that its (older-format) function table is not understood.
         let version = buildinfo::parse_version(&version_string)
             .filter(|v| v.0 == 1)
             .ok_or_else(|| GoBinError::BadVersion(version_string.clone()))?;
@@ -159,7 +172,9 @@ impl GoBinary {
                 found: version_string,
             });
         }
-        let mut pcln = pcln.map_err(GoBinError::BadPclntab)?;
+        let mut pcln = pcln
+            .unwrap_or_else(|| Err("not found".into()))
+            .map_err(GoBinError::BadPclntab)?;
         let moduledata = moduledata::locate(&img, &data, &pcln, version.1);
         pcln.text = match moduledata {
             Some(md) => md.text,
@@ -314,7 +329,9 @@ impl GoBinary {
         if let Some(o) = from_dwarf {
             return Ok(o);
         }
-        offsets::from_table(self.version.1)
+        // The classic map's grow path is linked only with classic maps.
+        let classic_maps = self.function("runtime.hashGrow").is_some();
+        offsets::from_table(self.version.1, Some(classic_maps))
             .ok_or_else(|| GoBinError::NoOffsets(self.version_string.clone()))
     }
 

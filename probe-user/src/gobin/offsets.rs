@@ -62,18 +62,18 @@ const HMAP_FLAGS: (u8, u8) = (8, 4);
 /// Decompressed DWARF above this is not a Go binary's; refuse the allocation.
 const MAX_DWARF_SECTION: u64 = 1 << 30;
 
-pub(crate) fn from_table(minor: u32) -> Option<RuntimeOffsets> {
+/// Table entry for Go 1.`minor`. `classic_maps` says the binary links the
+/// pre-swiss map implementation (`GOEXPERIMENT=noswissmap`, possible in
+/// 1.24 and 1.25); `None` means the version's default.
+pub(crate) fn from_table(minor: u32, classic_maps: Option<bool>) -> Option<RuntimeOffsets> {
     let (source, minor) = if minor > NEWEST_MINOR {
         (OffsetSource::VersionTableGuess, NEWEST_MINOR)
     } else {
         (OffsetSource::VersionTable, minor)
     };
     let &(_, goid, gopc) = G_TABLE.iter().find(|e| e.0 == minor)?;
-    let (writing_off, writing_mask) = if minor >= SWISS_MINOR {
-        MAP_WRITING
-    } else {
-        HMAP_FLAGS
-    };
+    let classic = classic_maps.unwrap_or(minor < SWISS_MINOR);
+    let (writing_off, writing_mask) = if classic { HMAP_FLAGS } else { MAP_WRITING };
     Some(RuntimeOffsets {
         goid,
         gopc,
@@ -192,7 +192,7 @@ fn scan_unit<'a>(
             }
             gimli::DW_TAG_member => {
                 let Some((strukt, d)) = current else { continue };
-                if depth != d + 1 {
+                if depth.checked_sub(d) != Some(1) {
                     continue;
                 }
                 let Some(member) = name_of(entry) else {
@@ -230,12 +230,14 @@ mod tests {
     #[test]
     fn table_covers_supported_versions() {
         for minor in OLDEST_MINOR..=NEWEST_MINOR {
-            let o = from_table(minor).unwrap();
+            let o = from_table(minor, None).unwrap();
             assert_eq!(o.source, OffsetSource::VersionTable);
         }
-        assert_eq!(from_table(20), None);
-        let guess = from_table(30).unwrap();
+        assert_eq!(from_table(20, None), None);
+        let guess = from_table(30, None).unwrap();
         assert_eq!(guess.source, OffsetSource::VersionTableGuess);
         assert_eq!((guess.goid, guess.gopc), (152, 288));
+        let noswiss = from_table(24, Some(true)).unwrap();
+        assert_eq!((noswiss.writing_off, noswiss.writing_mask), (8, 4));
     }
 }

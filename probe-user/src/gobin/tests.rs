@@ -281,6 +281,7 @@ fn routines_attach_after_the_stack_check() {
                 .find(|r| r.id == id)
                 .unwrap_or_else(|| panic!("{what}: {sym} not found; have {routines:?}"));
             assert_eq!(r.symbol, sym);
+            assert!(r.attach_is_ideal(), "{what}: {sym}");
             assert!(
                 r.after_prologue,
                 "{what}: {sym}: prologue not recognized: {r:?}"
@@ -323,6 +324,16 @@ fn routines_attach_after_the_stack_check() {
                 );
             }
         }
+        // runtime.fatal is nosplit: no stack check, `push rbp` at entry.
+        let fatal = routines.iter().find(|r| r.id == routine::FATAL).unwrap();
+        assert_eq!(fatal.symbol, "runtime.fatal");
+        assert!(!fatal.after_prologue, "{what}: {fatal:?}");
+        assert_eq!(
+            (fatal.attach_vaddr, fatal.attach_instruction.as_str()),
+            (fatal.entry, "push rbp"),
+            "{what}"
+        );
+        assert!(fatal.attach_is_ideal(), "{what}");
     }
 }
 
@@ -332,7 +343,7 @@ fn runtime_offsets_from_dwarf_match_the_table() {
         let (_, bin) = fixture(ver, variant);
         let what = label(ver, variant);
         let got = bin.runtime_offsets().unwrap();
-        let table = offsets::from_table(bin.version().1).unwrap();
+        let table = offsets::from_table(bin.version().1, None).unwrap();
         let stripped = matches!(variant, Variant::Stripped | Variant::PieStripped);
         let want_source = if stripped {
             OffsetSource::VersionTable

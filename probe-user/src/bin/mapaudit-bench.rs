@@ -1,0 +1,140 @@
+//! Benchmark helper for `cargo xtask bench` (not installed for users):
+//! measures what one binary can measure about itself — ring-buffer drain
+//! throughput and the model's per-tick cost. Prints one JSON object.
+//!
+//!   mapaudit-bench drain RATE SECONDS     (needs root)
+//!   mapaudit-bench model GOROUTINES MAPS
+
+use std::time::{Duration, Instant};
+
+use mapaudit::cli::LogLevel;
+use mapaudit::collector::Collector;
+use mapaudit::loader::{LoadOptions, Probes};
+use mapaudit::model::{Location, Model};
+use probe_common::events::BENCH_BURST;
+use probe_common::lost;
+use probe_common::uprobe::{WriteKey, routine};
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let num = |i: usize, d: u64| args.get(i).and_then(|s| s.parse().ok()).unwrap_or(d);
+    let result = match args.get(1).map(String::as_str) {
+        Some("drain") => drain(num(2, 2_000_000), num(3, 3)),
+        Some("model") => model(num(2, 100_000) as usize, num(3, 10_000) as usize),
+        _ => Err(anyhow::anyhow!("usage: mapaudit-bench drain RATE SECONDS | model GOROUTINES MAPS")),
+    };
+    match result {
+        Ok(v) => println!("{v}"),
+        Err(e) => {
+            eprintln!("mapaudit-bench: {e:#}");
+            std::process::exit(2);
+        }
+    }
+}
+
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("VmRSS:")).and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok()))
+        .unwrap_or(0)
+}
+
+/// A producer thread pumps `rate` events/s through the real ring buffer
+/// (a tracepoint on its own getppid() calls emits bursts); this thread
+/// drains with the collector's own code, woken like `record` is.
+fn drain(rate: u64, seconds: u64) -> anyhow::Result<serde_json::Value> {
+    mapaudit::preflight::check_all()?;
+    let args = mapaudit::cli::TopArgs::system_wide().probe;
+    let mut opts = LoadOptions::from_args(&args, LogLevel::Off)?;
+    opts.bpf_maps = false;
+    let mut probes = Probes::load(&opts)?;
+    let mut collector = Collector::new(&mut probes)?;
+    let (tx, rx) = std::sync::mpsc::channel::<u32>();
+    let producer = std::thread::spawn(move || {
+        let _ = tx.send(std::process::id());
+        // SAFETY: gettid has no preconditions.
+        let _ = tx.send(unsafe { libc::gettid() } as u32);
+        let calls_per_sec = (rate / BENCH_BURST as u64).max(1);
+        let start = Instant::now();
+        let total = calls_per_sec * seconds;
+        for i in 0..total {
+            // Pace in 1 ms slices so the rate is steady.
+            let due = start + Duration::from_nanos(i * 1_000_000_000 / calls_per_sec);
+            let now = Instant::now();
+            if due > now + Duration::from_millis(1) {
+                std::thread::sleep(due - now);
+            }
+            // SAFETY: getppid has no preconditions.
+            unsafe { libc::getppid() };
+        }
+        start.elapsed()
+    });
+    let pid = rx.recv()?;
+    let _tid = rx.recv()?;
+    probes.start_bench_pump(pid)?;
+    let mut model = Model::new();
+    let t0 = Instant::now();
+    let fd = { use std::os::fd::AsRawFd as _; collector.events.as_raw_fd() };
+    let mut pfd = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+    while !producer.is_finished() {
+        // SAFETY: one valid pollfd.
+        unsafe { libc::poll(&mut pfd, 1, 250) };
+        collector.drain(&mut model);
+    }
+    let produced_for = producer.join().map_err(|_| anyhow::anyhow!("producer panicked"))?;
+    collector.drain(&mut model);
+    let elapsed = t0.elapsed();
+    let lost = collector.lost()[lost::RINGBUF_FULL as usize];
+    let drained = collector.bench_events;
+    Ok(serde_json::json!({
+        "target_rate": rate,
+        "produced": drained + lost,
+        "drained": drained,
+        "lost": lost,
+        "producer_s": produced_for.as_secs_f64(),
+        "drained_per_s": drained as f64 / elapsed.as_secs_f64(),
+    }))
+}
+
+/// Synthetic counters: `goroutines` goroutines on 64 threads writing
+/// `maps` maps from 256 sites; times the tick (aggregation, rates,
+/// findings) and the report, and the memory they take.
+fn model(goroutines: usize, maps: usize) -> anyhow::Result<serde_json::Value> {
+    let rss0 = rss_kib();
+    let mut m = Model::new();
+    let key = |g: usize, j: usize| WriteKey {
+        pid: 1000,
+        tid: 2000 + (g % 64) as u32,
+        goid: g as u64 + 1,
+        map: 0xc000_0000 + ((g * 7 + j) % maps.max(1)) as u64 * 0x40,
+        pc: 0x40_0000 + ((g + j) % 256) as u64 * 0x10,
+        routine: if j == 0 { routine::MAPASSIGN_FASTSTR } else { routine::MAPDELETE_FASTSTR },
+        _pad: [0; 7],
+    };
+    for pc in 0..256u64 {
+        m.names.sites.insert((1000, 0x40_0000 + pc * 0x10), Location { function: format!("main.f{pc}"), file: "/src/main.go".into(), line: pc as u32 });
+    }
+    let snapshot = |round: u64| (0..goroutines).flat_map(move |g| (0..2).map(move |j| (key(g, j), round * 10 + g as u64 % 7 + 1)));
+    m.set_counts(snapshot(1));
+    m.tick(Duration::from_secs(1));
+    let keys = m.counts().len();
+    let t = Instant::now();
+    m.set_counts(snapshot(2));
+    let fold = t.elapsed();
+    m.tick(Duration::from_secs(1));
+    let tick = t.elapsed();
+    let t = Instant::now();
+    let rep = mapaudit::report::build(&m, "t", 1.0);
+    let report = t.elapsed();
+    let json_bytes = serde_json::to_vec(&rep)?.len();
+    Ok(serde_json::json!({
+        "goroutines": goroutines,
+        "maps": m.agg.maps.len(),
+        "keys": keys,
+        "tick_ms": tick.as_secs_f64() * 1e3,
+        "fold_ms": fold.as_secs_f64() * 1e3,
+        "report_ms": report.as_secs_f64() * 1e3,
+        "report_bytes": json_bytes,
+        "rss_mib": (rss_kib().saturating_sub(rss0)) as f64 / 1024.0,
+    }))
+}

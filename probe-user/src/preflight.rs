@@ -60,32 +60,45 @@ pub fn kernel_version(release: &str) -> Option<(u32, u32)> {
     Some((it.next()?.parse().ok()?, it.next()?.parse().ok()?))
 }
 
-pub fn check_kernel() -> Result<(), EnvError> {
-    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-    let release = release.trim();
+/// The oldest kernel with everything mapaudit uses (uprobe attach cookies).
+pub const MIN_KERNEL: (u32, u32) = (5, 15);
+
+pub fn check_kernel_release(release: &str) -> Result<(), EnvError> {
     match kernel_version(release) {
-        Some(v) if v < (5, 15) => Err(EnvError::Kernel(release.to_string())),
+        Some(v) if v < MIN_KERNEL => Err(EnvError::Kernel(release.to_string())),
         _ => Ok(()),
     }
 }
 
+pub fn check_kernel() -> Result<(), EnvError> {
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    check_kernel_release(release.trim())
+}
+
+pub fn check_btf_at(path: &Path) -> Result<(), EnvError> {
+    if path.exists() { Ok(()) } else { Err(EnvError::Btf) }
+}
+
 pub fn check_btf() -> Result<(), EnvError> {
-    if Path::new("/sys/kernel/btf/vmlinux").exists() { Ok(()) } else { Err(EnvError::Btf) }
+    check_btf_at(Path::new("/sys/kernel/btf/vmlinux"))
 }
 
 /// Tracepoints are looked up in tracefs; mount it when it is missing.
 pub fn ensure_tracefs() -> Result<(), EnvError> {
-    for dir in ["/sys/kernel/tracing/events", "/sys/kernel/debug/tracing/events"] {
-        if Path::new(dir).is_dir() {
-            return Ok(());
-        }
+    ensure_tracefs_with(&["/sys/kernel/tracing/events", "/sys/kernel/debug/tracing/events"], || {
+        // SAFETY: valid NUL-terminated strings; no data argument.
+        let rc = unsafe {
+            libc::mount(c"nodev".as_ptr(), c"/sys/kernel/tracing".as_ptr(), c"tracefs".as_ptr(), 0, std::ptr::null())
+        };
+        if rc == 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) }
+    })
+}
+
+fn ensure_tracefs_with(dirs: &[&str], mount: impl FnOnce() -> std::io::Result<()>) -> Result<(), EnvError> {
+    if dirs.iter().any(|d| Path::new(d).is_dir()) {
+        return Ok(());
     }
-    let target = c"/sys/kernel/tracing";
-    // SAFETY: valid NUL-terminated strings; no data argument.
-    let rc = unsafe { libc::mount(c"nodev".as_ptr(), target.as_ptr(), c"tracefs".as_ptr(), 0, std::ptr::null()) };
-    if rc != 0 {
-        return Err(EnvError::Tracefs(std::io::Error::last_os_error().to_string()));
-    }
+    mount().map_err(|e| EnvError::Tracefs(e.to_string()))?;
     log::info!("mounted tracefs at /sys/kernel/tracing");
     Ok(())
 }
@@ -115,6 +128,30 @@ mod tests {
         assert_eq!(missing_caps(0), vec!["CAP_BPF", "CAP_PERFMON", "CAP_SYS_ADMIN"]);
         assert_eq!(missing_caps(1 << CAP_BPF | 1 << CAP_SYS_ADMIN), vec!["CAP_PERFMON"]);
         assert!(missing_caps(u64::MAX).is_empty());
+    }
+
+    #[test]
+    fn too_old_kernel_names_the_minimum() {
+        let e = check_kernel_release("5.10.0-28-amd64").unwrap_err().to_string();
+        assert!(e.contains("5.10.0-28-amd64") && e.contains("5.15 or newer"), "{e}");
+        assert!(check_kernel_release("5.15.0").is_ok());
+        assert!(check_kernel_release("6.18.44").is_ok());
+    }
+
+    #[test]
+    fn missing_btf_says_what_is_needed() {
+        let e = check_btf_at(Path::new("/nonexistent/vmlinux")).unwrap_err().to_string();
+        assert!(e.contains("CONFIG_DEBUG_INFO_BTF"), "{e}");
+    }
+
+    #[test]
+    fn unmountable_tracefs_says_how_to_mount_it() {
+        let e = ensure_tracefs_with(&["/nonexistent/events"], || Err(std::io::Error::from_raw_os_error(libc::EPERM)))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("mount -t tracefs nodev /sys/kernel/tracing") && e.contains("not permitted"), "{e}");
+        assert!(ensure_tracefs_with(&["/nonexistent/events"], || Ok(())).is_ok());
+        assert!(ensure_tracefs_with(&["/proc"], || panic!("must not mount")).is_ok());
     }
 
     #[test]

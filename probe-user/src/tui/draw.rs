@@ -51,7 +51,7 @@ fn hms(d: Duration) -> String {
 }
 
 fn fmt_interval(d: Duration) -> String {
-    if d.as_millis() % 1000 == 0 { format!("{}s", d.as_secs()) } else { format!("{}ms", d.as_millis()) }
+    if d.as_millis().is_multiple_of(1000) { format!("{}s", d.as_secs()) } else { format!("{}ms", d.as_millis()) }
 }
 
 fn fmt_us(us: u64) -> String {
@@ -606,6 +606,7 @@ fn draw_help(frame: &mut Frame, area: Rect, app: &App, model: &Model) {
 }
 
 #[cfg(test)]
+#[expect(clippy::unwrap_used, clippy::expect_used, reason = "tests fail by panicking")]
 mod tests {
     use super::*;
     use crate::tui::{Action, testutil};
@@ -814,29 +815,5 @@ mod tests {
         let app = App::default();
         let s = screen(&render(&app, &m, 80, 24));
         assert!(s.contains("waiting for map writes"), "{s}");
-    }
-}
-#[cfg(test)]
-mod tmp_preview {
-    use super::*;
-    use crate::tui::{Action, testutil};
-    use ratatui::Terminal;
-    use ratatui::backend::TestBackend;
-    #[test]
-    fn preview() {
-        let m = testutil::model();
-        let mut app = App::default();
-        app.status.target = "pid 4242 (writers)".into();
-        app.status.attached = 1;
-        app.on_tick(&m, Duration::from_micros(250));
-        for (tab, detail, help, w, h) in [(Tab::Goroutines, false, false, 80, 24), (Tab::Maps, true, false, 80, 24), (Tab::Findings, false, false, 80, 24), (Tab::Goroutines, false, true, 80, 24), (Tab::Maps, true, false, 160, 40), (Tab::Sites, false, false, 120, 20), (Tab::Threads, true, false, 100, 30)] {
-            app.apply(Action::Tab(tab), &m);
-            app.detail = detail; app.help = help;
-            let mut t = Terminal::new(TestBackend::new(w, h)).unwrap();
-            t.draw(|f| draw(f, &app, &m)).unwrap();
-            let buf = t.backend().buffer().clone();
-            for y in 0..h { println!("{}", (0..w).map(|x| buf[(x, y)].symbol().to_string()).collect::<String>()); }
-            println!("{}", "=".repeat(w as usize));
-        }
     }
 }

@@ -128,6 +128,8 @@ impl App {
                     Action::Home => 0,
                     _ => usize::MAX,
                 };
+                // Home goes back to watching the top row.
+                self.pinned[self.tab.index()] = action != Action::Home;
                 self.select(to, model);
             }
             Action::ToggleDetail => self.detail = !self.detail,

@@ -170,6 +170,9 @@ pub struct App {
     /// The selected row's identity per view: selection follows the row when
     /// the order changes.
     pub selected_id: [Option<RowId>; 6],
+    /// The user moved the selection in this view: it follows its row. Until
+    /// then it stays on the top row, whichever row is busiest.
+    pub pinned: [bool; 6],
     pub detail: bool,
     pub help: bool,
     pub interval: Duration,
@@ -200,6 +203,7 @@ impl App {
             paused: false,
             selected: [0; 6],
             selected_id: [None; 6],
+            pinned: [false; 6],
             detail: false,
             help: false,
             interval: interval.clamp(Duration::from_millis(100), Duration::from_secs(10)),
@@ -264,7 +268,8 @@ impl App {
             return None;
         }
         let t = self.tab.index();
-        self.selected_id[t]
+        let followed = if self.pinned[t] { self.selected_id[t] } else { None };
+        followed
             .and_then(|id| rows.iter().position(|r| r.id == id))
             .or(Some(self.selected[t].min(rows.len() - 1)))
     }
@@ -284,7 +289,8 @@ impl App {
             self.selected[t] = 0;
             return;
         }
-        let i = self.selected_id[t]
+        let followed = if self.pinned[t] { self.selected_id[t] } else { None };
+        let i = followed
             .and_then(|id| rows.iter().position(|r| r.id == id))
             .unwrap_or(self.selected[t].min(rows.len() - 1));
         self.selected[t] = i;
@@ -406,6 +412,7 @@ pub(crate) mod testutil {
 }
 
 #[cfg(test)]
+#[expect(clippy::unwrap_used, reason = "tests fail by panicking")]
 mod tests {
     use super::*;
 
@@ -433,6 +440,17 @@ mod tests {
         assert_eq!(s.ring.len(), WINDOW);
         assert_eq!(s.hist.max(), 10);
         assert_eq!(s.hist.len(), WINDOW as u64);
+    }
+
+    #[test]
+    fn unmoved_selection_stays_on_top() {
+        let m = testutil::model();
+        let mut app = App::default();
+        app.on_tick(&m, Duration::ZERO);
+        app.apply(Action::ReverseSort, &m);
+        let rows = rows_for(Tab::Goroutines, &m, &app);
+        assert_eq!(app.selection_index(&rows), Some(0));
+        assert_eq!(app.selected_id[0], Some(RowId::Goroutine { pid: testutil::PID, goid: 11 }));
     }
 
     #[test]

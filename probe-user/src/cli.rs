@@ -104,6 +104,9 @@ pub struct ProbeArgs {
     /// Testing only: capacity of the per-map last-writer table.
     #[arg(long, hide = true, default_value_t = probe_common::maps::MAP_STATE_DEFAULT_ENTRIES)]
     pub debug_map_state_entries: u32,
+    /// Testing only: drain the event ring buffer only at exit (forces overflow).
+    #[arg(long, hide = true)]
+    pub debug_drain_at_exit: bool,
     /// Testing only: capacity of the bpf(2) write counter.
     #[arg(long, hide = true, default_value_t = probe_common::maps::BPF_WRITES_DEFAULT_ENTRIES)]
     pub debug_bpf_writes_entries: u32,
@@ -134,6 +137,7 @@ impl TopArgs {
                     ringbuf_kib: 1024,
                     user: None,
                     bench_floor: false,
+                    debug_drain_at_exit: false,
                     debug_map_state_entries: probe_common::maps::MAP_STATE_DEFAULT_ENTRIES,
                     debug_bpf_writes_entries: probe_common::maps::BPF_WRITES_DEFAULT_ENTRIES,
                 },

@@ -168,6 +168,7 @@ impl Collector {
         let hdr: EventHeader = read_pod(bytes)?;
         match hdr.kind {
             events::KIND_NEW_TUPLE => {
+                model.events.new_tuple += 1;
                 let Some(ev) = read_pod::<events::NewTuple>(bytes) else {
                     model.unresolved += 1;
                     return None;
@@ -176,6 +177,7 @@ impl Collector {
                 None
             }
             events::KIND_OVERLAP => {
+                model.events.overlap += 1;
                 let Some(ev) = read_pod::<events::Overlap>(bytes) else {
                     model.unresolved += 1;
                     return None;
@@ -203,10 +205,14 @@ impl Collector {
                 None
             }
             events::KIND_EXEC => {
+                model.events.exec += 1;
                 let ev: events::Exec = read_pod(bytes)?;
                 Some(Control::Exec { pid: ev.hdr.pid, stopped: ev.stopped != 0 })
             }
-            events::KIND_EXIT => Some(Control::Exit { pid: hdr.pid }),
+            events::KIND_EXIT => {
+                model.events.exit += 1;
+                Some(Control::Exit { pid: hdr.pid })
+            }
             events::KIND_BENCH => {
                 self.bench_events += 1;
                 None

@@ -98,6 +98,16 @@ pub struct BpfRow {
     pub rate: f64,
 }
 
+/// Ring-buffer events received, by kind: with the kernel's `ringbuf_full`
+/// count they account for every event the probes tried to send.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EventCounts {
+    pub new_tuple: u64,
+    pub overlap: u64,
+    pub exec: u64,
+    pub exit: u64,
+}
+
 /// Names the collector resolved, keyed like the counters they describe.
 #[derive(Default, Debug)]
 pub struct Names {
@@ -255,6 +265,8 @@ pub struct Model {
     pub lost: [u64; lost::COUNT as usize],
     /// Events the collector could not decode or resolve.
     pub unresolved: u64,
+    /// Events received from the kernel, by kind.
+    pub events: EventCounts,
     pub elapsed: Duration,
     /// Rankings, updated in place as counters arrive and re-ranked at each
     /// tick: cost per tick is one hash lookup per changed counter plus a sort.

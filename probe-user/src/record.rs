@@ -88,7 +88,7 @@ async fn record_loop(s: &mut Session, target: &Target, duration: Option<Duration
                     return Ok(End::TargetExited);
                 }
             }
-            guard = events.readable() => {
+            guard = events.readable(), if !s.drain_at_exit_only => {
                 // Only exec events wake us; act on them at once.
                 let mut guard = guard?;
                 guard.clear_ready();

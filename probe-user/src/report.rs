@@ -23,6 +23,8 @@ pub struct Report {
     pub lost: std::collections::BTreeMap<String, u64>,
     #[serde(default)]
     pub sampling: Option<Sampling>,
+    #[serde(default)]
+    pub diagnostics: Option<Diagnostics>,
     pub processes: Vec<ProcessReport>,
     pub bpf_maps: Vec<BpfMapReport>,
     pub findings: Vec<FindingReport>,
@@ -35,6 +37,15 @@ pub struct Totals {
     pub clears: u64,
     /// Events and writes the kernel or collector could not record.
     pub lost_events: u64,
+}
+
+/// How the kernel side fared: with `lost`, these account for every event.
+#[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq)]
+pub struct Diagnostics {
+    /// Distinct (process, thread, goroutine, map, site, routine) counters.
+    pub counter_keys: u64,
+    /// Ring-buffer events received, by kind.
+    pub events_received: std::collections::BTreeMap<String, u64>,
 }
 
 /// Present only when counts were sampled (`--max-overhead`).
@@ -243,6 +254,18 @@ pub fn build(model: &Model, started_at: &str, duration_s: f64) -> Report {
             .chain(std::iter::once(("unresolved_events".to_string(), model.unresolved)))
             .collect(),
         sampling: None,
+        diagnostics: Some(Diagnostics {
+            counter_keys: model.counts().len() as u64,
+            events_received: [
+                ("new_tuple", model.events.new_tuple),
+                ("overlap", model.events.overlap),
+                ("exec", model.events.exec),
+                ("exit", model.events.exit),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect(),
+        }),
         processes,
         bpf_maps: model
             .bpf

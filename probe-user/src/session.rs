@@ -39,6 +39,8 @@ pub struct Session {
     pub warnings: Vec<String>,
     /// (dev, ino) of the --exe file.
     exe_key: Option<(u64, u64)>,
+    /// Testing: leave events in the ring buffer until `finish`.
+    pub drain_at_exit_only: bool,
 }
 
 impl Session {
@@ -81,6 +83,7 @@ impl Session {
             last_tick: now,
             warnings: Vec::new(),
             exe_key: None,
+            drain_at_exit_only: probe.debug_drain_at_exit,
         };
         match target {
             Target::Pid(pid) => {
@@ -206,7 +209,7 @@ impl Session {
 
     /// One tick: drain, snapshot counters, recompute the model.
     pub fn tick(&mut self) -> anyhow::Result<Vec<u32>> {
-        let exited = self.drain();
+        let exited = if self.drain_at_exit_only { Vec::new() } else { self.drain() };
         self.collector.snapshot(&mut self.model)?;
         let now = Instant::now();
         self.model.tick(now - self.last_tick);

@@ -192,7 +192,9 @@ fn top_live_view_in_a_terminal() {
     // q: mapaudit exits with 0, off the alternate screen, raw mode off, no
     // trace of the view on the normal screen.
     keys(&session, &["q"]);
-    let s = wait_for(&session, "mapaudit to exit", 20, |s| s.iter().any(|l| l.contains("EXITED=")));
+    let s = wait_for(&session, "mapaudit to exit and the shell to report", 20, |s| {
+        s.iter().any(|l| l.contains("EXITED=")) && s.iter().any(|l| l.contains("icanon"))
+    });
     assert!(s.iter().any(|l| l.trim() == "EXITED=0"), "{}", s.join("\n"));
     assert!(s.iter().any(|l| l.trim() == "icanon echo"), "terminal left in raw mode:\n{}", s.join("\n"));
     assert!(!s.iter().any(|l| l.contains("GOID") || l.contains("ADDRESS")), "view left on the screen:\n{}", s.join("\n"));

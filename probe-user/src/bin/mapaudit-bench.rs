@@ -1,9 +1,10 @@
 //! Benchmark helper for `cargo xtask bench` (not installed for users):
 //! measures what one binary can measure about itself — ring-buffer drain
-//! throughput and the model's per-tick cost. Prints one JSON object.
+//! throughput, the model's per-tick cost and one TUI frame. Prints one JSON
+//! object on stdout. Timings only: it asserts nothing.
 //!
 //!   mapaudit-bench drain RATE SECONDS     (needs root)
-//!   mapaudit-bench model GOROUTINES MAPS
+//!   mapaudit-bench model GOROUTINES MAPS  (also times one TUI frame)
 
 use std::time::{Duration, Instant};
 
@@ -39,9 +40,17 @@ fn rss_kib() -> u64 {
         .unwrap_or(0)
 }
 
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
 /// A producer thread pumps `rate` events/s through the real ring buffer
 /// (a tracepoint on its own getppid() calls emits bursts); this thread
-/// drains with the collector's own code, woken like `record` is.
+/// drains with the collector's own code, woken like `record` is (only when
+/// the buffer is half full, else on its poll timeout).
+///
+/// The producer starts only once the pump is attached, so every event it
+/// causes is either drained or counted lost: `produced` = `expected`.
 fn drain(rate: u64, seconds: u64) -> anyhow::Result<serde_json::Value> {
     mapaudit::preflight::check_all()?;
     let args = mapaudit::cli::TopArgs::system_wide().probe;
@@ -49,14 +58,16 @@ fn drain(rate: u64, seconds: u64) -> anyhow::Result<serde_json::Value> {
     opts.bpf_maps = false;
     let mut probes = Probes::load(&opts)?;
     let mut collector = Collector::new(&mut probes)?;
-    let (tx, rx) = std::sync::mpsc::channel::<u32>();
+    let calls_per_sec = (rate / BENCH_BURST as u64).max(1);
+    let total = calls_per_sec * seconds;
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<()>();
+    let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
     let producer = std::thread::spawn(move || {
-        let _ = tx.send(std::process::id());
-        // SAFETY: gettid has no preconditions.
-        let _ = tx.send(unsafe { libc::gettid() } as u32);
-        let calls_per_sec = (rate / BENCH_BURST as u64).max(1);
+        let _ = ready_tx.send(());
+        if go_rx.recv().is_err() {
+            return Duration::ZERO;
+        }
         let start = Instant::now();
-        let total = calls_per_sec * seconds;
         for i in 0..total {
             // Pace in 1 ms slices so the rate is steady.
             let due = start + Duration::from_nanos(i * 1_000_000_000 / calls_per_sec);
@@ -69,36 +80,54 @@ fn drain(rate: u64, seconds: u64) -> anyhow::Result<serde_json::Value> {
         }
         start.elapsed()
     });
-    let pid = rx.recv()?;
-    let _tid = rx.recv()?;
-    probes.start_bench_pump(pid)?;
+    ready_rx.recv()?;
+    // The pump fires for the whole process (pid = tgid), producer included.
+    probes.start_bench_pump(std::process::id())?;
     let mut model = Model::new();
-    let t0 = Instant::now();
-    let fd = { use std::os::fd::AsRawFd as _; collector.events.as_raw_fd() };
+    let fd = {
+        use std::os::fd::AsRawFd as _;
+        collector.events.as_raw_fd()
+    };
     let mut pfd = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+    let (mut wakeups, mut drains) = (0u64, 0u64);
+    go_tx.send(())?;
+    let t0 = Instant::now();
     while !producer.is_finished() {
         // SAFETY: one valid pollfd.
-        unsafe { libc::poll(&mut pfd, 1, 250) };
+        if unsafe { libc::poll(&mut pfd, 1, 250) } > 0 {
+            wakeups += 1;
+        }
         collector.drain(&mut model);
+        drains += 1;
     }
     let produced_for = producer.join().map_err(|_| anyhow::anyhow!("producer panicked"))?;
     collector.drain(&mut model);
-    let elapsed = t0.elapsed();
+    let wall = t0.elapsed();
     let lost = collector.lost()[lost::RINGBUF_FULL as usize];
     let drained = collector.bench_events;
+    let secs = produced_for.as_secs_f64().max(1e-9);
     Ok(serde_json::json!({
         "target_rate": rate,
+        "seconds": seconds,
+        "expected": total * BENCH_BURST as u64,
         "produced": drained + lost,
         "drained": drained,
         "lost": lost,
         "producer_s": produced_for.as_secs_f64(),
-        "drained_per_s": drained as f64 / elapsed.as_secs_f64(),
+        "wall_s": wall.as_secs_f64(),
+        // Rates over the producer's run (the last drain takes at most half
+        // a ring buffer of backlog after it).
+        "produced_per_s": (drained + lost) as f64 / secs,
+        "drained_per_s": drained as f64 / secs,
+        "wakeups": wakeups,
+        "drains": drains,
     }))
 }
 
 /// Synthetic counters: `goroutines` goroutines on 64 threads writing
-/// `maps` maps from 256 sites; times the tick (aggregation, rates,
-/// findings) and the report, and the memory they take.
+/// `maps` maps from 256 sites; times the tick (fold of a snapshot,
+/// aggregation, rates, findings), the report, the TUI's own tick and one
+/// TUI frame, and the memory they take.
 fn model(goroutines: usize, maps: usize) -> anyhow::Result<serde_json::Value> {
     let rss0 = rss_kib();
     let mut m = Model::new();
@@ -123,6 +152,8 @@ fn model(goroutines: usize, maps: usize) -> anyhow::Result<serde_json::Value> {
     let fold = t.elapsed();
     m.tick(Duration::from_secs(1));
     let tick = t.elapsed();
+    let rss_tick = rss_kib().saturating_sub(rss0);
+    let (app_tick, frame, frame_first) = frame(&m, tick)?;
     let t = Instant::now();
     let rep = mapaudit::report::build(&m, "t", 1.0);
     let report = t.elapsed();
@@ -131,10 +162,44 @@ fn model(goroutines: usize, maps: usize) -> anyhow::Result<serde_json::Value> {
         "goroutines": goroutines,
         "maps": m.agg.maps.len(),
         "keys": keys,
-        "tick_ms": tick.as_secs_f64() * 1e3,
-        "fold_ms": fold.as_secs_f64() * 1e3,
-        "report_ms": report.as_secs_f64() * 1e3,
+        "tick_ms": ms(tick),
+        "fold_ms": ms(fold),
+        "report_ms": ms(report),
         "report_bytes": json_bytes,
+        "app_tick_ms": ms(app_tick),
+        "frame_ms": ms(frame),
+        "frame_first_ms": ms(frame_first),
+        "frame_size": [FRAME_W, FRAME_H],
+        // Model and view state after the tick, and at the end (report too).
+        "tick_rss_mib": rss_tick as f64 / 1024.0,
+        "bytes_per_key": (rss_tick * 1024) as f64 / keys.max(1) as f64,
         "rss_mib": (rss_kib().saturating_sub(rss0)) as f64 / 1024.0,
+        // The kernel counter's default capacity: what bounds `keys`.
+        "max_entries_default": probe_common::maps::WRITES_DEFAULT_ENTRIES,
     }))
+}
+
+const FRAME_W: u16 = 160;
+const FRAME_H: u16 = 48;
+
+/// The live view on `m`: the App's tick (rate histories, selection), then
+/// frames drawn on ratatui's TestBackend. Returns (app tick, median of 5
+/// frames, first frame).
+fn frame(m: &Model, cost: Duration) -> anyhow::Result<(Duration, Duration, Duration)> {
+    use mapaudit::tui::{App, draw};
+    use ratatui::{Terminal, backend::TestBackend};
+    let mut app = App::new(Duration::from_secs(1));
+    let t = Instant::now();
+    app.on_tick(m, cost);
+    let app_tick = t.elapsed();
+    let mut term = Terminal::new(TestBackend::new(FRAME_W, FRAME_H))?;
+    let mut times = Vec::new();
+    for _ in 0..5 {
+        let t = Instant::now();
+        term.draw(|f| draw(f, &app, m))?;
+        times.push(t.elapsed());
+    }
+    let first = times[0];
+    times.sort();
+    Ok((app_tick, times[times.len() / 2], first))
 }

@@ -30,6 +30,12 @@ enum Cmd {
     },
     /// Build and run `mapaudit ARGS` as root; with no ARGS, the bundled demo
     /// under the live view (or a 10 s recording when not on a terminal).
+    /// Long soak: the target-never-notices tests at ≥ 60 s per fixture run.
+    Soak {
+        /// Work scale for the soak fixture (default 20: about a minute probed).
+        #[arg(long, default_value_t = 20)]
+        scale: u32,
+    },
     Run {
         /// Demo mode when no ARGS: `hot` (a hot shared cache, locked) or
         /// `race` (unsynchronised writes that overlap and usually crash).
@@ -47,6 +53,7 @@ fn main() -> anyhow::Result<()> {
         Cmd::Build => build(),
         Cmd::Test { args } => test(&args),
         Cmd::Run { demo, args } => run(&demo, &args),
+        Cmd::Soak { scale } => soak(scale),
     }
 }
 
@@ -119,6 +126,18 @@ fn test(extra: &[String]) -> anyhow::Result<()> {
         eprintln!("xtask: {n} root end-to-end tests ran");
     }
     Ok(())
+}
+
+fn soak(scale: u32) -> anyhow::Result<()> {
+    if !is_root() {
+        bail!("the soak tests load eBPF programs and need root: run `sudo -E cargo xtask soak`");
+    }
+    setup::ensure()?;
+    let mut c = cargo();
+    c.env("MAPAUDIT_REQUIRE_ROOT_TESTS", "1")
+        .env("MAPAUDIT_SOAK_SCALE", scale.to_string())
+        .args(["test", "--release", "-p", "probe-user", "--test", "e2e_soak", "--", "--test-threads=1", "--nocapture"]);
+    status(c)
 }
 
 fn run(demo: &str, args: &[String]) -> anyhow::Result<()> {

@@ -1,0 +1,57 @@
+//! The target never notices: the soak fixture (deep recursion with stack
+//! copying, heavy GC, 10,000 goroutines writing maps) prints the same digest
+//! and exits the same way probed as unprobed — plain and PIE builds.
+//! `cargo xtask soak` runs the long version (≥ 60 s each); CI runs this one.
+
+mod support;
+
+use std::process::Command;
+
+use support::*;
+
+/// Scale of the work; `MAPAUDIT_SOAK_SCALE` raises it for `cargo xtask soak`.
+fn scale() -> String {
+    std::env::var("MAPAUDIT_SOAK_SCALE").unwrap_or_else(|_| "1".into())
+}
+
+fn soak(variant: Variant) {
+    let name = format!("soak_{}", variant.name());
+    if !root_or_skip(&name) {
+        return;
+    }
+    let bin = fixtures::build("soak", fixtures::GO_NEWEST, variant).unwrap();
+    let scale = scale();
+    let plain = Command::new(&bin).args(["-scale", &scale]).output().unwrap();
+    assert!(plain.status.success());
+    let json = scratch(&name).join("r.json");
+    let t = std::time::Instant::now();
+    let probed = run(&["record", "--no-bpf-maps", "--json", json.to_str().unwrap(), "--", bin.to_str().unwrap(), "-scale", &scale]);
+    eprintln!("{name}: probed run took {:.1}s", t.elapsed().as_secs_f64());
+    assert_eq!(probed.status.code(), plain.status.code(), "{}", String::from_utf8_lossy(&probed.stderr));
+    assert_eq!(String::from_utf8_lossy(&probed.stdout), String::from_utf8_lossy(&plain.stdout), "output differs under probes");
+    assert!(String::from_utf8_lossy(&plain.stdout).contains("gc_ran=true"));
+    let r = read_json(&json);
+    assert!(r["totals"]["writes"].as_u64().unwrap() > 100_000);
+    // The recursion's writes run on stacks that grew and moved: each level
+    // wrote once per round, nothing double counted.
+    let deep: u64 = r["processes"][0]["maps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|m| m["sites"].as_array().unwrap().iter())
+        .filter(|s| s["function"] == "main.recurse")
+        .map(|s| s["writes"].as_u64().unwrap())
+        .sum();
+    assert_eq!(deep, 20_001 * scale.parse::<u64>().unwrap());
+    assert_eq!(r["totals"]["lost_events"], 0);
+}
+
+#[test]
+fn soak_plain() {
+    soak(Variant::Plain);
+}
+
+#[test]
+fn soak_pie() {
+    soak(Variant::Pie);
+}

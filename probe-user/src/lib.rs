@@ -28,7 +28,21 @@ pub use cli::Cli;
 /// Runs mapaudit; returns the process exit code (0 ok, 1 gate failed,
 /// 2 usage or environment error; `record -- CMD`: CMD's status).
 pub fn run(cli: Cli) -> i32 {
-    env_logger::Builder::new().filter_level(cli.log_level.filter()).format_timestamp_millis().init();
+    let mut logger = env_logger::Builder::new();
+    logger.filter_level(cli.log_level.filter()).format_timestamp_millis();
+    // The live view owns the terminal: its logs go to a file instead.
+    let is_top = matches!(cli.command, None | Some(cli::Command::Top(_)));
+    if is_top && cli.log_level != cli::LogLevel::Off {
+        let path = std::env::temp_dir().join(format!("mapaudit-{}.log", std::process::id()));
+        match std::fs::File::create(&path) {
+            Ok(f) => {
+                eprintln!("mapaudit: logging to {}", path.display());
+                logger.target(env_logger::Target::Pipe(Box::new(f)));
+            }
+            Err(e) => eprintln!("mapaudit: cannot log to {}: {e}; logging is off", path.display()),
+        }
+    }
+    logger.init();
     let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
         Ok(r) => r,
         Err(e) => {

@@ -62,7 +62,7 @@ impl Ops {
 }
 
 /// One overlapping write, as seen by the kernel, resolved.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct OverlapEvent {
     pub pid: u32,
     pub map: u64,

@@ -29,7 +29,7 @@ pub async fn run(args: RecordArgs, log_level: LogLevel) -> anyhow::Result<i32> {
     // Refuse an unwritable report path before attaching anything.
     let output = args.json.as_deref().map(Output::prepare).transpose()?;
     let target = args.target.target();
-    let mut s = Session::start(&target, &args.probe, log_level)?;
+    let mut s = Session::start(&target, &args.probe, log_level, None)?;
     for w in &s.warnings {
         eprintln!("mapaudit: warning: {w}");
     }

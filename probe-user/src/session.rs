@@ -44,7 +44,15 @@ pub struct Session {
 }
 
 impl Session {
-    pub fn start(target: &Target, probe: &ProbeArgs, log_level: LogLevel) -> anyhow::Result<Self> {
+    /// `child_output`: where a started command's stdout and stderr go (its
+    /// stdin is then /dev/null) — the live view keeps the terminal to itself;
+    /// None: the command inherits mapaudit's stdio.
+    pub fn start(
+        target: &Target,
+        probe: &ProbeArgs,
+        log_level: LogLevel,
+        child_output: Option<&std::fs::File>,
+    ) -> anyhow::Result<Self> {
         preflight::check_all()?;
         // Validate the target before loading anything.
         let pid_exe = match target {
@@ -119,7 +127,7 @@ impl Session {
             }
             Target::Command(cmd) => {
                 let path = cmd_path.context("command checked above")?;
-                s.spawn(&path, &cmd[1..], probe.user.as_deref())?;
+                s.spawn(&path, &cmd[1..], probe.user.as_deref(), child_output)?;
             }
         }
         Ok(s)
@@ -143,7 +151,13 @@ impl Session {
 
     /// Starts CMD so that the kernel stops it (and every descendant) at exec
     /// until its probes are attached: no write is missed.
-    fn spawn(&mut self, path: &std::path::Path, args: &[String], user: Option<&str>) -> anyhow::Result<()> {
+    fn spawn(
+        &mut self,
+        path: &std::path::Path,
+        args: &[String],
+        user: Option<&str>,
+        output: Option<&std::fs::File>,
+    ) -> anyhow::Result<()> {
         let me = std::process::id();
         // Children of mapaudit forked while this entry exists are followed.
         self.probes.track(me, true)?;
@@ -151,6 +165,9 @@ impl Session {
         cmd.args(args).kill_on_drop(false);
         if let Some((uid, gid)) = run_as(user)? {
             cmd.uid(uid).gid(gid);
+        }
+        if let Some(out) = output {
+            cmd.stdin(std::process::Stdio::null()).stdout(out.try_clone()?).stderr(out.try_clone()?);
         }
         let child = cmd.spawn();
         self.probes.untrack(me);

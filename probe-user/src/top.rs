@@ -4,7 +4,6 @@
 
 use std::fs::File;
 use std::io::IsTerminal as _;
-use std::os::fd::{AsRawFd as _, RawFd};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -40,10 +39,7 @@ pub async fn run(args: TopArgs, log_level: LogLevel) -> anyhow::Result<i32> {
         Target::Command(_) => Some(command_log()?),
         _ => None,
     };
-    let mut s = {
-        let _swap = output.as_ref().map(|(f, _)| StdioSwap::to(f)).transpose()?;
-        Session::start(&target, &args.probe, log_level)?
-    };
+    let mut s = Session::start(&target, &args.probe, log_level, output.as_ref().map(|(f, _)| f))?;
 
     let mut app = App::new(args.interval);
     app.status.target = describe(&target, &s);
@@ -264,48 +260,4 @@ fn command_log() -> anyhow::Result<(File, PathBuf)> {
     let path = std::env::temp_dir().join(format!("mapaudit-top-{}.log", std::process::id()));
     let f = File::create(&path).with_context(|| format!("creating {}", path.display()))?;
     Ok((f, path))
-}
-
-/// While alive, fds 0, 1 and 2 are /dev/null and `out`: what a process
-/// spawned meanwhile inherits. The originals are kept close-on-exec, so the
-/// child does not inherit the terminal through them either.
-struct StdioSwap {
-    saved: [RawFd; 3],
-}
-
-impl StdioSwap {
-    fn to(out: &File) -> anyhow::Result<Self> {
-        let null = File::open("/dev/null").context("opening /dev/null")?;
-        let mut swap = Self { saved: [-1; 3] };
-        for fd in 0..3 {
-            // SAFETY: fcntl(2) on a descriptor number; failure is checked.
-            let saved = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 3) };
-            if saved < 0 {
-                // Drop restores the ones saved so far.
-                return Err(std::io::Error::last_os_error()).context("saving the standard descriptors");
-            }
-            swap.saved[fd as usize] = saved;
-        }
-        for (fd, from) in [(0, null.as_raw_fd()), (1, out.as_raw_fd()), (2, out.as_raw_fd())] {
-            // SAFETY: dup2(2) between open descriptors; failure is checked.
-            if unsafe { libc::dup2(from, fd) } < 0 {
-                return Err(std::io::Error::last_os_error()).context("redirecting the command's stdio");
-            }
-        }
-        Ok(swap)
-    }
-}
-
-impl Drop for StdioSwap {
-    fn drop(&mut self) {
-        for (fd, &saved) in self.saved.iter().enumerate() {
-            if saved >= 0 {
-                // SAFETY: `saved` is a descriptor this struct owns.
-                unsafe {
-                    libc::dup2(saved, fd as RawFd);
-                    libc::close(saved);
-                }
-            }
-        }
-    }
 }

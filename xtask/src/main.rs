@@ -1,6 +1,7 @@
 //! Developer and CI entry points: `cargo xtask setup | build | test | run`.
 //! Orchestration only; mapaudit itself lives in probe-user.
 
+mod bench;
 mod setup;
 
 use std::path::{Path, PathBuf};
@@ -44,6 +45,12 @@ enum Cmd {
         #[arg(last = true)]
         args: Vec<String>,
     },
+    /// Build everything and benchmark (as root): probe cost against an empty
+    /// program and bpftrace, ring-buffer drain, model tick; prints one table.
+    Bench {
+        #[command(flatten)]
+        args: bench::BenchArgs,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -53,6 +60,7 @@ fn main() -> anyhow::Result<()> {
         Cmd::Build => build(),
         Cmd::Test { args } => test(&args),
         Cmd::Run { demo, args } => run(&demo, &args),
+        Cmd::Bench { args } => bench::run(&args),
         Cmd::Soak { scale } => soak(scale),
     }
 }

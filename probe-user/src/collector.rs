@@ -104,6 +104,7 @@ impl Collector {
             exe.pid,
             ProcessInfo {
                 pid: exe.pid,
+                generation: model.next_generation(exe.pid),
                 exe: exe.display.clone(),
                 comm: target::comm(exe.pid, exe.pid),
                 go_version: bin.go_version().to_string(),
@@ -326,6 +327,16 @@ impl Collector {
         let mut rows: Vec<BpfRow> = rows.into_values().collect();
         rows.sort_by(|a, b| (b.updates + b.deletes).cmp(&(a.updates + a.deletes)).then((a.pid, a.tid, a.fd).cmp(&(b.pid, b.tid, b.fd))));
         model.set_bpf(rows);
+    }
+
+    /// Removes a pid's counters from the kernel (after the model retired
+    /// them), so the next program at that pid starts from zero.
+    pub fn delete_pid(&mut self, pid: u32) {
+        let keys: Vec<WriteKey> = self.writes.keys().filter_map(Result::ok).filter(|k| k.pid == pid).collect();
+        for k in &keys {
+            let _ = self.writes.remove(k);
+        }
+        self.seen_keys.retain(|k| k.pid != pid);
     }
 
     /// Forgets a process that exited (after its counts were read).

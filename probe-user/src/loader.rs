@@ -15,7 +15,7 @@ use aya::{
 use probe_common::{
     config::{Global, Tracked},
     maps as names,
-    uprobe::Cookie,
+    uprobe::{Cookie, MapKey, MapState},
 };
 
 use crate::cli::{LogLevel, ProbeArgs};
@@ -247,6 +247,16 @@ impl Probes {
                     let _ = prog.detach(l);
                 }
             }
+        }
+    }
+
+    /// Drops a pid's last-writer state (its maps are gone with its program).
+    pub fn forget_map_state(&mut self, pid: u32) {
+        let Some(map) = self.ebpf.map_mut(names::MAP_STATE) else { return };
+        let Ok(mut m) = BpfHashMap::<&mut MapData, MapKey, MapState>::try_from(map) else { return };
+        let keys: Vec<MapKey> = m.keys().filter_map(Result::ok).filter(|k| k.pid == pid).collect();
+        for k in &keys {
+            let _ = m.remove(k);
         }
     }
 

@@ -33,6 +33,10 @@ impl Location {
 #[derive(Clone, Debug, Default)]
 pub struct ProcessInfo {
     pub pid: u32,
+    /// 0 for the first program seen at this pid, +1 at each exec (or reuse
+    /// of the pid by a new process): a pid plus its generation names one
+    /// program run.
+    pub generation: u32,
     pub exe: String,
     pub comm: String,
     pub go_version: String,
@@ -208,6 +212,19 @@ pub struct Aggregates {
     pub findings: Vec<Finding>,
 }
 
+/// A program that ran at a pid and was replaced (exec, or the pid reused):
+/// its rows frozen with their names, so it is never merged with its successor.
+#[derive(Clone, Debug, Default)]
+pub struct Retired {
+    pub info: ProcessInfo,
+    pub goroutines: Vec<GoroutineRow>,
+    pub threads: Vec<ThreadRow>,
+    pub maps: Vec<MapRow>,
+    /// pc → call site, as resolved in that program.
+    pub sites: HashMap<u64, Location>,
+    pub findings: Vec<Finding>,
+}
+
 /// How many per-tick total rates the sparkline keeps.
 pub const HISTORY_LEN: usize = 240;
 
@@ -277,6 +294,8 @@ pub struct Model {
     sites: Table<(u32, u64), SiteRow>,
     prev_total: Option<u64>,
     pub history: VecDeque<u64>,
+    /// Programs replaced at their pid during the recording, oldest first.
+    pub retired: Vec<Retired>,
 }
 
 impl Model {
@@ -361,37 +380,90 @@ impl Model {
 
     /// Computes rates over `dt` (the time since the last tick; zero for a
     /// final, rate-less pass), fills in names, re-ranks, derives findings.
-    pub fn tick(&mut self, dt: Duration) {
-        self.elapsed += dt;
-        let secs = dt.as_secs_f64();
+    /// Copies names resolved since the last tick into the rows.
+    fn fill_names(&mut self) {
         let names = &self.names;
         let a = &mut self.agg;
-        for g in &mut a.goroutines {
-            g.rate = self.goroutines.rate((g.pid, g.goid), g.ops.total(), secs);
-            if g.created_by.is_none() {
-                g.created_by = names.created_by.get(&(g.pid, g.goid)).cloned();
-            }
+        for g in a.goroutines.iter_mut().filter(|g| g.created_by.is_none()) {
+            g.created_by = names.created_by.get(&(g.pid, g.goid)).cloned();
         }
-        for t in &mut a.threads {
-            t.rate = self.threads.rate((t.pid, t.tid), t.ops.total(), secs);
-            if t.comm.is_empty()
-                && let Some(c) = names.comms.get(&(t.pid, t.tid))
-            {
+        for t in a.threads.iter_mut().filter(|t| t.comm.is_empty()) {
+            if let Some(c) = names.comms.get(&(t.pid, t.tid)) {
                 t.comm.clone_from(c);
             }
         }
+        for m in a.maps.iter_mut().filter(|m| m.type_name.is_none()) {
+            m.type_name = names.map_types.get(&(m.pid, m.addr)).cloned();
+        }
+        for s in a.sites.iter_mut().filter(|s| s.location.is_none()) {
+            s.location = names.sites.get(&(s.pid, s.pc)).cloned();
+        }
+    }
+
+    /// Freezes everything recorded for the program at `pid` into `retired`
+    /// and forgets it, so the next program there (after exec, or a reused
+    /// pid) starts from zero. The caller snapshots the kernel first and
+    /// removes the pid's kernel counters after.
+    pub fn retire(&mut self, pid: u32) {
+        self.fill_names();
+        fn take<R>(rows: &mut Vec<R>, mine: impl Fn(&R) -> bool) -> Vec<R> {
+            let (out, keep) = std::mem::take(rows).into_iter().partition(|r| mine(r));
+            *rows = keep;
+            out
+        }
+        let a = &mut self.agg;
+        let goroutines = take(&mut a.goroutines, |g| g.pid == pid);
+        let threads = take(&mut a.threads, |t| t.pid == pid);
+        let mut maps = take(&mut a.maps, |m| m.pid == pid);
+        take(&mut a.sites, |s| s.pid == pid);
+        let overlaps = take(&mut self.overlaps, |o| o.pid == pid);
+        for m in &mut maps {
+            m.rate = 0.0;
+            m.overlaps = overlaps.iter().filter(|o| o.map == m.addr).count() as u64;
+        }
+        let findings = derive_findings(&overlaps, &maps, &self.names);
+        let sites = self.names.sites.iter().filter(|(k, _)| k.0 == pid).map(|(k, v)| (k.1, v.clone())).collect();
+        let info = self.processes.remove(&pid).unwrap_or(ProcessInfo { pid, ..Default::default() });
+        self.counts.retain(|k, _| k.pid != pid);
+        let n = &mut self.names;
+        n.sites.retain(|k, _| k.0 != pid);
+        n.map_types.retain(|k, _| k.0 != pid);
+        n.created_by.retain(|k, _| k.0 != pid);
+        n.comms.retain(|k, _| k.0 != pid);
+        self.goroutines.prev.retain(|k, _| k.0 != pid);
+        self.threads.prev.retain(|k, _| k.0 != pid);
+        self.maps.prev.retain(|k, _| k.0 != pid);
+        self.sites.prev.retain(|k, _| k.0 != pid);
+        self.goroutines.rank(&mut a.goroutines, |g| (g.pid, g.goid), |g| g.ops.total());
+        self.threads.rank(&mut a.threads, |t| (t.pid, t.tid), |t| t.ops.total());
+        self.maps.rank(&mut a.maps, |m| (m.pid, m.addr), |m| m.ops.total());
+        self.sites.rank(&mut a.sites, |s| (s.pid, s.pc), |s| s.ops.total());
+        self.agg.findings = derive_findings(&self.overlaps, &self.agg.maps, &self.names);
+        self.retired.push(Retired { info, goroutines, threads, maps, sites, findings });
+    }
+
+    /// The generation the next program registered at `pid` gets.
+    pub fn next_generation(&self, pid: u32) -> u32 {
+        self.retired.iter().filter(|r| r.info.pid == pid).count() as u32
+    }
+
+    pub fn tick(&mut self, dt: Duration) {
+        self.elapsed += dt;
+        let secs = dt.as_secs_f64();
+        self.fill_names();
+        let a = &mut self.agg;
+        for g in &mut a.goroutines {
+            g.rate = self.goroutines.rate((g.pid, g.goid), g.ops.total(), secs);
+        }
+        for t in &mut a.threads {
+            t.rate = self.threads.rate((t.pid, t.tid), t.ops.total(), secs);
+        }
         for m in &mut a.maps {
             m.rate = self.maps.rate((m.pid, m.addr), m.ops.total(), secs);
-            if m.type_name.is_none() {
-                m.type_name = names.map_types.get(&(m.pid, m.addr)).cloned();
-            }
             m.overlaps = 0;
         }
         for s in &mut a.sites {
             s.rate = self.sites.rate((s.pid, s.pc), s.ops.total(), secs);
-            if s.location.is_none() {
-                s.location = names.sites.get(&(s.pid, s.pc)).cloned();
-            }
         }
         for ov in &self.overlaps {
             if let Some(&i) = self.maps.index.get(&(ov.pid, ov.map)) {
@@ -419,26 +491,27 @@ impl Model {
                 self.history.pop_front();
             }
         }
-        self.agg.findings = self.findings(&self.agg.maps);
+        self.agg.findings = derive_findings(&self.overlaps, &self.agg.maps, &self.names);
     }
+}
 
-    fn site_name(&self, pid: u32, pc: u64) -> String {
-        self.names
+fn site_name(names: &Names, pid: u32, pc: u64) -> String {
+        names
             .sites
             .get(&(pid, pc))
             .map(Location::short)
             .unwrap_or_else(|| format!("0x{pc:x}"))
     }
 
-    /// Findings, most recent overlaps first, then shared maps by traffic.
-    fn findings(&self, maps: &[MapRow]) -> Vec<Finding> {
+/// Findings, most recent overlaps first, then shared maps by traffic.
+fn derive_findings(overlaps_seen: &[OverlapEvent], maps: &[MapRow], names: &Names) -> Vec<Finding> {
         let mut overlaps: BTreeMap<(u32, u64), Finding> = BTreeMap::new();
-        for ov in &self.overlaps {
+        for ov in overlaps_seen {
             let f = overlaps.entry((ov.pid, ov.map)).or_insert_with(|| Finding {
                 kind: FindingKind::OverlappingWrites,
                 pid: ov.pid,
                 map: ov.map,
-                type_name: self.names.map_types.get(&(ov.pid, ov.map)).cloned(),
+                type_name: names.map_types.get(&(ov.pid, ov.map)).cloned(),
                 goroutines: Vec::new(),
                 sites: Vec::new(),
                 count: 0,
@@ -470,14 +543,13 @@ impl Model {
                 map: m.addr,
                 type_name: m.type_name.clone(),
                 goroutines: m.writers.keys().copied().collect(),
-                sites: m.sites.keys().map(|&pc| self.site_name(m.pid, pc)).collect(),
+                sites: m.sites.keys().map(|&pc| site_name(names, m.pid, pc)).collect(),
                 count: m.ops.total(),
                 last_ktime_ns: 0,
             });
         }
         out
     }
-}
 
 #[cfg(test)]
 mod tests {

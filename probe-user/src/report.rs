@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{Location, Model};
+use crate::model::{Finding, GoroutineRow, Location, MapRow, Model, ProcessInfo, ThreadRow};
 
 pub const SCHEMA: &str = "mapaudit/v1";
 
@@ -58,6 +58,9 @@ pub struct Sampling {
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
 pub struct ProcessReport {
     pub pid: u32,
+    /// 0: the first program seen at this pid; +1 per exec (or pid reuse).
+    #[serde(default)]
+    pub generation: u32,
     pub exe: String,
     pub go_version: String,
     pub goroutines: Vec<GoroutineReport>,
@@ -155,88 +158,136 @@ fn hex(v: u64) -> String {
     format!("0x{v:x}")
 }
 
-/// Builds the report from a model that has had its final `tick`.
+/// One program's rows, as the report needs them.
+struct ProgramRows<'a> {
+    info: Option<&'a ProcessInfo>,
+    pid: u32,
+    goroutines: Vec<&'a GoroutineRow>,
+    threads: Vec<&'a ThreadRow>,
+    maps: Vec<&'a MapRow>,
+}
+
+fn process_report(p: &ProgramRows<'_>, site_name: &dyn Fn(u64) -> Option<Location>, secs: f64) -> ProcessReport {
+    let site = |pc: u64, n: u64| {
+        let loc = site_name(pc);
+        SiteReport {
+            function: loc.as_ref().map(|l| l.function.clone()),
+            file: loc.as_ref().map(|l| l.file.clone()),
+            line: loc.as_ref().map(|l| l.line),
+            writes: n,
+            pc: hex(pc),
+        }
+    };
+    ProcessReport {
+        pid: p.pid,
+        generation: p.info.map(|i| i.generation).unwrap_or(0),
+        exe: p.info.map(|i| i.exe.clone()).unwrap_or_default(),
+        go_version: p.info.map(|i| i.go_version.clone()).unwrap_or_default(),
+        goroutines: p
+            .goroutines
+            .iter()
+            .map(|g| GoroutineReport {
+                goid: g.goid,
+                writes: g.ops.writes,
+                deletes: g.ops.deletes,
+                clears: g.ops.clears,
+                tids: g.tids.iter().copied().collect(),
+                created_by: g.created_by.as_ref().map(Location::short),
+                writes_per_sec: g.ops.total() as f64 / secs,
+            })
+            .collect(),
+        threads: p
+            .threads
+            .iter()
+            .map(|t| ThreadReport { tid: t.tid, writes: t.ops.writes, deletes: t.ops.deletes, clears: t.ops.clears, comm: t.comm.clone() })
+            .collect(),
+        maps: p
+            .maps
+            .iter()
+            .map(|m| {
+                // One row per source line: the compiler may emit several
+                // calls (pcs) for one line.
+                let mut sites: Vec<SiteReport> = Vec::new();
+                for (&pc, ops) in &m.sites {
+                    let s = site(pc, ops.total());
+                    match sites
+                        .iter_mut()
+                        .find(|x| x.line.is_some() && (&x.function, &x.file, x.line) == (&s.function, &s.file, s.line))
+                    {
+                        Some(x) => x.writes += s.writes,
+                        None => sites.push(s),
+                    }
+                }
+                sites.sort_by(|a, b| b.writes.cmp(&a.writes).then(a.pc.cmp(&b.pc)));
+                MapReport {
+                    addr: hex(m.addr),
+                    type_name: m.type_name.clone(),
+                    writes: m.ops.writes,
+                    deletes: m.ops.deletes,
+                    clears: m.ops.clears,
+                    writers: m.writers.keys().copied().collect(),
+                    overlaps: m.overlaps,
+                    sites,
+                    writes_per_sec: m.ops.total() as f64 / secs,
+                }
+            })
+            .collect(),
+    }
+}
+
+fn finding_report(f: &Finding) -> FindingReport {
+    FindingReport {
+        kind: f.kind.as_str().into(),
+        pid: f.pid,
+        map: hex(f.map),
+        type_name: f.type_name.clone(),
+        goroutines: f.goroutines.clone(),
+        sites: f.sites.clone(),
+        count: f.count,
+    }
+}
+
+/// Builds the report from a model that has had its final `tick`. Programs
+/// replaced at their pid (exec) come first, each under its own generation.
 pub fn build(model: &Model, started_at: &str, duration_s: f64) -> Report {
     let agg = &model.agg;
     let secs = duration_s.max(f64::MIN_POSITIVE);
-    let mut pids: std::collections::BTreeSet<u32> = model.processes.keys().copied().collect();
-    pids.extend(agg.goroutines.iter().map(|g| g.pid));
-    let processes = pids
-        .into_iter()
-        .map(|pid| {
-            let info = model.processes.get(&pid);
-            let site = |pc: u64, n: u64| {
-                let loc: Option<&Location> = model.names.sites.get(&(pid, pc));
-                SiteReport {
-                    function: loc.map(|l| l.function.clone()),
-                    file: loc.map(|l| l.file.clone()),
-                    line: loc.map(|l| l.line),
-                    writes: n,
-                    pc: hex(pc),
-                }
+    let mut processes: Vec<ProcessReport> = model
+        .retired
+        .iter()
+        .map(|r| {
+            let rows = ProgramRows {
+                info: Some(&r.info),
+                pid: r.info.pid,
+                goroutines: r.goroutines.iter().collect(),
+                threads: r.threads.iter().collect(),
+                maps: r.maps.iter().collect(),
             };
-            ProcessReport {
-                pid,
-                exe: info.map(|i| i.exe.clone()).unwrap_or_default(),
-                go_version: info.map(|i| i.go_version.clone()).unwrap_or_default(),
-                goroutines: agg
-                    .goroutines
-                    .iter()
-                    .filter(|g| g.pid == pid)
-                    .map(|g| GoroutineReport {
-                        goid: g.goid,
-                        writes: g.ops.writes,
-                        deletes: g.ops.deletes,
-                        clears: g.ops.clears,
-                        tids: g.tids.iter().copied().collect(),
-                        created_by: g.created_by.as_ref().map(Location::short),
-                        writes_per_sec: g.ops.total() as f64 / secs,
-                    })
-                    .collect(),
-                threads: agg
-                    .threads
-                    .iter()
-                    .filter(|t| t.pid == pid)
-                    .map(|t| ThreadReport {
-                        tid: t.tid,
-                        writes: t.ops.writes,
-                        deletes: t.ops.deletes,
-                        clears: t.ops.clears,
-                        comm: t.comm.clone(),
-                    })
-                    .collect(),
-                maps: agg
-                    .maps
-                    .iter()
-                    .filter(|m| m.pid == pid)
-                    .map(|m| {
-                        // One row per source line: the compiler may emit
-                        // several calls (pcs) for one line.
-                        let mut sites: Vec<SiteReport> = Vec::new();
-                        for (&pc, ops) in &m.sites {
-                            let s = site(pc, ops.total());
-                            match sites.iter_mut().find(|x| x.line.is_some() && (&x.function, &x.file, x.line) == (&s.function, &s.file, s.line)) {
-                                Some(x) => x.writes += s.writes,
-                                None => sites.push(s),
-                            }
-                        }
-                        sites.sort_by(|a, b| b.writes.cmp(&a.writes).then(a.pc.cmp(&b.pc)));
-                        MapReport {
-                            addr: hex(m.addr),
-                            type_name: m.type_name.clone(),
-                            writes: m.ops.writes,
-                            deletes: m.ops.deletes,
-                            clears: m.ops.clears,
-                            writers: m.writers.keys().copied().collect(),
-                            overlaps: m.overlaps,
-                            sites,
-                            writes_per_sec: m.ops.total() as f64 / secs,
-                        }
-                    })
-                    .collect(),
-            }
+            process_report(&rows, &|pc| r.sites.get(&pc).cloned(), secs)
         })
         .collect();
+    let mut live: std::collections::BTreeMap<u32, ProgramRows<'_>> = model
+        .processes
+        .iter()
+        .map(|(&pid, info)| (pid, ProgramRows { info: Some(info), pid, goroutines: vec![], threads: vec![], maps: vec![] }))
+        .collect();
+    let entry = |live: &mut std::collections::BTreeMap<u32, ProgramRows<'_>>, pid: u32| {
+        live.entry(pid).or_insert_with(|| ProgramRows { info: None, pid, goroutines: vec![], threads: vec![], maps: vec![] });
+    };
+    for g in &agg.goroutines {
+        entry(&mut live, g.pid);
+        live.entry(g.pid).and_modify(|p| p.goroutines.push(g));
+    }
+    for t in &agg.threads {
+        entry(&mut live, t.pid);
+        live.entry(t.pid).and_modify(|p| p.threads.push(t));
+    }
+    for m in &agg.maps {
+        entry(&mut live, m.pid);
+        live.entry(m.pid).and_modify(|p| p.maps.push(m));
+    }
+    processes.extend(live.values().map(|p| process_report(p, &|pc| model.names.sites.get(&(p.pid, pc)).cloned(), secs)));
+    let findings = model.retired.iter().flat_map(|r| r.findings.iter()).chain(agg.findings.iter()).map(finding_report).collect();
     Report {
         schema: SCHEMA.into(),
         started_at: started_at.into(),
@@ -284,19 +335,7 @@ pub fn build(model: &Model, started_at: &str, duration_s: f64) -> Report {
                 delete_calls: b.delete_calls,
             })
             .collect(),
-        findings: agg
-            .findings
-            .iter()
-            .map(|f| FindingReport {
-                kind: f.kind.as_str().into(),
-                pid: f.pid,
-                map: hex(f.map),
-                type_name: f.type_name.clone(),
-                goroutines: f.goroutines.clone(),
-                sites: f.sites.clone(),
-                count: f.count,
-            })
-            .collect(),
+        findings,
     }
 }
 

@@ -208,9 +208,9 @@ impl Session {
 
     fn on_exec(&mut self, pid: u32) {
         let Ok(exe) = target::proc_exe(pid) else { return };
-        // A pid that exec'd runs a new program: forget the old one.
-        self.collector.forget(pid);
-        self.probes.detach_pid(pid);
+        // A pid that exec'd (or was reused) runs a new program: freeze the
+        // old one's counts under its own generation and start from zero.
+        self.retire(pid);
         let result = match &self.target {
             // --exe: the file's attachment already covers its processes; only name them.
             Target::Exe(_) if Some(exe.key()) != self.exe_key => return,
@@ -222,6 +222,20 @@ impl Session {
             Ok(()) => log::info!("attached to pid {pid} ({})", exe.display),
             Err(e) => log::debug!("pid {pid} ({}) not audited: {e}", exe.display),
         }
+    }
+
+    fn retire(&mut self, pid: u32) {
+        let known = self.model.processes.contains_key(&pid) || self.model.counts().keys().any(|k| k.pid == pid);
+        if known {
+            if let Err(e) = self.collector.snapshot(&mut self.model) {
+                log::warn!("snapshot before pid {pid} exec'd: {e}");
+            }
+            self.model.retire(pid);
+            self.collector.delete_pid(pid);
+            self.probes.forget_map_state(pid);
+        }
+        self.collector.forget(pid);
+        self.probes.detach_pid(pid);
     }
 
     /// One tick: drain, snapshot counters, recompute the model.

@@ -153,3 +153,35 @@ fn exact_counts_system_wide_and_report_on_sigint() {
     assert_eq!(st.status.code(), Some(130), "mapaudit: {}", drain(merr));
     assert_writers_truth(&read_json(&json), &truth(&out.stdout), name);
 }
+
+#[test]
+fn exec_starts_a_new_program_at_the_same_pid() {
+    let name = "exec_starts_a_new_program_at_the_same_pid";
+    if !root_or_skip(name) {
+        return;
+    }
+    let writers = fixtures::build("writers", fixtures::GO_NEWEST, Variant::Plain).unwrap();
+    let bench = fixtures::build("bench", fixtures::GO_OLDEST, Variant::Plain).unwrap();
+    let json = scratch(name).join("report.json");
+    let out = run(&["record", "--json", json.to_str().unwrap(), "--", writers.to_str().unwrap(), "-n", N, "-exec", bench.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let ts = truths(&out.stdout);
+    assert_eq!(ts.len(), 2, "both programs printed their truth");
+    let report = read_json(&json);
+    let pid = ts[0]["pid"].as_u64().unwrap();
+    let at_pid: Vec<_> = report["processes"].as_array().unwrap().iter().filter(|p| p["pid"] == pid).collect();
+    assert_eq!(at_pid.len(), 2, "one entry per program at the pid");
+    assert_eq!(at_pid[0]["generation"], 0);
+    assert!(at_pid[0]["exe"].as_str().unwrap().ends_with("/writers"));
+    assert_eq!(at_pid[0]["go_version"], format!("go{}", fixtures::GO_NEWEST));
+    // The first program's counts are exactly its own...
+    assert_writers_truth(&report, &ts[0], name);
+    // ...and the second's are its own, under the same pid.
+    assert_eq!(at_pid[1]["generation"], 1);
+    assert!(at_pid[1]["exe"].as_str().unwrap().ends_with("/bench"));
+    assert_eq!(at_pid[1]["go_version"], format!("go{}", fixtures::GO_OLDEST));
+    let cache: Vec<_> = at_pid[1]["maps"].as_array().unwrap().iter().filter(|m| m["type"] == "map[string][]string").collect();
+    assert_eq!(cache.len(), 1, "{:#}", at_pid[1]);
+    assert_eq!(cache[0]["writes"], ts[1]["writes"]);
+    assert_eq!(cache[0]["writes"], 200);
+}

@@ -69,6 +69,11 @@ pub fn truth(stdout: &[u8]) -> Value {
         .unwrap_or_else(|| panic!("no truth JSON in output: {}", String::from_utf8_lossy(stdout)))
 }
 
+/// Every line of `stdout` that parses as JSON, in order.
+pub fn truths(stdout: &[u8]) -> Vec<Value> {
+    String::from_utf8_lossy(stdout).lines().filter_map(|l| serde_json::from_str::<Value>(l).ok()).collect()
+}
+
 pub fn process<'a>(report: &'a Value, pid: u64) -> &'a Value {
     report["processes"]
         .as_array()

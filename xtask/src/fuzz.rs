@@ -161,10 +161,13 @@ impl Nightly {
     fn cargo(&self) -> Command {
         match self {
             Self::Rustup => {
-                // rustup's proxy picks the toolchain; drop what the outer
-                // (stable) cargo exported so it does not pin it back.
-                let mut c = Command::new("cargo");
-                c.arg("+nightly").env_remove("RUSTC").env_remove("RUSTUP_TOOLCHAIN").env_remove("CARGO");
+                // Drop what the outer (stable) cargo exported so nothing
+                // pins the toolchain back.
+                let mut c = Command::new("rustup");
+                c.args(["run", "nightly", "cargo"])
+                    .env_remove("RUSTC")
+                    .env_remove("RUSTUP_TOOLCHAIN")
+                    .env_remove("CARGO");
                 c
             }
             Self::Bootstrap => {

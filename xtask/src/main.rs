@@ -2,6 +2,7 @@
 //! Orchestration only; mapaudit itself lives in probe-user.
 
 mod bench;
+mod fuzz;
 mod setup;
 
 use std::path::{Path, PathBuf};
@@ -51,6 +52,15 @@ enum Cmd {
         #[command(flatten)]
         args: bench::BenchArgs,
     },
+    /// Run every cargo-fuzz target (probe-user/fuzz) for a bounded time;
+    /// fails on a crash and says where the crashing input is. No root needed.
+    Fuzz {
+        /// Seconds per target (CI uses 10).
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+        /// Only these targets (default: all).
+        targets: Vec<String>,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -60,6 +70,7 @@ fn main() -> anyhow::Result<()> {
         Cmd::Build => build(),
         Cmd::Test { args } => test(&args),
         Cmd::Run { demo, args } => run(&demo, &args),
+        Cmd::Fuzz { seconds, targets } => fuzz::run(seconds, &targets),
         Cmd::Bench { args } => bench::run(&args),
         Cmd::Soak { scale } => soak(scale),
     }

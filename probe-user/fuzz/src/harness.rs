@@ -24,6 +24,8 @@
 //!   names them `.zdebug_*`.
 //! - `report_parse`: a report file, as `mapaudit check` reads it.
 
+#![allow(dead_code, reason = "the regression test uses a subset")]
+
 use std::sync::OnceLock;
 
 use mapaudit::fixtures::{self, Variant};
@@ -94,7 +96,7 @@ pub fn types(data: &[u8]) {
         .step_by(8)
         .map(|k| win + k)
         .collect();
-    addrs.extend([win.wrapping_sub(8), win.wrapping_sub(48), win + 1, types, etypes - 1, etypes - 48, etypes]);
+    addrs.extend([win.wrapping_sub(8), win.wrapping_sub(48), win + 1, types, etypes - 1, etypes.saturating_sub(48), etypes]);
     // Words of the payload as offsets into the region (how names are linked).
     addrs.extend(payload.chunks_exact(4).take(32).map(|w| types + u64::from(u32_le(w)) % (etypes - types)));
     for a in addrs {
@@ -105,25 +107,27 @@ pub fn types(data: &[u8]) {
 
 /// Runtime struct offsets from synthetic DWARF sections.
 pub fn dwarf_offsets(data: &[u8]) {
-    let Some((&flags, rest)) = data.split_first() else {
-        return;
-    };
+    if let Some(bin) = dwarf_binary(data) {
+        let _ = bin.has_dwarf();
+        let _ = bin.runtime_offsets();
+    }
+}
+
+/// The base binary with the DWARF sections of a `dwarf_offsets` input.
+pub fn dwarf_binary(data: &[u8]) -> Option<GoBinary> {
+    let (&flags, rest) = data.split_first()?;
     const NAMES: [&str; 6] = ["abbrev", "str", "line_str", "str_offsets", "addr", "info"];
     let mut rest = rest;
     let mut blobs: Vec<&[u8]> = Vec::with_capacity(NAMES.len());
     for _ in 0..NAMES.len() - 1 {
-        let Some((len, tail)) = rest.split_first_chunk::<2>() else {
-            return;
-        };
+        let (len, tail) = rest.split_first_chunk::<2>()?;
         let len = usize::from(u16::from_le_bytes(*len)).min(tail.len());
         let (blob, tail) = tail.split_at(len);
         blobs.push(blob);
         rest = tail;
     }
     blobs.push(rest);
-    let Some(base) = base(if flags & 0x40 != 0 { 2 } else { 0 }) else {
-        return;
-    };
+    let base = base(if flags & 0x40 != 0 { 2 } else { 0 })?;
     let prefix = if flags & 0x80 != 0 { ".zdebug_" } else { ".debug_" };
     let extra: Vec<NewSection> = NAMES
         .iter()
@@ -135,14 +139,7 @@ pub fn dwarf_offsets(data: &[u8]) {
             compressed: flags & (1 << i) != 0,
         })
         .collect();
-    let Some(file) = with_sections(&base.data, &extra) else {
-        return;
-    };
-    let Ok(bin) = GoBinary::parse(file) else {
-        return;
-    };
-    let _ = bin.has_dwarf();
-    let _ = bin.runtime_offsets();
+    GoBinary::parse(with_sections(&base.data, &extra)?).ok()
 }
 
 /// What `mapaudit check` does with a file: parse and validate it, then gate
@@ -223,15 +220,17 @@ fn gate_all() -> &'static mapaudit::cli::GateArgs {
 /// Window targets: overwrite a named section of a base binary, optionally
 /// hide its name, then parse and exercise.
 fn patched_section(data: &[u8], name: &str) {
-    let Some((flags, offset, payload)) = window(data) else {
-        return;
-    };
-    let Some(base) = base(usize::from(flags >> 1) % BASES.len()) else {
-        return;
-    };
-    let Some(sec) = base.sections.iter().find(|s| s.name == name) else {
-        return;
-    };
+    if let Some((bin, payload)) = window_binary(data, name) {
+        exercise(&bin, payload);
+    }
+}
+
+/// A base binary with section `name` overwritten by a window input, parsed;
+/// and the window's payload.
+pub fn window_binary<'a>(data: &'a [u8], name: &str) -> Option<(GoBinary, &'a [u8])> {
+    let (flags, offset, payload) = window(data)?;
+    let base = base(usize::from(flags >> 1) % BASES.len())?;
+    let sec = base.sections.iter().find(|s| s.name == name)?;
     let mut file = base.data.clone();
     let at = usize::try_from(offset).unwrap_or(0) % sec.size.max(1);
     overwrite(&mut file, sec.offset, sec.size, at, payload);
@@ -241,9 +240,7 @@ fn patched_section(data: &[u8], name: &str) {
             name.copy_from_slice(&[0; 4]);
         }
     }
-    if let Ok(bin) = GoBinary::parse(file) {
-        exercise(&bin, payload);
-    }
+    Some((GoBinary::parse(file).ok()?, payload))
 }
 
 fn window(data: &[u8]) -> Option<(u8, u32, &[u8])> {
@@ -301,8 +298,7 @@ impl Base {
     }
 
     fn vaddr_to_offset(&self, vaddr: u64) -> Option<usize> {
-        let &(v, off, filesz) = self.segments.iter().find(|&&(v, _, filesz)| vaddr >= v && vaddr - v < filesz)?;
-        let _ = filesz;
+        let &(v, off, _) = self.segments.iter().find(|&&(v, _, filesz)| vaddr >= v && vaddr - v < filesz)?;
         us(off + (vaddr - v))
     }
 

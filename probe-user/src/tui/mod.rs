@@ -358,7 +358,7 @@ pub(crate) mod testutil {
         let mut m = Model::new();
         m.processes.insert(
             PID,
-            ProcessInfo { pid: PID, exe: "/src/writers/writers".into(), comm: "writers".into(), go_version: "go1.27.3".into() },
+            ProcessInfo { pid: PID, exe: "/src/writers/writers".into(), comm: "writers".into(), go_version: "go1.27.3".into(), ..Default::default() },
         );
         m.set_counts(counts().into_iter().map(|(k, a, _)| (k, a)));
         m.names.map_types.insert((PID, 0xc000010000), "map[string][]string".into());

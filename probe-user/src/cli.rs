@@ -95,6 +95,12 @@ pub struct ProbeArgs {
     /// Size of the event ring buffer in KiB (power of two, ≥ 4).
     #[arg(long, default_value_t = probe_common::maps::EVENTS_DEFAULT_BYTES / 1024, value_name = "KIB")]
     pub ringbuf_kib: u32,
+    /// Keep the probes' cost under PCT of a CPU by attaching them only part
+    /// of the time (duty cycling, calibrated at start); counts become scaled
+    /// estimates, and the report and view say so. Default: exact (always
+    /// attached), except plain system-wide `mapaudit top`, which uses 5%.
+    #[arg(long, value_name = "PCT", value_parser = parse_percent)]
+    pub max_overhead: Option<f64>,
     /// Under sudo, run CMD as this user instead of the invoking one.
     #[arg(long, value_name = "NAME")]
     pub user: Option<String>,
@@ -136,6 +142,7 @@ impl TopArgs {
                     max_entries: probe_common::maps::WRITES_DEFAULT_ENTRIES,
                     ringbuf_kib: 1024,
                     user: None,
+                    max_overhead: None,
                     bench_floor: false,
                     debug_drain_at_exit: false,
                     debug_map_state_entries: probe_common::maps::MAP_STATE_DEFAULT_ENTRIES,
@@ -226,6 +233,15 @@ impl LogLevel {
     }
 }
 
+/// "5%" or "5" → 0.05.
+fn parse_percent(s: &str) -> Result<f64, String> {
+    let v: f64 = s.trim().trim_end_matches('%').parse().map_err(|_| format!("{s:?} is not a percentage (e.g. 5%)"))?;
+    if !(v > 0.0 && v <= 100.0) {
+        return Err("must be more than 0% and at most 100%".into());
+    }
+    Ok(v / 100.0)
+}
+
 fn parse_duration(s: &str) -> Result<Duration, String> {
     let d = humantime::parse_duration(s).map_err(|e| format!("{e} (examples: 500ms, 30s, 5m)"))?;
     if d.is_zero() {
@@ -268,6 +284,15 @@ mod tests {
         let Some(Command::Check(c)) = cli.command else { panic!("not check") };
         assert_eq!(c.gate.fail_on, vec![FailOn::Overlap, FailOn::SharedMap]);
         assert_eq!(c.gate.max_lost_events, Some(0));
+    }
+
+    #[test]
+    fn max_overhead_is_a_percentage() {
+        let cli = parse(&["record", "--max-overhead", "5%", "--", "x"]).unwrap();
+        let Some(Command::Record(r)) = cli.command else { panic!("not record") };
+        assert_eq!(r.probe.max_overhead, Some(0.05));
+        assert!(parse(&["record", "--max-overhead", "0", "--", "x"]).is_err());
+        assert!(parse(&["record", "--max-overhead", "lots", "--", "x"]).is_err());
     }
 
     #[test]

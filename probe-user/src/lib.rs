@@ -7,6 +7,7 @@
 //! draws and `report` serialises; `gate` turns a report into an exit code.
 
 pub mod bpfmaps;
+pub mod budget;
 pub mod cli;
 pub mod collector;
 pub mod fixtures;

@@ -65,7 +65,49 @@ impl LoadOptions {
 
 /// One attached Go binary or process.
 struct Attachment {
+    /// The executable, held open: `/proc/self/fd/N` reaches it for
+    /// re-attaching even after the process it was found through is gone.
+    file: std::fs::File,
+    /// (file offset, cookie) of every probe point.
+    points: Vec<(u64, u64)>,
+    scope_pid: Option<NonZeroU32>,
+    /// Empty while suspended (`--max-overhead` duty cycling).
     links: Vec<UProbeLinkId>,
+}
+
+impl Attachment {
+    fn scope(&self) -> UProbeScope {
+        match self.scope_pid {
+            Some(p) => UProbeScope::OneProcess(p),
+            None => UProbeScope::AllProcesses,
+        }
+    }
+
+    fn path(&self) -> std::path::PathBuf {
+        use std::os::fd::AsRawFd as _;
+        std::path::PathBuf::from(format!("/proc/self/fd/{}", self.file.as_raw_fd()))
+    }
+
+    fn link(&mut self, prog: &mut UProbe) -> anyhow::Result<()> {
+        let path = self.path();
+        for &(offset, cookie) in &self.points {
+            let point = UProbeAttachPoint { location: UProbeAttachLocation::AbsoluteOffset(offset), cookie: Some(cookie) };
+            let link = prog.attach(point, &path, self.scope()).with_context(|| format!("attaching a uprobe at offset {offset:#x}"))?;
+            self.links.push(link);
+        }
+        Ok(())
+    }
+
+    fn unlink(&mut self, prog: &mut UProbe) {
+        for l in self.links.drain(..) {
+            let _ = prog.detach(l);
+        }
+    }
+
+    /// Takes the links out (dropping one detaches it).
+    fn take_links(&mut self, prog: &mut UProbe) -> Vec<aya::programs::uprobe::UProbeLink> {
+        self.links.drain(..).filter_map(|l| prog.take_link(l).ok()).collect()
+    }
 }
 
 pub struct Probes {
@@ -75,6 +117,7 @@ pub struct Probes {
     uprobe: &'static str,
     /// Keyed by (device, inode, pid or 0 for all processes).
     attached: HashMap<(u64, u64, u32), Attachment>,
+    suspended: bool,
     logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
 }
 
@@ -105,7 +148,7 @@ impl Probes {
             None
         };
         let uprobe = if opts.floor { names::PROG_FLOOR } else { names::PROG_MAP_WRITE };
-        let mut me = Self { ebpf, global: Global::default(), uprobe, attached: HashMap::new(), logger };
+        let mut me = Self { ebpf, global: Global::default(), uprobe, attached: HashMap::new(), suspended: false, logger };
         me.set_global(Global {
             self_pid: std::process::id(),
             exec_all: opts.exec_all as u32,
@@ -194,13 +237,8 @@ impl Probes {
         if routines.iter().all(|r| r.id == probe_common::uprobe::routine::FATAL) {
             bail!("{} links none of the Go map write routines (runtime.mapassign*): nothing to audit", path.display());
         }
-        let scope = match pid.and_then(NonZeroU32::new) {
-            Some(p) => UProbeScope::OneProcess(p),
-            None => UProbeScope::AllProcesses,
-        };
         let mut warnings = Vec::new();
-        let prog: &mut UProbe = self.program(self.uprobe)?.try_into()?;
-        let mut links = Vec::new();
+        let mut points = Vec::new();
         for r in &routines {
             if !r.attach_is_ideal() {
                 warnings.push(format!(
@@ -224,14 +262,17 @@ impl Probes {
                 writing_mask: offs.writing_mask,
             }
             .encode();
-            let point = UProbeAttachPoint { location: UProbeAttachLocation::AbsoluteOffset(r.attach_offset), cookie: Some(cookie) };
-            let link = prog
-                .attach(point, path, scope)
-                .with_context(|| format!("attaching uprobe to {} in {}", r.symbol, path.display()))?;
-            links.push(link);
+            points.push((r.attach_offset, cookie));
         }
-        let n = links.len();
-        self.attached.insert(id, Attachment { links });
+        let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+        let mut a = Attachment { file, points, scope_pid: pid.and_then(NonZeroU32::new), links: Vec::new() };
+        let suspended = self.suspended;
+        let prog: &mut UProbe = self.program(self.uprobe)?.try_into()?;
+        if !suspended {
+            a.link(prog).with_context(|| format!("attaching to {}", path.display()))?;
+        }
+        let n = a.points.len();
+        self.attached.insert(id, a);
         Ok((n, warnings))
     }
 
@@ -239,15 +280,70 @@ impl Probes {
     pub fn detach_pid(&mut self, pid: u32) {
         let ids: Vec<_> = self.attached.keys().filter(|k| k.2 == pid && pid != 0).copied().collect();
         for id in ids {
-            if let Some(a) = self.attached.remove(&id)
+            if let Some(mut a) = self.attached.remove(&id)
                 && let Some(p) = self.ebpf.program_mut(self.uprobe)
                 && let Ok(prog) = <&mut UProbe>::try_from(p)
             {
-                for l in a.links {
-                    let _ = prog.detach(l);
-                }
+                a.unlink(prog);
             }
         }
+    }
+
+    /// Detaches every map-write probe, keeping what is needed to re-attach
+    /// (duty cycling under `--max-overhead`: sampling events alone would not
+    /// remove the trap cost; only detaching does).
+    pub fn suspend(&mut self) {
+        self.suspended = true;
+        let Some(p) = self.ebpf.program_mut(self.uprobe) else { return };
+        let Ok(prog) = <&mut UProbe>::try_from(p) else { return };
+        let t = std::time::Instant::now();
+        let links: Vec<_> = self.attached.values_mut().flat_map(|a| a.take_links(prog)).collect();
+        let n = links.len();
+        // The kernel waits for a grace period per uprobe it unregisters
+        // (~100 ms here): drop them all at once so the waits overlap.
+        std::thread::scope(|sc| {
+            for l in links {
+                sc.spawn(move || drop(l));
+            }
+        });
+        log::debug!("detached {n} uprobes in {:?}", t.elapsed());
+    }
+
+    /// Runs `f` with the empty floor program attached at `offset` of our own
+    /// executable, for this process only (calibration).
+    pub fn with_floor_probe<T>(&mut self, offset: u64, f: impl FnOnce() -> T) -> anyhow::Result<T> {
+        let prog: &mut UProbe = self.program(names::PROG_FLOOR)?.try_into()?;
+        if prog.fd().is_err() {
+            prog.load().context("loading the calibration program")?;
+        }
+        let point = UProbeAttachPoint { location: UProbeAttachLocation::AbsoluteOffset(offset), cookie: None };
+        let link = prog.attach(point, "/proc/self/exe", UProbeScope::CallingProcess).context("attaching the calibration probe")?;
+        let out = f();
+        let _ = prog.detach(link);
+        Ok(out)
+    }
+
+    /// Re-attaches what `suspend` detached.
+    pub fn resume(&mut self) -> anyhow::Result<()> {
+        self.suspended = false;
+        let prog: &mut UProbe = self
+            .ebpf
+            .program_mut(self.uprobe)
+            .context("map-write program")?
+            .try_into()?;
+        for a in self.attached.values_mut().filter(|a| a.links.is_empty()) {
+            // A process-scoped attachment whose process is gone fails here:
+            // nothing left to probe, not an error.
+            if let Err(e) = a.link(prog) {
+                log::debug!("re-attaching: {e:#}");
+                a.unlink(prog);
+            }
+        }
+        Ok(())
+    }
+
+    pub fn is_suspended(&self) -> bool {
+        self.suspended
     }
 
     /// Drops a pid's last-writer state (its maps are gone with its program).

@@ -265,6 +265,7 @@ impl<K: std::hash::Hash + Eq + Copy, R> Table<K, R> {
 
     /// Rate since the last tick; the first tick of a row has no baseline.
     fn rate(&mut self, key: K, total: u64, secs: f64) -> f64 {
+        // `secs` is the tick divided by the sampling duty (see Model::tick).
         let before = self.prev.insert(key, total).unwrap_or(total);
         if secs > 0.0 { total.saturating_sub(before) as f64 / secs } else { 0.0 }
     }
@@ -296,6 +297,10 @@ pub struct Model {
     pub history: VecDeque<u64>,
     /// Programs replaced at their pid during the recording, oldest first.
     pub retired: Vec<Retired>,
+    /// `--max-overhead`: the fraction of time the probes were attached.
+    /// Rates are scaled up by its inverse; counts stay as observed (the
+    /// report scales them and says so).
+    pub sampling: Option<f64>,
 }
 
 impl Model {
@@ -449,7 +454,8 @@ impl Model {
 
     pub fn tick(&mut self, dt: Duration) {
         self.elapsed += dt;
-        let secs = dt.as_secs_f64();
+        // Sampled: only a fraction of the tick was observed.
+        let secs = dt.as_secs_f64() * self.sampling.unwrap_or(1.0);
         self.fill_names();
         let a = &mut self.agg;
         for g in &mut a.goroutines {

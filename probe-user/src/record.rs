@@ -49,7 +49,11 @@ pub async fn run(args: RecordArgs, log_level: LogLevel) -> anyhow::Result<i32> {
         status = exit_code(&st);
     }
     let started = humantime::format_rfc3339_seconds(s.started_at).to_string();
-    let rep = report::build(&s.model, &started, s.elapsed().as_secs_f64());
+    let mut rep = report::build(&s.model, &started, s.elapsed().as_secs_f64());
+    if let Some(d) = &mut s.duty {
+        d.close_period();
+        report::apply_sampling(&mut rep, d);
+    }
     if let Some(out) = &output {
         out.write(&rep).context("writing the report")?;
     }
@@ -71,6 +75,8 @@ async fn record_loop(s: &mut Session, target: &Target, duration: Option<Duration
     let events = unsafe { AsyncFd::register(s.events_fd()) }
         .map_err(|e| anyhow::anyhow!("polling the event ring buffer: {e}"))?;
     let mut tick = tokio::time::interval(TICK);
+    let mut duty_timer = tokio::time::interval(crate::budget::STEP);
+    let sampling = s.duty.is_some();
     let deadline = tokio::time::sleep(duration.unwrap_or(Duration::from_secs(u64::MAX / 4)));
     tokio::pin!(deadline);
     let watched_pid = match target {
@@ -97,6 +103,7 @@ async fn record_loop(s: &mut Session, target: &Target, duration: Option<Duration
             status = async { s.child.as_mut().map(|c| c.wait()) .expect("guarded by has_child").await }, if has_child => {
                 return Ok(End::CommandExited(status?));
             }
+            _ = duty_timer.tick(), if sampling => s.duty_step()?,
             _ = &mut deadline, if duration.is_some() => return Ok(End::Duration),
             _ = sigint.recv() => return Ok(End::Signal(libc::SIGINT)),
             _ = sigterm.recv() => return Ok(End::Signal(libc::SIGTERM)),

@@ -48,11 +48,74 @@ pub struct Diagnostics {
     pub events_received: std::collections::BTreeMap<String, u64>,
 }
 
-/// Present only when counts were sampled (`--max-overhead`).
+/// Present only when counts were sampled (`--max-overhead`): every count is
+/// then an estimate, the observed count × `scale`.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
 pub struct Sampling {
+    /// Fraction of the recording the probes were attached.
     pub duty_cycle: f64,
     pub scaled: bool,
+    #[serde(default)]
+    pub scale: f64,
+    /// The overhead budget (fraction of a CPU).
+    #[serde(default)]
+    pub budget: f64,
+    /// Calibrated cost of one probe hit on this machine.
+    #[serde(default)]
+    pub probe_cost_ns: u64,
+    /// Writes actually observed (before scaling).
+    #[serde(default)]
+    pub observed_writes: u64,
+    /// Relative standard error of the scaled totals from sampling alone
+    /// (1/sqrt(observed)); bursty workloads can be off by more.
+    #[serde(default)]
+    pub relative_error: f64,
+}
+
+/// Scales every count of `rep` by the duty cycle's factor and records how.
+pub fn apply_sampling(rep: &mut Report, d: &crate::budget::DutyCycle) {
+    let k = d.scale();
+    let sc = |v: &mut u64| *v = (*v as f64 * k).round() as u64;
+    let observed = rep.totals.writes + rep.totals.deletes + rep.totals.clears;
+    sc(&mut rep.totals.writes);
+    sc(&mut rep.totals.deletes);
+    sc(&mut rep.totals.clears);
+    for p in &mut rep.processes {
+        for g in &mut p.goroutines {
+            sc(&mut g.writes);
+            sc(&mut g.deletes);
+            sc(&mut g.clears);
+            g.writes_per_sec *= k;
+        }
+        for t in &mut p.threads {
+            sc(&mut t.writes);
+            sc(&mut t.deletes);
+            sc(&mut t.clears);
+        }
+        for m in &mut p.maps {
+            sc(&mut m.writes);
+            sc(&mut m.deletes);
+            sc(&mut m.clears);
+            m.writes_per_sec *= k;
+            for s in &mut m.sites {
+                sc(&mut s.writes);
+            }
+        }
+    }
+    for f in &mut rep.findings {
+        if f.kind == "shared_map" {
+            sc(&mut f.count);
+        }
+    }
+    rep.sampling = Some(Sampling {
+        duty_cycle: d.effective_duty(),
+        scaled: true,
+        scale: k,
+        budget: d.budget,
+        probe_cost_ns: d.cost_per_hit.as_nanos() as u64,
+        observed_writes: observed,
+        relative_error: if observed > 0 { 1.0 / (observed as f64).sqrt() } else { 1.0 },
+    });
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]

@@ -41,6 +41,10 @@ pub struct Session {
     exe_key: Option<(u64, u64)>,
     /// Testing: leave events in the ring buffer until `finish`.
     pub drain_at_exit_only: bool,
+    /// `--max-overhead`: the duty-cycle controller.
+    pub duty: Option<crate::budget::DutyCycle>,
+    last_duty_step: Instant,
+    last_total: u64,
 }
 
 impl Session {
@@ -92,7 +96,15 @@ impl Session {
             warnings: Vec::new(),
             exe_key: None,
             drain_at_exit_only: probe.debug_drain_at_exit,
+            duty: None,
+            last_duty_step: now,
+            last_total: 0,
         };
+        if let Some(budget) = probe.max_overhead.filter(|b| *b < 1.0) {
+            let cost = crate::budget::calibrate(&mut s.probes)?;
+            log::info!("calibrated probe cost: {} ns per hit; budget {:.1}%", cost.as_nanos(), budget * 100.0);
+            s.duty = Some(crate::budget::DutyCycle::new(budget, cost));
+        }
         match target {
             Target::Pid(pid) => {
                 let exe = pid_exe.context("pid checked above")?;
@@ -238,10 +250,47 @@ impl Session {
         self.probes.detach_pid(pid);
     }
 
+    /// Advances the duty cycle (call often, e.g. every 10 ms, while
+    /// `duty` is set): attaches or detaches the probes as it says.
+    pub fn duty_step(&mut self) -> anyhow::Result<()> {
+        let now = Instant::now();
+        let dt = now - self.last_duty_step;
+        self.last_duty_step = now;
+        let attached = !self.probes.is_suspended();
+        let Some(d) = &mut self.duty else { return Ok(()) };
+        let phase = d.step(dt, attached);
+        log::trace!("duty {:.3} attached {attached} -> {phase:?}", d.duty);
+        let switched = match phase {
+            crate::budget::Phase::Attach if !attached => {
+                self.probes.resume()?;
+                true
+            }
+            crate::budget::Phase::Detach if attached => {
+                self.probes.suspend();
+                true
+            }
+            _ => false,
+        };
+        if switched {
+            let end = Instant::now();
+            if let Some(d) = &mut self.duty {
+                d.switch_took(end - now);
+            }
+            self.last_duty_step = end;
+        }
+        Ok(())
+    }
+
     /// One tick: drain, snapshot counters, recompute the model.
     pub fn tick(&mut self) -> anyhow::Result<Vec<u32>> {
         let exited = if self.drain_at_exit_only { Vec::new() } else { self.drain() };
         self.collector.snapshot(&mut self.model)?;
+        let total = self.model.agg.totals.total();
+        if let Some(d) = &mut self.duty {
+            d.add_hits(total.saturating_sub(self.last_total));
+            self.model.sampling = Some(d.effective_duty());
+        }
+        self.last_total = total;
         let now = Instant::now();
         self.model.tick(now - self.last_tick);
         self.last_tick = now;

@@ -25,6 +25,9 @@ use crate::tui::{self, App};
 /// table header, footer): what PgUp/PgDn subtract from the height.
 const CHROME_ROWS: u16 = 7;
 
+/// `--max-overhead` default of plain `mapaudit` (system-wide `top`).
+pub const DEFAULT_SYSTEM_WIDE_BUDGET: f64 = 0.05;
+
 pub async fn run(args: TopArgs, log_level: LogLevel) -> anyhow::Result<i32> {
     if !std::io::stdout().is_terminal() {
         bail!(
@@ -39,7 +42,13 @@ pub async fn run(args: TopArgs, log_level: LogLevel) -> anyhow::Result<i32> {
         Target::Command(_) => Some(command_log()?),
         _ => None,
     };
-    let mut s = Session::start(&target, &args.probe, log_level, output.as_ref().map(|(f, _)| f))?;
+    // On a production node (system-wide), the live view keeps its cost under
+    // 5% of a CPU unless told otherwise; a targeted view is exact.
+    let mut probe = args.probe.clone();
+    if target == Target::SystemWide && probe.max_overhead.is_none() {
+        probe.max_overhead = Some(DEFAULT_SYSTEM_WIDE_BUDGET);
+    }
+    let mut s = Session::start(&target, &probe, log_level, output.as_ref().map(|(f, _)| f))?;
 
     let mut app = App::new(args.interval);
     app.status.target = describe(&target, &s);
@@ -94,6 +103,8 @@ async fn live(
         _ => None,
     };
     let mut child_running = s.child.is_some();
+    let mut duty_timer = tokio::time::interval(crate::budget::STEP);
+    let sampling = s.duty.is_some();
     app.page = usize::from(term.size()?.height.saturating_sub(CHROME_ROWS));
     let mut redraw = true;
     loop {
@@ -119,6 +130,7 @@ async fn live(
                 }
                 redraw = true;
             }
+            _ = duty_timer.tick(), if sampling => s.duty_step()?,
             _ = tick.tick() => {
                 let exited = if app.paused {
                     // Frozen view, live collection: the ring buffer keeps

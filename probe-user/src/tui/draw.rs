@@ -123,6 +123,12 @@ fn draw_header(frame: &mut Frame, area: Rect, app: &App, model: &Model) {
     } else {
         right.push(Span::styled(" lost 0 ", dim()));
     }
+    if let Some(d) = model.sampling {
+        right.push(Span::styled(
+            format!(" SAMPLED {:.0}% ", d * 100.0),
+            Style::new().fg(Color::Black).bg(Color::Cyan).add_modifier(Modifier::BOLD),
+        ));
+    }
     if app.paused {
         right.push(Span::styled(" PAUSED ", Style::new().fg(Color::Black).bg(Color::Yellow).add_modifier(Modifier::BOLD)));
     }

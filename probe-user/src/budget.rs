@@ -1,0 +1,246 @@
+//! `--max-overhead`: keep the probes' cost under a budget by duty-cycling
+//! them — attached for a fraction of each period, detached for the rest —
+//! and scale the counts seen back up. Sampling events would not help: the
+//! cost is the trap, paid whether or not the program records anything.
+//!
+//! The cost per hit is calibrated at start on this machine (a probe on a
+//! `push rbp`, the instruction mapaudit attaches at in Go routines).
+
+use std::time::Duration;
+
+/// Period of one attach/detach cycle.
+pub const PERIOD: Duration = Duration::from_secs(1);
+/// How often the session advances the duty cycle.
+pub const STEP: Duration = Duration::from_millis(10);
+/// Never attach for less than this per period: the estimate needs samples.
+pub const MIN_DUTY: f64 = 0.01;
+
+/// The duty cycle that keeps `hits_per_sec × cost` (CPU fraction spent in
+/// probes while attached) times the duty under `budget` (e.g. 0.05).
+pub fn duty_for(budget: f64, hits_per_sec_attached: f64, cost_per_hit: Duration) -> f64 {
+    let load = hits_per_sec_attached * cost_per_hit.as_secs_f64();
+    if load <= budget {
+        return 1.0;
+    }
+    (budget / load).clamp(MIN_DUTY, 1.0)
+}
+
+/// The duty-cycle controller: pure state, driven by the session's clock.
+#[derive(Debug, Clone)]
+pub struct DutyCycle {
+    pub budget: f64,
+    pub cost_per_hit: Duration,
+    /// Current fraction of each period attached.
+    pub duty: f64,
+    /// Time attached and in total since the start.
+    pub attached: Duration,
+    pub total: Duration,
+    /// Hits observed while attached in the current period.
+    hits_in_period: u64,
+    attached_in_period: Duration,
+    in_period: Duration,
+    /// Writes observed, and estimated (observed + the detached stretches'
+    /// share, at the unprobed rate: see `close_period`).
+    pub observed: u64,
+    pub estimated: f64,
+    detached_in_period: Duration,
+    /// Length of a cycle: at least `PERIOD`, longer when detaching is slow
+    /// (the kernel unregisters uprobes one by one, waiting for readers), so
+    /// the switching never dominates the cycle.
+    pub period: Duration,
+}
+
+/// What the session should do now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Attach,
+    Detach,
+}
+
+impl DutyCycle {
+    pub fn new(budget: f64, cost_per_hit: Duration) -> Self {
+        Self {
+            budget,
+            cost_per_hit,
+            duty: 1.0,
+            attached: Duration::ZERO,
+            total: Duration::ZERO,
+            hits_in_period: 0,
+            attached_in_period: Duration::ZERO,
+            in_period: Duration::ZERO,
+            period: PERIOD,
+            observed: 0,
+            estimated: 0.0,
+            detached_in_period: Duration::ZERO,
+        }
+    }
+
+    /// Records how long attaching or detaching took and stretches the period
+    /// so the attached stretch is at least twice that long. The window
+    /// counts as detached: the kernel removes the probes one by one, so the
+    /// busy ones may go early; writes seen in it still count as observed.
+    pub fn switch_took(&mut self, d: Duration) {
+        self.step(d, false);
+        let needed = d.as_secs_f64() * 2.0 / self.duty.max(MIN_DUTY);
+        self.period = PERIOD.max(Duration::from_secs_f64(needed.min(60.0)));
+    }
+
+    /// Writes counted since the last call (all of them happened while
+    /// attached: nothing is counted otherwise).
+    pub fn add_hits(&mut self, hits: u64) {
+        self.hits_in_period += hits;
+    }
+
+    /// Advances by `dt` during which the probes were attached or not;
+    /// returns the phase for the next step.
+    pub fn step(&mut self, dt: Duration, was_attached: bool) -> Phase {
+        self.total += dt;
+        self.in_period += dt;
+        if was_attached {
+            self.attached += dt;
+            self.attached_in_period += dt;
+        } else {
+            self.detached_in_period += dt;
+        }
+        if self.in_period >= self.period {
+            self.close_period();
+        }
+        if self.in_period.as_secs_f64() < self.duty * self.period.as_secs_f64() { Phase::Attach } else { Phase::Detach }
+    }
+
+    /// Ends a cycle: re-plans the duty from the attached stretch's write rate,
+    /// and estimates the writes of the detached stretch. While probed, each
+    /// write costs `cost` more, so a thread writing at rate `r` unprobed
+    /// writes at `r / (1 + r·cost)` probed; inverting, the unprobed rate is
+    /// `r_a / (1 − r_a·cost)` (capped). Idle-ish workloads get ≈ `r_a`.
+    pub fn close_period(&mut self) {
+        let hits = self.hits_in_period;
+        self.observed += hits;
+        self.estimated += hits as f64;
+        if !self.attached_in_period.is_zero() {
+            let r_a = hits as f64 / self.attached_in_period.as_secs_f64();
+            let load = (r_a * self.cost_per_hit.as_secs_f64()).min(0.95);
+            let r_u = r_a / (1.0 - load);
+            self.estimated += r_u * self.detached_in_period.as_secs_f64();
+            self.duty = duty_for(self.budget, r_a, self.cost_per_hit);
+        }
+        self.in_period = Duration::ZERO;
+        self.attached_in_period = Duration::ZERO;
+        self.detached_in_period = Duration::ZERO;
+        self.hits_in_period = 0;
+    }
+
+    /// Fraction of the time the probes were attached.
+    pub fn effective_duty(&self) -> f64 {
+        if self.total.is_zero() { 1.0 } else { self.attached.as_secs_f64() / self.total.as_secs_f64() }
+    }
+
+    /// Factor that turns observed counts into estimates (applied to every
+    /// row alike: rows are assumed to share the detached stretches in the
+    /// proportions they had while attached). Call `close_period` first.
+    pub fn scale(&self) -> f64 {
+        if self.observed == 0 { 1.0 } else { self.estimated / self.observed as f64 }
+    }
+
+    /// Estimated fraction of a CPU spent in probes, averaged over time.
+    pub fn estimated_overhead(&self, hits_per_sec_attached: f64) -> f64 {
+        hits_per_sec_attached * self.cost_per_hit.as_secs_f64() * self.effective_duty()
+    }
+}
+
+core::arch::global_asm!(
+    ".globl mapaudit_calibration_target",
+    ".type mapaudit_calibration_target,@function",
+    "mapaudit_calibration_target:",
+    "push rbp",
+    "mov rbp, rsp",
+    "pop rbp",
+    "ret",
+);
+
+unsafe extern "C" {
+    /// A function that starts like a Go routine after its prologue check:
+    /// `push rbp`. Probing it measures what one hit costs here.
+    fn mapaudit_calibration_target();
+}
+
+/// File offset of the calibration target in our own executable.
+fn calibration_offset() -> Option<u64> {
+    let addr = mapaudit_calibration_target as *const () as u64;
+    let maps = std::fs::read_to_string("/proc/self/maps").ok()?;
+    maps.lines().find_map(|l| {
+        let mut f = l.split_whitespace();
+        let range = f.next()?;
+        let _perms = f.next()?;
+        let off = u64::from_str_radix(f.next()?, 16).ok()?;
+        let (a, b) = range.split_once('-')?;
+        let (a, b) = (u64::from_str_radix(a, 16).ok()?, u64::from_str_radix(b, 16).ok()?);
+        (a <= addr && addr < b).then(|| addr - a + off)
+    })
+}
+
+fn time_calls(n: u32) -> Duration {
+    let t = std::time::Instant::now();
+    for _ in 0..n {
+        // SAFETY: the target takes no arguments and only touches its frame.
+        unsafe { mapaudit_calibration_target() };
+    }
+    t.elapsed()
+}
+
+/// Measures the cost of one probe hit on this machine: the floor program
+/// attached at a `push rbp` in mapaudit itself, median of a few runs.
+pub fn calibrate(probes: &mut crate::loader::Probes) -> anyhow::Result<Duration> {
+    use anyhow::Context as _;
+    let offset = calibration_offset().context("locating the calibration target")?;
+    const N: u32 = 20_000;
+    let base = (0..3).map(|_| time_calls(N)).min().unwrap_or_default();
+    let probed = probes.with_floor_probe(offset, || {
+        let mut v: Vec<Duration> = (0..3).map(|_| time_calls(N)).collect();
+        v.sort();
+        v[1]
+    })?;
+    Ok(probed.saturating_sub(base) / N)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn duty_keeps_load_under_budget() {
+        let c = Duration::from_micros(1);
+        assert_eq!(duty_for(0.05, 10_000.0, c), 1.0, "1% load fits a 5% budget");
+        let d = duty_for(0.05, 1_000_000.0, c);
+        assert!((d - 0.05).abs() < 1e-9, "100% load → 5% duty, got {d}");
+        assert_eq!(duty_for(0.001, 10_000_000.0, c), MIN_DUTY);
+    }
+
+    #[test]
+    fn cycle_attaches_for_the_duty_fraction_and_scales_back() {
+        let mut dc = DutyCycle::new(0.05, Duration::from_micros(1));
+        let step = Duration::from_millis(10);
+        let mut attached = true;
+        let mut added = 0;
+        // A workload making 1M writes/s while probed.
+        for _ in 0..500 {
+            if attached {
+                dc.add_hits(10_000);
+                added += 10_000;
+            }
+            attached = dc.step(step, attached) == Phase::Attach;
+        }
+        assert!((dc.duty - 0.05).abs() < 1e-9, "duty {}", dc.duty);
+        // First period fully attached, then 5%: effective a bit above 5%.
+        let eff = dc.effective_duty();
+        assert!(eff > 0.05 && eff < 0.3, "effective {eff}");
+        assert!(dc.estimated_overhead(1_000_000.0) <= 0.3);
+        dc.close_period();
+        // Probed at 1M/s with 1 µs per hit: the load is 100% (capped at
+        // 95%), so detached stretches are estimated at 20M/s.
+        assert!(dc.scale() > 1.0);
+        assert_eq!(dc.observed, added);
+        let expect = added as f64 + 20_000_000.0 * (5.0 - dc.effective_duty() * 5.0);
+        assert!((dc.estimated - expect).abs() / expect < 0.01, "{} vs {expect}", dc.estimated);
+    }
+}

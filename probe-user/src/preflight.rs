@@ -7,7 +7,7 @@ use std::path::Path;
 pub enum EnvError {
     #[error(
         "mapaudit needs root, or the capabilities {missing} (CAP_SYS_ADMIN is needed for uprobes on kernels with the perf_event_paranoid hardening).\n  \
-         Run it with sudo, or grant them: sudo setcap cap_bpf,cap_perfmon,cap_sys_admin,cap_sys_resource,cap_kill+ep $(command -v mapaudit)"
+         Run it with sudo, or grant them: sudo setcap cap_bpf,cap_perfmon,cap_sys_admin,cap_kill,cap_dac_read_search+ep $(command -v mapaudit)"
     )]
     Privileges { missing: String },
     #[error(
@@ -15,6 +15,11 @@ pub enum EnvError {
          Mount it: sudo mount -t tracefs nodev /sys/kernel/tracing"
     )]
     Tracefs(String),
+    #[error(
+        "tracefs is mounted but not readable by this user: run as root, or add CAP_DAC_READ_SEARCH to the \
+         capabilities (see README \"Privileges\")"
+    )]
+    TracefsUnreadable,
     #[error("this kernel has no BTF (/sys/kernel/btf/vmlinux is missing): mapaudit needs a kernel built with CONFIG_DEBUG_INFO_BTF=y")]
     Btf,
     #[error("kernel {0} is too old: mapaudit needs Linux 5.15 or newer (uprobe attach cookies)")]
@@ -85,7 +90,8 @@ pub fn check_btf() -> Result<(), EnvError> {
 
 /// Tracepoints are looked up in tracefs; mount it when it is missing.
 pub fn ensure_tracefs() -> Result<(), EnvError> {
-    ensure_tracefs_with(&["/sys/kernel/tracing/events", "/sys/kernel/debug/tracing/events"], || {
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+    ensure_tracefs_with(&["/sys/kernel/tracing/events", "/sys/kernel/debug/tracing/events"], &mounts, || {
         // SAFETY: valid NUL-terminated strings; no data argument.
         let rc = unsafe {
             libc::mount(c"nodev".as_ptr(), c"/sys/kernel/tracing".as_ptr(), c"tracefs".as_ptr(), 0, std::ptr::null())
@@ -94,9 +100,14 @@ pub fn ensure_tracefs() -> Result<(), EnvError> {
     })
 }
 
-fn ensure_tracefs_with(dirs: &[&str], mount: impl FnOnce() -> std::io::Result<()>) -> Result<(), EnvError> {
+fn ensure_tracefs_with(dirs: &[&str], mounts: &str, mount: impl FnOnce() -> std::io::Result<()>) -> Result<(), EnvError> {
     if dirs.iter().any(|d| Path::new(d).is_dir()) {
         return Ok(());
+    }
+    // Mounted but not readable (tracefs is root-only): mounting again is
+    // not the fix.
+    if mounts.lines().any(|l| l.split_whitespace().nth(2) == Some("tracefs")) {
+        return Err(EnvError::TracefsUnreadable);
     }
     mount().map_err(|e| EnvError::Tracefs(e.to_string()))?;
     log::info!("mounted tracefs at /sys/kernel/tracing");
@@ -146,12 +157,15 @@ mod tests {
 
     #[test]
     fn unmountable_tracefs_says_how_to_mount_it() {
-        let e = ensure_tracefs_with(&["/nonexistent/events"], || Err(std::io::Error::from_raw_os_error(libc::EPERM)))
+        let e = ensure_tracefs_with(&["/nonexistent/events"], "", || Err(std::io::Error::from_raw_os_error(libc::EPERM)))
             .unwrap_err()
             .to_string();
         assert!(e.contains("mount -t tracefs nodev /sys/kernel/tracing") && e.contains("not permitted"), "{e}");
-        assert!(ensure_tracefs_with(&["/nonexistent/events"], || Ok(())).is_ok());
-        assert!(ensure_tracefs_with(&["/proc"], || panic!("must not mount")).is_ok());
+        assert!(ensure_tracefs_with(&["/nonexistent/events"], "", || Ok(())).is_ok());
+        assert!(ensure_tracefs_with(&["/proc"], "", || panic!("must not mount")).is_ok());
+        let mounted = "tracefs /sys/kernel/tracing tracefs rw,nosuid 0 0\n";
+        let e = ensure_tracefs_with(&["/nonexistent/events"], mounted, || panic!("must not mount")).unwrap_err().to_string();
+        assert!(e.contains("CAP_DAC_READ_SEARCH"), "{e}");
     }
 
     #[test]

@@ -40,3 +40,40 @@ fn user_flag_overrides_and_plain_root_stays_root() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no such user"));
 }
+
+#[test]
+fn runs_with_capabilities_instead_of_root() {
+    let name = "runs_with_capabilities_instead_of_root";
+    if !root_or_skip(name) {
+        return;
+    }
+    // A world-reachable copy of mapaudit with the README's file capabilities,
+    // run as nobody on a fixture nobody may run.
+    let dir = std::env::temp_dir().join(format!("mapaudit-caps-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let m = dir.join("mapaudit");
+    let fx = dir.join("writers");
+    std::fs::copy(mapaudit_bin(), &m).unwrap();
+    std::fs::copy(fixtures::build("writers", fixtures::GO_NEWEST, Variant::Plain).unwrap(), &fx).unwrap();
+    for p in [&dir, &m, &fx] {
+        std::process::Command::new("chmod").args(["777"]).arg(p).status().unwrap();
+    }
+    let caps = "cap_bpf,cap_perfmon,cap_sys_admin,cap_kill,cap_dac_read_search+ep";
+    assert!(std::process::Command::new("setcap").args([caps]).arg(&m).status().unwrap().success());
+    let json = dir.join("r.json");
+    let out = std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(&m)
+        .args(["record", "--no-bpf-maps", "--json"])
+        .arg(&json)
+        .arg("--")
+        .arg(&fx)
+        .args(["-n", "1000"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report = read_json(&json);
+    assert_writers_truth(&report, &truth(&out.stdout), name);
+    let _ = std::fs::remove_dir_all(&dir);
+}

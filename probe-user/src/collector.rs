@@ -25,8 +25,9 @@ use crate::target::{self, ProcExe};
 /// Something the session must act on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Control {
-    /// A process exec'd; `stopped`: the kernel stopped it for us to attach.
-    Exec { pid: u32, stopped: bool },
+    /// A process exec'd; `stopped`: the kernel stopped it for us to attach;
+    /// `ktime_ns`: when (CLOCK_MONOTONIC, like `monotonic_ns`).
+    Exec { pid: u32, stopped: bool, ktime_ns: u64 },
     Exit { pid: u32 },
 }
 
@@ -35,6 +36,17 @@ pub struct Proc {
     pub exe: ProcExe,
     pub bin: Arc<GoBinary>,
     pub bias: u64,
+    /// When it was registered (CLOCK_MONOTONIC ns): an exec event older
+    /// than this is the exec that started this very program.
+    pub registered_ns: u64,
+}
+
+/// CLOCK_MONOTONIC in ns: the clock of `bpf_ktime_get_ns`.
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: valid pointer to a timespec.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 pub struct Collector {
@@ -111,7 +123,7 @@ impl Collector {
             },
         );
         self.not_go.remove(&exe.pid);
-        self.procs.insert(exe.pid, Proc { exe, bin, bias });
+        self.procs.insert(exe.pid, Proc { exe, bin, bias, registered_ns: monotonic_ns() });
     }
 
     /// A pid seen in the counters but not registered (system-wide or --exe
@@ -208,7 +220,7 @@ impl Collector {
             events::KIND_EXEC => {
                 model.events.exec += 1;
                 let ev: events::Exec = read_pod(bytes)?;
-                Some(Control::Exec { pid: ev.hdr.pid, stopped: ev.stopped != 0 })
+                Some(Control::Exec { pid: ev.hdr.pid, stopped: ev.stopped != 0, ktime_ns: ev.hdr.ktime_ns })
             }
             events::KIND_EXIT => {
                 model.events.exit += 1;

@@ -205,8 +205,8 @@ impl Session {
         let mut exited = Vec::new();
         for c in controls {
             match c {
-                Control::Exec { pid, stopped } => {
-                    self.on_exec(pid);
+                Control::Exec { pid, stopped, ktime_ns } => {
+                    self.on_exec(pid, ktime_ns);
                     if stopped {
                         // SAFETY: plain kill(2).
                         unsafe { libc::kill(pid as i32, libc::SIGCONT) };
@@ -218,8 +218,14 @@ impl Session {
         exited
     }
 
-    fn on_exec(&mut self, pid: u32) {
+    fn on_exec(&mut self, pid: u32, ktime_ns: u64) {
         let Ok(exe) = target::proc_exe(pid) else { return };
+        // Without a stop at exec (system-wide, --exe) the event may arrive
+        // after the new program was already registered through its first
+        // writes: then there is nothing to retire.
+        if self.collector.procs.get(&pid).is_some_and(|p| p.registered_ns > ktime_ns) {
+            return;
+        }
         // A pid that exec'd (or was reused) runs a new program: freeze the
         // old one's counts under its own generation and start from zero.
         self.retire(pid);
@@ -237,8 +243,7 @@ impl Session {
     }
 
     fn retire(&mut self, pid: u32) {
-        let known = self.model.processes.contains_key(&pid) || self.model.counts().keys().any(|k| k.pid == pid);
-        if known {
+        if self.model.processes.contains_key(&pid) {
             if let Err(e) = self.collector.snapshot(&mut self.model) {
                 log::warn!("snapshot before pid {pid} exec'd: {e}");
             }

@@ -185,3 +185,45 @@ fn exec_starts_a_new_program_at_the_same_pid() {
     assert_eq!(cache[0]["writes"], ts[1]["writes"]);
     assert_eq!(cache[0]["writes"], 200);
 }
+
+/// Starts mapaudit with `args`, then the fixture (waiting for SIGUSR1); the
+/// new process is attached at its exec event, before it writes.
+fn started_after_mapaudit(name: &str, args: &[&str]) {
+    let bin = fixtures::build("writers", fixtures::GO_NEWEST, Variant::Plain).unwrap();
+    let json = scratch(name).join("report.json");
+    let mut all = args.to_vec();
+    all.extend_from_slice(&["--json", json.to_str().unwrap()]);
+    let (m, merr) = start_recording(&all);
+    let (child, pid, _err) = waiting_fixture();
+    // Attaching happens when mapaudit handles the exec event, within
+    // milliseconds; give it ample time before the writes begin.
+    std::thread::sleep(Duration::from_millis(500));
+    // SAFETY: kill(2).
+    unsafe { libc::kill(pid as i32, libc::SIGUSR1) };
+    let out = child.wait_with_output().unwrap();
+    std::thread::sleep(Duration::from_millis(600));
+    // SAFETY: kill(2).
+    unsafe { libc::kill(m.id() as i32, libc::SIGINT) };
+    let st = m.wait_with_output().unwrap();
+    assert_eq!(st.status.code(), Some(130), "mapaudit: {}", drain(merr));
+    assert_writers_truth(&read_json(&json), &truth(&out.stdout), name);
+}
+
+#[test]
+fn exact_counts_system_wide_for_a_process_started_later() {
+    let name = "exact_counts_system_wide_for_a_process_started_later";
+    if !root_or_skip(name) {
+        return;
+    }
+    started_after_mapaudit(name, &["record"]);
+}
+
+#[test]
+fn exact_counts_for_exe_target_started_later() {
+    let name = "exact_counts_for_exe_target_started_later";
+    if !root_or_skip(name) {
+        return;
+    }
+    let bin = fixtures::build("writers", fixtures::GO_NEWEST, Variant::Plain).unwrap();
+    started_after_mapaudit(name, &["record", "--exe", bin.to_str().unwrap()]);
+}

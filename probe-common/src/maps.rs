@@ -10,9 +10,11 @@ pub const WRITES_DEFAULT_ENTRIES: u32 = 65_536;
 pub const MAP_STATE: &str = "MAP_STATE";
 pub const MAP_STATE_DEFAULT_ENTRIES: u32 = 16_384;
 
-/// LRU hash: tid → `uprobe::LastEntry`, for writes to shared maps.
+/// Per-CPU array of `uprobe::LastEntry`, slot `tid % LAST_ENTRY_SLOTS`: the
+/// write a thread entered last on this CPU (writes to shared maps only).
+/// An array slot costs a fraction of a hash update on the hot path.
 pub const LAST_ENTRY: &str = "LAST_ENTRY";
-pub const LAST_ENTRY_ENTRIES: u32 = 4_096;
+pub const LAST_ENTRY_SLOTS: u32 = 64;
 
 /// Ring buffer of rare events (`events::*`).
 pub const EVENTS: &str = "EVENTS";

@@ -10,6 +10,7 @@ use aya_ebpf::{
 use probe_common::{
     events::{EventHeader, KIND_NEW_TUPLE, KIND_OVERLAP, NewTuple, OVERLAP_AT_ENTRY, OVERLAP_GO_FATAL, Overlap},
     lost,
+    maps::LAST_ENTRY_SLOTS,
     uprobe::{Cookie, LastEntry, MapKey, MapState, WriteKey, Writer, routine},
 };
 
@@ -67,7 +68,11 @@ fn try_map_write(call: &GoCall, cookie: &Cookie) -> Result<(), ()> {
     if record_writer(&mkey, Writer { goid, pc, tid, _pad: 0 }) {
         // Only maps with several writers can overlap: remember this entry
         // for the `fatal` probe (one update, on shared maps only).
-        let _ = LAST_ENTRY.insert(&tid, &LastEntry { key, maptype }, 0);
+        if let Some(p) = LAST_ENTRY.get_ptr_mut(tid % LAST_ENTRY_SLOTS) {
+            // SAFETY: this CPU's slot for this thread; the `fatal` probe runs
+            // on the same CPU moments later (it checks the tid and goid).
+            unsafe { *p = LastEntry { key, maptype } };
+        }
     }
 
     match WRITES.get_ptr_mut(&key) {
@@ -99,12 +104,13 @@ fn try_go_fatal(ctx: &ProbeContext, call: &GoCall, cookie: &Cookie) -> Result<()
     }
     let (_, tid) = pid_tid();
     debug!(ctx, "go fatal on tid {}: concurrent map access", tid);
-    // SAFETY: plain data, copied out at once.
-    let Some(entry) = (unsafe { LAST_ENTRY.get(&tid) }).copied() else { return Ok(()) };
+    let Some(entry) = LAST_ENTRY.get(tid % LAST_ENTRY_SLOTS).copied() else { return Ok(()) };
     let goid: u64 = read_user(call.g + cookie.goid_off as u64)?;
     if entry.key.tid != tid || entry.key.goid != goid {
         debug!(ctx, "go fatal: tid {} last entered a write as goid {}, not {}", tid, entry.key.goid, goid);
-        // Not inside a write to a shared map we saw: nothing to name.
+        // Not inside a write to a shared map we saw (or the thread moved to
+        // another CPU in between): nothing to name; the entry check may
+        // still have caught the overlap.
         return Ok(());
     }
     let mkey = MapKey { pid: entry.key.pid, _pad: 0, map: entry.key.map };

@@ -3,7 +3,7 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{Array, HashMap, LruHashMap, PerCpuArray, PerCpuHashMap, RingBuf},
+    maps::{Array, HashMap, PerCpuArray, PerCpuHashMap, RingBuf},
 };
 use probe_common::{
     bpfmap::{BpfWriteKey, BpfWriteValue},
@@ -21,10 +21,8 @@ pub static WRITES: PerCpuHashMap<WriteKey, u64> =
 pub static MAP_STATE: HashMap<MapKey, MapState> =
     HashMap::with_max_entries(names::MAP_STATE_DEFAULT_ENTRIES, 0);
 
-/// LRU: an old thread's entry may be evicted; it is only needed while the
-/// thread is inside a write.
 #[map(name = "LAST_ENTRY")]
-pub static LAST_ENTRY: LruHashMap<u32, LastEntry> = LruHashMap::with_max_entries(names::LAST_ENTRY_ENTRIES, 0);
+pub static LAST_ENTRY: PerCpuArray<LastEntry> = PerCpuArray::with_max_entries(names::LAST_ENTRY_SLOTS, 0);
 
 #[map(name = "EVENTS")]
 pub static EVENTS: RingBuf = RingBuf::with_byte_size(names::EVENTS_DEFAULT_BYTES, 0);

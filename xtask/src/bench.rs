@@ -136,14 +136,10 @@ struct Bins {
     bpftrace: Option<PathBuf>,
 }
 
-/// Same place as `setup`'s Go toolchains (duplicated: setup keeps it private).
-fn go_dir() -> PathBuf {
-    std::env::var_os("MAPAUDIT_GO_DIR").map(PathBuf::from).unwrap_or_else(|| root().join("target/go"))
-}
 
 fn newest_go() -> anyhow::Result<(String, PathBuf)> {
     let v = setup::go_versions()?.last().cloned().context("no Go version listed in fixtures/go-versions.txt")?;
-    let go = go_dir().join(&v).join("go/bin/go");
+    let go = crate::setup::go_dir().join(&v).join("go/bin/go");
     Ok((v, go))
 }
 
@@ -156,8 +152,8 @@ fn build_fixture() -> anyhow::Result<PathBuf> {
         .env("GOTOOLCHAIN", "local")
         .env("GOFLAGS", "-mod=mod")
         .env("CGO_ENABLED", "0")
-        .env("GOCACHE", go_dir().join(format!("cache-{v}")))
-        .env("GOPATH", go_dir().join("gopath"))
+        .env("GOCACHE", crate::setup::go_dir().join(format!("cache-{v}")))
+        .env("GOPATH", crate::setup::go_dir().join("gopath"))
         .arg("build")
         .arg("-o")
         .arg(&out)

@@ -1,4 +1,4 @@
-//! Developer and CI entry points: `cargo xtask setup | build | test | run`.
+//! Developer and CI entry points: `cargo xtask setup | build | test | run | soak | bench | fuzz`.
 //! Orchestration only; mapaudit itself lives in probe-user.
 
 mod bench;

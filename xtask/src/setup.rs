@@ -130,7 +130,7 @@ pub fn go_versions() -> anyhow::Result<Vec<String>> {
     Ok(txt.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).map(String::from).collect())
 }
 
-fn go_dir() -> PathBuf {
+pub(crate) fn go_dir() -> PathBuf {
     std::env::var_os("MAPAUDIT_GO_DIR").map(PathBuf::from).unwrap_or_else(|| root().join("target/go"))
 }
 

@@ -100,7 +100,12 @@ async fn record_loop(s: &mut Session, target: &Target, duration: Option<Duration
                 guard.clear_ready();
                 s.drain();
             }
-            status = async { s.child.as_mut().map(|c| c.wait()) .expect("guarded by has_child").await }, if has_child => {
+            status = async {
+                match s.child.as_mut() {
+                    Some(c) => c.wait().await,
+                    None => std::future::pending().await,
+                }
+            }, if has_child => {
                 return Ok(End::CommandExited(status?));
             }
             _ = duty_timer.tick(), if sampling => s.duty_step()?,

@@ -2,6 +2,8 @@
 //! deletes to a kernel BPF map while `record` runs system-wide; the report
 //! names the map (id, name), the writer's comm, and the exact counts.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "in tests a failed step is a failed test")]
+
 mod support;
 
 use std::io::{BufRead as _, BufReader};

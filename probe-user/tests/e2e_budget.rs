@@ -2,6 +2,8 @@
 //! and the report says the counts are sampled and scaled. Accuracy and the
 //! overhead achieved are measured by `cargo xtask bench`, not asserted here.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "in tests a failed step is a failed test")]
+
 mod support;
 
 use support::*;

@@ -2,6 +2,8 @@
 //! ground truth; mapaudit's report must match it exactly, for every way of
 //! targeting it and every Go version of the matrix.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "in tests a failed step is a failed test")]
+
 mod support;
 
 use std::io::{BufRead as _, BufReader};
@@ -189,7 +191,6 @@ fn exec_starts_a_new_program_at_the_same_pid() {
 /// Starts mapaudit with `args`, then the fixture (waiting for SIGUSR1); the
 /// new process is attached at its exec event, before it writes.
 fn started_after_mapaudit(name: &str, args: &[&str]) {
-    let bin = fixtures::build("writers", fixtures::GO_NEWEST, Variant::Plain).unwrap();
     let json = scratch(name).join("report.json");
     let mut all = args.to_vec();
     all.extend_from_slice(&["--json", json.to_str().unwrap()]);

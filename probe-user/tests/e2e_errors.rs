@@ -2,6 +2,8 @@
 //! per case. Most need root (the environment checks pass first, then the
 //! target is checked); the privilege test drops root itself.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "in tests a failed step is a failed test")]
+
 mod support;
 
 use std::process::{Command, Stdio};

@@ -2,6 +2,8 @@
 //! caught as it happens (both goroutines and the site named) even though Go
 //! kills the process; a mutex-protected shared map is a `shared_map` only.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "in tests a failed step is a failed test")]
+
 mod support;
 
 use std::path::Path;

@@ -3,6 +3,8 @@
 //! mapaudit exits — normally, by signal, or SIGKILLed — while a target that
 //! keeps running is unaffected.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "in tests a failed step is a failed test")]
+
 mod support;
 
 use std::io::{BufRead as _, BufReader, Read as _};
@@ -44,7 +46,11 @@ fn start(args: &[&str]) -> (Child, BufReader<ChildStderr>, String) {
     let mut err = BufReader::new(m.stderr.take().unwrap());
     loop {
         let mut l = String::new();
-        assert!(err.read_line(&mut l).unwrap() > 0, "mapaudit exited before recording");
+        if err.read_line(&mut l).unwrap() == 0 {
+            let _ = m.kill();
+            let _ = m.wait();
+            panic!("mapaudit exited before recording");
+        }
         if l.contains("recording") {
             return (m, err, l);
         }

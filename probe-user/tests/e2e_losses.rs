@@ -2,6 +2,8 @@
 //! could not be recorded is counted exactly, reported, and fails a
 //! `--max-lost-events 0` gate.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "in tests a failed step is a failed test")]
+
 mod support;
 
 use std::io::{BufRead as _, BufReader};

@@ -1,6 +1,8 @@
 //! Least privilege: under sudo, `record -- CMD` runs CMD as the invoking
 //! user, not as root; `--user` overrides.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "in tests a failed step is a failed test")]
+
 mod support;
 
 use support::*;

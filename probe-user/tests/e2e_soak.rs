@@ -3,6 +3,8 @@
 //! and exits the same way probed as unprobed — plain and PIE builds.
 //! `cargo xtask soak` runs the long version (≥ 60 s each); CI runs this one.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "in tests a failed step is a failed test")]
+
 mod support;
 
 use std::process::Command;

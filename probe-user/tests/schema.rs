@@ -1,5 +1,7 @@
 //! The published JSON Schema and the report the code builds agree (no root).
 
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "in tests a failed step is a failed test")]
+
 mod support;
 
 use mapaudit::model::{Location, Model, OverlapEvent};

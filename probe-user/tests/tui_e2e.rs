@@ -2,7 +2,8 @@
 //! (tmux), against the `writers` fixture while it writes. Keys go in with
 //! `send-keys`, the screen comes back with `capture-pane`.
 
-#![expect(clippy::expect_used, clippy::unwrap_used, reason = "a test: failing loudly is the point")]
+
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "in tests a failed step is a failed test")]
 
 mod support;
 

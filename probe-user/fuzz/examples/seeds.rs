@@ -172,7 +172,7 @@ fn dwarf_seeds() -> Res<Vec<(String, Vec<u8>)>> {
             c[5] = chdr_zlib(&s[5])?;
             out.push((format!("{tag}-compressed"), input(0b10_0001, &c)));
             let mut z = s.clone();
-            for blob in z.iter_mut().filter(|b| !b.is_empty()) {
+            for blob in z.iter_mut() {
                 *blob = zdebug(blob)?;
             }
             out.push((format!("{tag}-zdebug"), input(0x80, &z)));

@@ -117,12 +117,11 @@ pub fn dwarf_offsets(data: &[u8]) {
 pub fn dwarf_binary(data: &[u8]) -> Option<GoBinary> {
     let (&flags, rest) = data.split_first()?;
     const NAMES: [&str; 6] = ["abbrev", "str", "line_str", "str_offsets", "addr", "info"];
-    let mut rest = rest;
+    let (lens, mut rest) = rest.split_first_chunk::<10>()?;
     let mut blobs: Vec<&[u8]> = Vec::with_capacity(NAMES.len());
-    for _ in 0..NAMES.len() - 1 {
-        let (len, tail) = rest.split_first_chunk::<2>()?;
-        let len = usize::from(u16::from_le_bytes(*len)).min(tail.len());
-        let (blob, tail) = tail.split_at(len);
+    for len in lens.chunks_exact(2) {
+        let len = usize::from(u16::from_le_bytes([len[0], len[1]])).min(rest.len());
+        let (blob, tail) = rest.split_at(len);
         blobs.push(blob);
         rest = tail;
     }

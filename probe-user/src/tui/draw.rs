@@ -612,7 +612,6 @@ fn draw_help(frame: &mut Frame, area: Rect, app: &App, model: &Model) {
 }
 
 #[cfg(test)]
-#[expect(clippy::unwrap_used, clippy::expect_used, reason = "tests fail by panicking")]
 mod tests {
     use super::*;
     use crate::tui::{Action, testutil};

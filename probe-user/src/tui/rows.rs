@@ -465,7 +465,6 @@ pub fn fit_columns(cols: &[Column], width: u16) -> Vec<(usize, u16)> {
 }
 
 #[cfg(test)]
-#[expect(clippy::unwrap_used, reason = "tests fail by panicking")]
 mod tests {
     use super::*;
     use crate::tui::testutil::{self, PID};

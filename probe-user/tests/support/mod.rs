@@ -1,6 +1,7 @@
 //! Shared helpers for the root end-to-end tests: root gating (a skip is a
 //! failure under `cargo xtask test`), running mapaudit, fixture truth.
-#![allow(dead_code, reason = "each test binary uses a subset")]
+#![allow(dead_code, unused_imports, reason = "each test binary uses a subset")]
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "in tests a failed step is a failed test")]
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -74,7 +75,7 @@ pub fn truths(stdout: &[u8]) -> Vec<Value> {
     String::from_utf8_lossy(stdout).lines().filter_map(|l| serde_json::from_str::<Value>(l).ok()).collect()
 }
 
-pub fn process<'a>(report: &'a Value, pid: u64) -> &'a Value {
+pub fn process(report: &Value, pid: u64) -> &Value {
     report["processes"]
         .as_array()
         .and_then(|ps| ps.iter().find(|p| p["pid"] == pid))

@@ -65,7 +65,8 @@ pub fn evaluate(report: &Report, gate: &GateArgs) -> Vec<Failure> {
         let secs = report.duration_s.max(f64::MIN_POSITIVE);
         for p in &report.processes {
             for g in &p.goroutines {
-                let rate = (g.writes + g.deletes + g.clears) as f64 / secs;
+                // Reports come from outside: add as floats so no count can overflow.
+                let rate = (g.writes as f64 + g.deletes as f64 + g.clears as f64) / secs;
                 if rate > max {
                     out.push(Failure(format!(
                         "goroutine {} in pid {} ({}) wrote {:.0}/s > {max}/s",
@@ -77,7 +78,7 @@ pub fn evaluate(report: &Report, gate: &GateArgs) -> Vec<Failure> {
                 }
             }
             for m in &p.maps {
-                let rate = (m.writes + m.deletes + m.clears) as f64 / secs;
+                let rate = (m.writes as f64 + m.deletes as f64 + m.clears as f64) / secs;
                 if rate > max {
                     out.push(Failure(format!(
                         "map {} ({}) in pid {} was written {:.0}/s > {max}/s",

@@ -2,7 +2,8 @@
 //! findings out. No I/O, no clocks (callers pass the tick length), so it is
 //! unit-tested without root and shared by the live view and the report.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::hash::Hash;
 use std::time::Duration;
 
 use rustc_hash::FxHashMap;
@@ -52,12 +53,13 @@ pub struct Ops {
 
 impl Ops {
     pub fn add(&mut self, routine_id: u8, n: u64) {
-        match routine::op(routine_id) {
-            routine::Op::Write => self.writes += n,
-            routine::Op::Delete => self.deletes += n,
-            routine::Op::Clear => self.clears += n,
-            routine::Op::None => {}
-        }
+        self.add_op(routine::op(routine_id), n);
+    }
+    fn add_op(&mut self, op: routine::Op, n: u64) {
+        // Branch-free: the fold adds ops of mixed kinds in a row.
+        self.writes += n * u64::from(op == routine::Op::Write);
+        self.deletes += n * u64::from(op == routine::Op::Delete);
+        self.clears += n * u64::from(op == routine::Op::Clear);
     }
     /// Every mutation: what rates and rankings are based on.
     pub fn total(&self) -> u64 {
@@ -125,17 +127,253 @@ pub struct Names {
     pub comms: HashMap<(u32, u32), String>,
 }
 
+/// Ids a row has seen (a goroutine's threads and maps, a thread's
+/// goroutines, a site's maps), ascending: a sorted Vec, read like a
+/// `BTreeSet`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct IdSet<K> {
+    ids: Vec<K>,
+    /// `ids[..sorted]` is sorted; ids added by the running `set_counts` come
+    /// after it until that call sorts them in.
+    sorted: usize,
+}
+
+impl<K: Ord + Copy> IdSet<K> {
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+
+    /// Ascending.
+    pub fn iter(&self) -> std::slice::Iter<'_, K> {
+        self.ids.iter()
+    }
+
+    pub fn as_slice(&self) -> &[K] {
+        &self.ids
+    }
+
+    pub fn first(&self) -> Option<&K> {
+        self.ids.first()
+    }
+
+    pub fn contains(&self, k: &K) -> bool {
+        self.ids[..self.sorted].binary_search(k).is_ok() || self.ids[self.sorted..].contains(k)
+    }
+
+    /// Adds `k`, known to be new.
+    fn push_new(&mut self, k: K) {
+        self.ids.push(k);
+    }
+
+    /// Adds `k` unless present; whether it was added.
+    fn insert(&mut self, k: K) -> bool {
+        if self.contains(&k) {
+            return false;
+        }
+        self.ids.push(k);
+        true
+    }
+
+    fn settle(&mut self) {
+        if self.sorted < self.ids.len() {
+            // A sorted run plus a short tail: the stable sort merges them.
+            self.ids.sort();
+            self.sorted = self.ids.len();
+            trim(&mut self.ids);
+        }
+    }
+}
+
+/// Gives back what growing left unused: most sets and tallies are small
+/// and stop growing early, and there is one per row.
+fn trim<T>(v: &mut Vec<T>) {
+    if v.capacity() > v.len() {
+        v.shrink_to_fit();
+    }
+}
+
+impl<'a, K> IntoIterator for &'a IdSet<K> {
+    type Item = &'a K;
+    type IntoIter = std::slice::Iter<'a, K>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.ids.iter()
+    }
+}
+
+/// Above this many entries a [`Tally`] keeps a hash index instead of
+/// scanning its entries for a new id.
+const SCAN_MAX: usize = 32;
+
+/// Per-id counts (a map's writers and sites, a goroutine's sites), read like
+/// a `BTreeMap`: ascending ids. Entries never move once added, so the fold
+/// updates them through their position, with no lookup.
 #[derive(Clone, Debug, Default)]
+#[repr(C)] // `entries` first: see GoroutineRow.
+pub struct Tally<K, V> {
+    /// In the order they were first seen.
+    entries: Vec<(K, V)>,
+    /// Position by id, once there are more than `SCAN_MAX` entries.
+    index: Option<Box<FxHashMap<K, u32>>>,
+    /// Positions in ascending id order (settled like [`IdSet`]).
+    order: Vec<u32>,
+}
+
+impl<K: Ord + Hash + Copy, V: Default> Tally<K, V> {
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    pub fn get(&self, k: &K) -> Option<&V> {
+        self.position(k).map(|i| &self.entries[i as usize].1)
+    }
+
+    pub fn contains_key(&self, k: &K) -> bool {
+        self.position(k).is_some()
+    }
+
+    /// Ascending ids.
+    pub fn iter(&self) -> TallyIter<'_, K, V> {
+        TallyIter { order: self.order.iter(), entries: &self.entries }
+    }
+
+    /// Ascending.
+    pub fn keys(&self) -> impl DoubleEndedIterator<Item = &K> + ExactSizeIterator + '_ {
+        self.iter().map(|(k, _)| k)
+    }
+
+    /// In ascending id order.
+    pub fn values(&self) -> impl DoubleEndedIterator<Item = &V> + ExactSizeIterator + '_ {
+        self.iter().map(|(_, v)| v)
+    }
+
+    fn position(&self, k: &K) -> Option<u32> {
+        match &self.index {
+            Some(ix) => ix.get(k).copied(),
+            None => self.entries.iter().position(|e| e.0 == *k).map(|i| i as u32),
+        }
+    }
+
+    /// `k`'s position, the entry added if new; whether it was.
+    fn entry(&mut self, k: K) -> (u32, bool) {
+        if let Some(i) = self.position(&k) {
+            return (i, false);
+        }
+        let i = self.entries.len() as u32;
+        self.entries.push((k, V::default()));
+        match &mut self.index {
+            Some(ix) => {
+                ix.insert(k, i);
+            }
+            None if self.entries.len() > SCAN_MAX => {
+                self.index = Some(Box::new(self.entries.iter().enumerate().map(|(i, e)| (e.0, i as u32)).collect()));
+            }
+            None => {}
+        }
+        (i, true)
+    }
+
+    fn at(&mut self, i: u32) -> &mut V {
+        &mut self.entries[i as usize].1
+    }
+
+    fn settle(&mut self) {
+        let Self { entries, order, .. } = self;
+        if order.len() < entries.len() {
+            order.extend(order.len() as u32..entries.len() as u32);
+            // A sorted run plus a short tail: the stable sort merges them.
+            order.sort_by_key(|&i| entries[i as usize].0);
+            trim(entries);
+            trim(order);
+        }
+    }
+}
+
+/// A [`Tally`]'s entries, ascending ids.
+#[derive(Clone, Debug)]
+pub struct TallyIter<'a, K, V> {
+    order: std::slice::Iter<'a, u32>,
+    entries: &'a [(K, V)],
+}
+
+impl<'a, K, V> Iterator for TallyIter<'a, K, V> {
+    type Item = (&'a K, &'a V);
+    fn next(&mut self) -> Option<Self::Item> {
+        self.order.next().map(|&i| {
+            let (k, v) = &self.entries[i as usize];
+            (k, v)
+        })
+    }
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.order.size_hint()
+    }
+}
+
+impl<K, V> DoubleEndedIterator for TallyIter<'_, K, V> {
+    fn next_back(&mut self) -> Option<Self::Item> {
+        self.order.next_back().map(|&i| {
+            let (k, v) = &self.entries[i as usize];
+            (k, v)
+        })
+    }
+}
+
+impl<K, V> ExactSizeIterator for TallyIter<'_, K, V> {}
+
+impl<'a, K: Ord + Hash + Copy, V: Default> IntoIterator for &'a Tally<K, V> {
+    type Item = (&'a K, &'a V);
+    type IntoIter = TallyIter<'a, K, V>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.iter()
+    }
+}
+
+/// `prev` before a row's first tick: it has no baseline for a rate.
+const NO_BASELINE: u64 = u64::MAX;
+
+/// The model's bookkeeping in a row.
+#[derive(Clone, Copy, Debug)]
+struct RowMeta {
+    /// Total ops at the previous tick, for the rate.
+    prev: u64,
+    /// Its sets grew during the running `set_counts` (queued in `Table::dirty`).
+    dirty: bool,
+}
+
+impl Default for RowMeta {
+    fn default() -> Self {
+        Self { prev: NO_BASELINE, dirty: false }
+    }
+}
+
+// Laid out for the fold, which updates `ops` and `sites` of rows scattered
+// over memory: both in the row's first cache line.
+#[derive(Clone, Debug, Default)]
+#[repr(C, align(64))]
 pub struct GoroutineRow {
+    pub ops: Ops,
+    meta: RowMeta,
+    /// Site pc → ops there (every routine).
+    pub sites: Tally<u64, u64>,
     pub pid: u32,
     pub goid: u64,
-    pub ops: Ops,
     pub rate: f64,
-    pub tids: BTreeSet<u32>,
-    pub maps: BTreeSet<u64>,
-    pub sites: BTreeMap<u64, u64>,
+    pub tids: IdSet<u32>,
+    pub maps: IdSet<u64>,
     pub created_by: Option<Location>,
 }
+
+const _: () = assert!(
+    std::mem::offset_of!(GoroutineRow, sites) + std::mem::size_of::<Vec<(u64, u64)>>() <= 64
+        && std::mem::offset_of!(GoroutineRow, ops) == 0
+);
 
 #[derive(Clone, Debug, Default)]
 pub struct ThreadRow {
@@ -144,21 +382,32 @@ pub struct ThreadRow {
     pub comm: String,
     pub ops: Ops,
     pub rate: f64,
-    pub goroutines: BTreeSet<u64>,
+    pub goroutines: IdSet<u64>,
+    meta: RowMeta,
 }
 
+// Laid out for the fold (see GoroutineRow): `ops`, `writers` and `sites`
+// in the first two cache lines.
 #[derive(Clone, Debug, Default)]
+#[repr(C, align(64))]
 pub struct MapRow {
+    pub ops: Ops,
+    /// Goroutine id → its ops on this map.
+    pub writers: Tally<u64, Ops>,
+    /// Site pc → ops there.
+    pub sites: Tally<u64, Ops>,
     pub pid: u32,
     pub addr: u64,
     pub type_name: Option<String>,
-    pub ops: Ops,
     pub rate: f64,
-    /// Goroutine id → its ops on this map.
-    pub writers: BTreeMap<u64, Ops>,
-    /// Site pc → ops there.
-    pub sites: BTreeMap<u64, Ops>,
     pub overlaps: u64,
+    meta: RowMeta,
+    /// Bumped whenever `writers` or `sites` gains an id.
+    shape: u32,
+    /// What this map's shared-map finding was last built from: (`shape`,
+    /// `Model::site_names` generation, or `ALL_NAMED` if every site had a
+    /// name, which never changes).
+    finding: Option<(u32, u64)>,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -168,8 +417,95 @@ pub struct SiteRow {
     pub location: Option<Location>,
     pub ops: Ops,
     pub rate: f64,
-    pub maps: BTreeSet<u64>,
+    pub maps: IdSet<u64>,
+    meta: RowMeta,
 }
+
+/// One aggregate's rows, read like a slice: busiest first (ties by
+/// identity) as ranked at the last tick, rows added since last.
+///
+/// Rows stay where they were added (their slot: counter keys reach them
+/// through it); ranking reorders only `order`.
+#[derive(Clone, Debug)]
+pub struct Ranking<R> {
+    /// By slot.
+    rows: Vec<R>,
+    /// Slots, in ranking order.
+    order: Vec<u32>,
+}
+
+impl<R> Default for Ranking<R> {
+    fn default() -> Self {
+        Self { rows: Vec::new(), order: Vec::new() }
+    }
+}
+
+impl<R> Ranking<R> {
+    pub fn len(&self) -> usize {
+        self.order.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.order.is_empty()
+    }
+
+    /// The `i`th row in ranking order.
+    pub fn get(&self, i: usize) -> Option<&R> {
+        self.order.get(i).map(|&s| &self.rows[s as usize])
+    }
+
+    pub fn first(&self) -> Option<&R> {
+        self.get(0)
+    }
+
+    /// In ranking order.
+    pub fn iter(&self) -> RankingIter<'_, R> {
+        RankingIter { order: self.order.iter(), rows: &self.rows }
+    }
+}
+
+impl<R> std::ops::Index<usize> for Ranking<R> {
+    type Output = R;
+    fn index(&self, i: usize) -> &R {
+        &self.rows[self.order[i] as usize]
+    }
+}
+
+impl<'a, R> IntoIterator for &'a Ranking<R> {
+    type Item = &'a R;
+    type IntoIter = RankingIter<'a, R>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.iter()
+    }
+}
+
+/// A [`Ranking`]'s rows, in ranking order.
+#[derive(Clone, Debug)]
+pub struct RankingIter<'a, R> {
+    order: std::slice::Iter<'a, u32>,
+    rows: &'a [R],
+}
+
+impl<'a, R> Iterator for RankingIter<'a, R> {
+    type Item = &'a R;
+    fn next(&mut self) -> Option<&'a R> {
+        self.order.next().map(|&s| &self.rows[s as usize])
+    }
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.order.size_hint()
+    }
+    fn nth(&mut self, n: usize) -> Option<&'a R> {
+        self.order.nth(n).map(|&s| &self.rows[s as usize])
+    }
+}
+
+impl<R> DoubleEndedIterator for RankingIter<'_, R> {
+    fn next_back(&mut self) -> Option<Self::Item> {
+        self.order.next_back().map(|&s| &self.rows[s as usize])
+    }
+}
+
+impl<R> ExactSizeIterator for RankingIter<'_, R> {}
 
 /// A finding kind, as named in the report.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -205,10 +541,10 @@ pub struct Finding {
 pub struct Aggregates {
     pub totals: Ops,
     pub total_rate: f64,
-    pub goroutines: Vec<GoroutineRow>,
-    pub threads: Vec<ThreadRow>,
-    pub maps: Vec<MapRow>,
-    pub sites: Vec<SiteRow>,
+    pub goroutines: Ranking<GoroutineRow>,
+    pub threads: Ranking<ThreadRow>,
+    pub maps: Ranking<MapRow>,
+    pub sites: Ranking<SiteRow>,
     pub findings: Vec<Finding>,
 }
 
@@ -228,52 +564,424 @@ pub struct Retired {
 /// How many per-tick total rates the sparkline keeps.
 pub const HISTORY_LEN: usize = 240;
 
-/// Row storage for one aggregate: rows in a Vec (what views read, kept in
-/// ranking order) plus an index by identity, rebuilt after each sort.
+/// A row kind, as its [`Table`] sees it.
+trait Ranked: Default {
+    type Id: Copy + Ord + Hash + Eq + std::fmt::Debug;
+    fn id(&self) -> Self::Id;
+    fn total(&self) -> u64;
+    fn meta(&mut self) -> &mut RowMeta;
+    fn set_rate(&mut self, rate: f64);
+    /// Sorts in what the running `set_counts` added to its sets.
+    fn settle(&mut self);
+}
+
+impl Ranked for GoroutineRow {
+    type Id = (u32, u64);
+    fn id(&self) -> Self::Id {
+        (self.pid, self.goid)
+    }
+    fn total(&self) -> u64 {
+        self.ops.total()
+    }
+    fn meta(&mut self) -> &mut RowMeta {
+        &mut self.meta
+    }
+    fn set_rate(&mut self, rate: f64) {
+        self.rate = rate;
+    }
+    fn settle(&mut self) {
+        self.tids.settle();
+        self.maps.settle();
+        self.sites.settle();
+    }
+}
+
+impl Ranked for ThreadRow {
+    type Id = (u32, u32);
+    fn id(&self) -> Self::Id {
+        (self.pid, self.tid)
+    }
+    fn total(&self) -> u64 {
+        self.ops.total()
+    }
+    fn meta(&mut self) -> &mut RowMeta {
+        &mut self.meta
+    }
+    fn set_rate(&mut self, rate: f64) {
+        self.rate = rate;
+    }
+    fn settle(&mut self) {
+        self.goroutines.settle();
+    }
+}
+
+impl Ranked for MapRow {
+    type Id = (u32, u64);
+    fn id(&self) -> Self::Id {
+        (self.pid, self.addr)
+    }
+    fn total(&self) -> u64 {
+        self.ops.total()
+    }
+    fn meta(&mut self) -> &mut RowMeta {
+        &mut self.meta
+    }
+    fn set_rate(&mut self, rate: f64) {
+        self.rate = rate;
+    }
+    fn settle(&mut self) {
+        self.writers.settle();
+        self.sites.settle();
+    }
+}
+
+impl Ranked for SiteRow {
+    type Id = (u32, u64);
+    fn id(&self) -> Self::Id {
+        (self.pid, self.pc)
+    }
+    fn total(&self) -> u64 {
+        self.ops.total()
+    }
+    fn meta(&mut self) -> &mut RowMeta {
+        &mut self.meta
+    }
+    fn set_rate(&mut self, rate: f64) {
+        self.rate = rate;
+    }
+    fn settle(&mut self) {
+        self.maps.settle();
+    }
+}
+
+/// Bookkeeping for one aggregate's [`Ranking`].
 #[derive(Debug)]
-struct Table<K, R> {
-    index: FxHashMap<K, usize>,
-    /// Total ops per row at the previous tick, for rates (by identity).
-    prev: FxHashMap<K, u64>,
-    _rows: std::marker::PhantomData<R>,
+struct Table<R: Ranked> {
+    /// Identity → slot.
+    index: FxHashMap<R::Id, u32>,
+    /// Slots whose sets grew during the running `set_counts`.
+    dirty: Vec<u32>,
+    /// Slots added since names were last filled in.
+    fresh: Vec<u32>,
+    /// Ranking scratch: (total, identity) by slot, then (total, identity,
+    /// slot) in ranking order.
+    now: Vec<(u64, R::Id)>,
+    keys: Vec<(u64, R::Id, u32)>,
 }
 
-impl<K, R> Default for Table<K, R> {
+impl<R: Ranked> Default for Table<R> {
     fn default() -> Self {
-        Self { index: FxHashMap::default(), prev: FxHashMap::default(), _rows: std::marker::PhantomData }
+        Self {
+            index: FxHashMap::default(),
+            dirty: Vec::new(),
+            fresh: Vec::new(),
+            now: Vec::new(),
+            keys: Vec::new(),
+        }
     }
 }
 
-impl<K: std::hash::Hash + Eq + Copy, R> Table<K, R> {
-    fn row<'a>(&mut self, rows: &'a mut Vec<R>, key: K, make: impl FnOnce() -> R) -> &'a mut R {
-        let i = *self.index.entry(key).or_insert_with(|| {
-            rows.push(make());
-            rows.len() - 1
-        });
-        &mut rows[i]
+impl<R: Ranked> Table<R> {
+    /// The slot of the row `id`, added (ranked last) if new.
+    fn slot(&mut self, rank: &mut Ranking<R>, id: R::Id, make: impl FnOnce() -> R) -> u32 {
+        *self.index.entry(id).or_insert_with(|| {
+            let slot = rank.rows.len() as u32;
+            rank.rows.push(make());
+            rank.order.push(slot);
+            self.fresh.push(slot);
+            slot
+        })
     }
 
-    /// Sorts busiest first (ties by identity) and re-indexes.
-    fn rank(&mut self, rows: &mut [R], id: impl Fn(&R) -> K, total: impl Fn(&R) -> u64)
-    where
-        K: Ord,
-    {
-        rows.sort_unstable_by(|a, b| total(b).cmp(&total(a)).then(id(a).cmp(&id(b))));
+    fn get<'a>(&self, rank: &'a Ranking<R>, id: &R::Id) -> Option<&'a R> {
+        self.index.get(id).map(|&s| &rank.rows[s as usize])
+    }
+
+    /// Queues the row at `slot` for `settle`.
+    fn touch(&mut self, rank: &mut Ranking<R>, slot: u32) {
+        let m = rank.rows[slot as usize].meta();
+        if !m.dirty {
+            m.dirty = true;
+            self.dirty.push(slot);
+        }
+    }
+
+    fn settle(&mut self, rank: &mut Ranking<R>) {
+        for slot in self.dirty.drain(..) {
+            let r = &mut rank.rows[slot as usize];
+            r.settle();
+            r.meta().dirty = false;
+        }
+    }
+
+    /// Rates since the last tick (a row's first tick has no baseline), then
+    /// the ranking.
+    fn tick(&mut self, rank: &mut Ranking<R>, secs: f64) {
+        self.now.clear();
+        for r in &mut rank.rows {
+            let total = r.total();
+            let m = r.meta();
+            // `secs` is the tick divided by the sampling duty (see Model::tick).
+            let rate =
+                if secs > 0.0 && m.prev != NO_BASELINE { total.saturating_sub(m.prev) as f64 / secs } else { 0.0 };
+            m.prev = total;
+            r.set_rate(rate);
+            self.now.push((total, r.id()));
+        }
+        self.rank(rank);
+    }
+
+    /// Ranks again without a tick (rates stay).
+    fn rerank(&mut self, rank: &mut Ranking<R>) {
+        self.now.clear();
+        self.now.extend(rank.rows.iter().map(|r| (r.total(), r.id())));
+        self.rank(rank);
+    }
+
+    /// Busiest first, ties by identity. `now` holds every row's (total,
+    /// identity), by slot.
+    fn rank(&mut self, rank: &mut Ranking<R>) {
+        let now = &self.now;
+        self.keys.clear();
+        self.keys.extend(rank.order.iter().map(|&s| (now[s as usize].0, now[s as usize].1, s)));
+        let busiest_first = |a: &(u64, R::Id, u32), b: &(u64, R::Id, u32)| b.0.cmp(&a.0).then(a.1.cmp(&b.1));
+        // Usually only a few rows change places, often none.
+        if !self.keys.is_sorted_by(|a, b| busiest_first(a, b).is_le()) {
+            self.keys.sort_unstable_by(busiest_first);
+            rank.order.clear();
+            rank.order.extend(self.keys.iter().map(|k| k.2));
+        }
+    }
+
+    /// Moves the rows `mine` selects out (in ranking order) and forgets
+    /// them; the rows left get new slots: returns the old slot → new slot
+    /// map (`u32::MAX`: taken).
+    fn take(&mut self, rank: &mut Ranking<R>, mine: impl Fn(&R) -> bool) -> (Vec<R>, Vec<u32>) {
+        let mut moved = vec![u32::MAX; rank.rows.len()];
+        let mut out = Vec::new();
+        let mut kept = Vec::new();
+        for (old, r) in std::mem::take(&mut rank.rows).into_iter().enumerate() {
+            if mine(&r) {
+                out.push((old, r));
+            } else {
+                moved[old] = kept.len() as u32;
+                kept.push(r);
+            }
+        }
+        rank.rows = kept;
+        // The taken rows in ranking order.
+        let mut at = vec![u32::MAX; moved.len()];
+        for (i, &s) in rank.order.iter().enumerate() {
+            at[s as usize] = i as u32;
+        }
+        out.sort_by_key(|(old, _)| at[*old]);
+        rank.order.retain(|&s| moved[s as usize] != u32::MAX);
+        for s in &mut rank.order {
+            *s = moved[*s as usize];
+        }
         self.index.clear();
-        self.index.extend(rows.iter().enumerate().map(|(i, r)| (id(r), i)));
-    }
-
-    /// Rate since the last tick; the first tick of a row has no baseline.
-    fn rate(&mut self, key: K, total: u64, secs: f64) -> f64 {
-        // `secs` is the tick divided by the sampling duty (see Model::tick).
-        let before = self.prev.insert(key, total).unwrap_or(total);
-        if secs > 0.0 { total.saturating_sub(before) as f64 / secs } else { 0.0 }
+        self.index.extend(rank.rows.iter().enumerate().map(|(s, r)| (r.id(), s as u32)));
+        for list in [&mut self.fresh, &mut self.dirty] {
+            list.retain(|&s| moved[s as usize] != u32::MAX);
+            for s in list.iter_mut() {
+                *s = moved[*s as usize];
+            }
+        }
+        (out.into_iter().map(|(_, r)| r).collect(), moved)
     }
 }
+
+/// A counter key's last value and where it is folded: the slots of its
+/// four rows and its positions in the rows' tallies.
+#[derive(Clone, Copy, Debug)]
+struct Counter {
+    count: u64,
+    /// `u32::MAX` until the key first counts.
+    goroutine: u32,
+    thread: u32,
+    map: u32,
+    site: u32,
+    goroutine_site: u32,
+    map_writer: u32,
+    map_site: u32,
+}
+
+const UNLINKED: Counter =
+    Counter { count: 0, goroutine: u32::MAX, thread: 0, map: 0, site: 0, goroutine_site: 0, map_writer: 0, map_site: 0 };
+
+/// Counters folded together (see `Model::fold`).
+const BATCH: usize = 64;
+
+/// A counter's growth on its way into the rows.
+#[derive(Clone, Copy, Debug)]
+struct Growth {
+    c: Counter,
+    n: u64,
+    op: routine::Op,
+}
+
+/// Every counter key seen, with its [`Counter`], in the order first seen,
+/// found by an open-addressing index of positions.
+///
+/// The kernel lists its hash map in the same (bucket) order at every
+/// snapshot, new keys aside, so the next key is nearly always the one after
+/// the last: that is checked first, and the index only asked on a miss.
+#[derive(Debug, Default)]
+struct Counters {
+    entries: Vec<(WriteKey, Counter)>,
+    /// Positions in `entries` (`EMPTY`: free), linear probing, a power of
+    /// two in size and at most half full.
+    index: Vec<u32>,
+    /// Where the next key of a snapshot is expected.
+    next: usize,
+    /// The last keys came in that order: guess before asking the index.
+    in_order: bool,
+}
+
+impl Counters {
+    const EMPTY: u32 = u32::MAX;
+
+    fn hash(k: &WriteKey) -> usize {
+        // Multiply-rotate over the key's words, then a splitmix64 finish.
+        const K: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut h = 0u64;
+        for w in [u64::from(k.pid) | u64::from(k.tid) << 32, k.goid, k.map, k.pc, u64::from(k.routine)] {
+            h = (h ^ w).wrapping_mul(K).rotate_left(29);
+        }
+        h ^= h >> 31;
+        h = h.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        h ^= h >> 29;
+        h as usize
+    }
+
+    fn find(&self, k: &WriteKey) -> Option<usize> {
+        if self.index.is_empty() {
+            return None;
+        }
+        let mask = self.index.len() - 1;
+        let mut i = Self::hash(k) & mask;
+        loop {
+            let at = self.index[i];
+            if at == Self::EMPTY {
+                return None;
+            }
+            if self.entries[at as usize].0 == *k {
+                return Some(at as usize);
+            }
+            i = (i + 1) & mask;
+        }
+    }
+
+    /// The position of `k`, a key of the snapshot being read, if known.
+    fn lookup(&mut self, k: &WriteKey) -> Option<usize> {
+        if self.in_order {
+            if let Some(e) = self.entries.get(self.next)
+                && e.0 == *k
+            {
+                self.next += 1;
+                return Some(self.next - 1);
+            }
+            // Out of order: stop guessing (a wrong guess is a wasted cache
+            // miss) until keys come in order again.
+            self.in_order = false;
+        }
+        let at = self.find(k)?;
+        self.in_order = at == self.next;
+        self.next = at + 1;
+        Some(at)
+    }
+
+    /// Adds `k`, uncounted; its position.
+    fn add(&mut self, k: WriteKey) -> usize {
+        let at = self.entries.len();
+        self.entries.push((k, UNLINKED));
+        if self.entries.len() * 2 > self.index.len() {
+            self.reindex();
+        } else {
+            self.place(at);
+        }
+        at
+    }
+
+    fn place(&mut self, at: usize) {
+        let mask = self.index.len() - 1;
+        let mut i = Self::hash(&self.entries[at].0) & mask;
+        while self.index[i] != Self::EMPTY {
+            i = (i + 1) & mask;
+        }
+        self.index[i] = at as u32;
+    }
+
+    fn reindex(&mut self) {
+        let size = (self.entries.len() * 2).next_power_of_two().max(16);
+        self.index.clear();
+        self.index.resize(size, Self::EMPTY);
+        for at in 0..self.entries.len() {
+            self.place(at);
+        }
+    }
+
+    fn retain(&mut self, keep: impl Fn(&WriteKey) -> bool) {
+        self.entries.retain(|e| keep(&e.0));
+        self.reindex();
+        self.next = 0;
+        self.in_order = true;
+    }
+}
+
+/// The kernel's cumulative counters as last seen: see [`Model::counts`].
+#[derive(Clone, Copy, Debug)]
+pub struct Counts<'a>(&'a Counters);
+
+/// [`Counts`]' keys and counts.
+#[derive(Clone, Debug)]
+pub struct CountsIter<'a>(std::slice::Iter<'a, (WriteKey, Counter)>);
+
+impl<'a> Iterator for CountsIter<'a> {
+    type Item = (&'a WriteKey, &'a u64);
+    fn next(&mut self) -> Option<Self::Item> {
+        self.0.next().map(|(k, c)| (k, &c.count))
+    }
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.0.size_hint()
+    }
+}
+
+impl ExactSizeIterator for CountsIter<'_> {}
+
+impl<'a> Counts<'a> {
+    pub fn len(&self) -> usize {
+        self.0.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.entries.is_empty()
+    }
+
+    pub fn get(&self, k: &WriteKey) -> Option<u64> {
+        self.0.find(k).map(|at| self.0.entries[at].1.count)
+    }
+
+    /// Every key and its count, in the order first seen.
+    pub fn iter(&self) -> CountsIter<'a> {
+        CountsIter(self.0.entries.iter())
+    }
+}
+
+impl<'a> IntoIterator for Counts<'a> {
+    type Item = (&'a WriteKey, &'a u64);
+    type IntoIter = CountsIter<'a>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.iter()
+    }
+}
+
+/// `MapRow::finding` for a finding whose sites all had names.
+const ALL_NAMED: u64 = u64::MAX;
 
 #[derive(Default, Debug)]
 pub struct Model {
-    counts: FxHashMap<WriteKey, u64>,
+    counts: Counters,
     pub names: Names,
     pub processes: BTreeMap<u32, ProcessInfo>,
     pub overlaps: Vec<OverlapEvent>,
@@ -287,12 +995,23 @@ pub struct Model {
     pub events: EventCounts,
     pub elapsed: Duration,
     /// Rankings, updated in place as counters arrive and re-ranked at each
-    /// tick: cost per tick is one hash lookup per changed counter plus a sort.
+    /// tick. A changed counter is found where the last snapshot had it
+    /// (else by one hash lookup) and reaches its rows and tally entries
+    /// through fixed slots; per tick, one pass over the rows, plus a sort of
+    /// the ranking when its order changed.
     pub agg: Aggregates,
-    goroutines: Table<(u32, u64), GoroutineRow>,
-    threads: Table<(u32, u32), ThreadRow>,
-    maps: Table<(u32, u64), MapRow>,
-    sites: Table<(u32, u64), SiteRow>,
+    goroutines: Table<GoroutineRow>,
+    threads: Table<ThreadRow>,
+    maps: Table<MapRow>,
+    sites: Table<SiteRow>,
+    /// Sizes of `names.{created_by, comms, map_types, sites}` when rows were
+    /// last named: names are only ever added (retire aside), so rows still
+    /// unnamed then need another look only when these change.
+    named: Option<[usize; 4]>,
+    /// `names.sites.len()` when last seen, and a generation bumped whenever
+    /// it changes (or names are dropped): shared-map findings with an
+    /// unnamed site are rebuilt when it moves.
+    site_names: (usize, u64),
     prev_total: Option<u64>,
     pub history: VecDeque<u64>,
     /// Programs replaced at their pid during the recording, oldest first.
@@ -312,53 +1031,151 @@ impl Model {
     /// grow in the kernel; a key that vanished (its process was forgotten)
     /// keeps its last value here. Only the growth is folded into the rows.
     pub fn set_counts(&mut self, counts: impl IntoIterator<Item = (WriteKey, u64)>) {
-        for (k, v) in counts {
-            let old = self.counts.entry(k).or_insert(0);
-            if v <= *old {
-                continue;
+        let mut counts = counts.into_iter();
+        let mut keys = Vec::with_capacity(BATCH);
+        let mut found = [None; BATCH];
+        let mut batch = Vec::with_capacity(BATCH);
+        self.counts.next = 0;
+        self.counts.in_order = true;
+        loop {
+            keys.clear();
+            keys.extend(counts.by_ref().take(BATCH));
+            if keys.is_empty() {
+                break;
             }
-            let (delta, new_key) = (v - *old, *old == 0);
-            *old = v;
-            self.fold(&k, delta, new_key);
+            // Where the batch's keys are, all first: their cache misses overlap.
+            for ((k, _), at) in keys.iter().zip(&mut found) {
+                *at = self.counts.lookup(k);
+            }
+            for (&(k, v), at) in keys.iter().zip(found) {
+                let at = at.or_else(|| self.counts.find(&k)).unwrap_or_else(|| self.counts.add(k));
+                let c = &mut self.counts.entries[at].1;
+                if v <= c.count {
+                    continue;
+                }
+                let n = v - c.count;
+                c.count = v;
+                let c = if c.goroutine == u32::MAX {
+                    let linked = self.link(&k, v);
+                    self.counts.entries[at].1 = linked;
+                    linked
+                } else {
+                    *c
+                };
+                batch.push(Growth { c, n, op: routine::op(k.routine) });
+            }
+            self.fold(&batch);
+            batch.clear();
         }
+        let a = &mut self.agg;
+        self.goroutines.settle(&mut a.goroutines);
+        self.threads.settle(&mut a.threads);
+        self.maps.settle(&mut a.maps);
+        self.sites.settle(&mut a.sites);
     }
 
-    fn fold(&mut self, k: &WriteKey, n: u64, new_key: bool) {
+    /// A key counts for the first time: finds (or makes) its rows and its
+    /// entries in their tallies and sets.
+    fn link(&mut self, k: &WriteKey, count: u64) -> Counter {
         let a = &mut self.agg;
-        a.totals.add(k.routine, n);
-        let g = self.goroutines.row(&mut a.goroutines, (k.pid, k.goid), || GoroutineRow {
+        let goroutine = self.goroutines.slot(&mut a.goroutines, (k.pid, k.goid), || GoroutineRow {
             pid: k.pid,
             goid: k.goid,
             ..Default::default()
         });
-        g.ops.add(k.routine, n);
-        *g.sites.entry(k.pc).or_default() += n;
-        if new_key {
-            g.tids.insert(k.tid);
-            g.maps.insert(k.map);
+        let thread =
+            self.threads.slot(&mut a.threads, (k.pid, k.tid), || ThreadRow { pid: k.pid, tid: k.tid, ..Default::default() });
+        let map = self.maps.slot(&mut a.maps, (k.pid, k.map), || MapRow { pid: k.pid, addr: k.map, ..Default::default() });
+        let site = self.sites.slot(&mut a.sites, (k.pid, k.pc), || SiteRow { pid: k.pid, pc: k.pc, ..Default::default() });
+
+        let m = &mut a.maps.rows[map as usize];
+        let (map_writer, new_writer) = m.writers.entry(k.goid);
+        let (map_site, new_map_site) = m.sites.entry(k.pc);
+        if new_writer || new_map_site {
+            m.shape = m.shape.wrapping_add(1);
+            self.maps.touch(&mut a.maps, map);
         }
-        let t = self.threads.row(&mut a.threads, (k.pid, k.tid), || ThreadRow {
-            pid: k.pid,
-            tid: k.tid,
-            ..Default::default()
-        });
-        t.ops.add(k.routine, n);
-        if new_key {
-            t.goroutines.insert(k.goid);
+        let g = &mut a.goroutines.rows[goroutine as usize];
+        let (goroutine_site, new_site) = g.sites.entry(k.pc);
+        let new_tid = g.tids.insert(k.tid);
+        // A goroutine's maps are the maps it is a writer of, a thread's
+        // goroutines those that ran on it, a site's maps those written there.
+        if new_writer {
+            g.maps.push_new(k.map);
         }
-        let m = self.maps.row(&mut a.maps, (k.pid, k.map), || MapRow { pid: k.pid, addr: k.map, ..Default::default() });
-        m.ops.add(k.routine, n);
-        m.writers.entry(k.goid).or_default().add(k.routine, n);
-        m.sites.entry(k.pc).or_default().add(k.routine, n);
-        let s = self.sites.row(&mut a.sites, (k.pid, k.pc), || SiteRow { pid: k.pid, pc: k.pc, ..Default::default() });
-        s.ops.add(k.routine, n);
-        if new_key {
-            s.maps.insert(k.map);
+        if new_site || new_tid || new_writer {
+            self.goroutines.touch(&mut a.goroutines, goroutine);
+        }
+        if new_tid {
+            a.threads.rows[thread as usize].goroutines.push_new(k.goid);
+            self.threads.touch(&mut a.threads, thread);
+        }
+        if new_map_site {
+            a.sites.rows[site as usize].maps.push_new(k.map);
+            self.sites.touch(&mut a.sites, site);
+        }
+        Counter { count, goroutine, thread, map, site, goroutine_site, map_writer, map_site }
+    }
+
+    /// Adds each counter's growth to its rows and tallies.
+    ///
+    /// The rows and tallies of a snapshot's keys are scattered over memory
+    /// too large for the caches: each access is a cache miss. They overlap
+    /// only when nothing waits on them, so a batch is first read (the rows,
+    /// then the tallies they point to: loads only, which the CPU runs ahead
+    /// on), and only then added to, from the cache.
+    fn fold(&mut self, batch: &[Growth]) {
+        let a = &mut self.agg;
+        let (goroutines, threads, maps, sites) =
+            (&mut a.goroutines.rows, &mut a.threads.rows, &mut a.maps.rows, &mut a.sites.rows);
+        let mut seen = 0u64;
+        for Growth { c, .. } in batch {
+            let (g, m) = (&goroutines[c.goroutine as usize], &maps[c.map as usize]);
+            seen ^= g.ops.writes ^ g.ops.clears ^ g.sites.entries.len() as u64;
+            seen ^= m.ops.writes ^ m.ops.clears ^ m.writers.entries.len() as u64 ^ m.sites.entries.len() as u64;
+        }
+        for Growth { c, .. } in batch {
+            let (g, m) = (&goroutines[c.goroutine as usize], &maps[c.map as usize]);
+            seen ^= g.sites.entries[c.goroutine_site as usize].1;
+            let (w, s) = (&m.writers.entries[c.map_writer as usize].1, &m.sites.entries[c.map_site as usize].1);
+            seen ^= w.writes ^ w.clears ^ s.writes ^ s.clears;
+        }
+        std::hint::black_box(seen);
+        for &Growth { ref c, n, op } in batch {
+            a.totals.add_op(op, n);
+            let g = &mut goroutines[c.goroutine as usize];
+            g.ops.add_op(op, n);
+            *g.sites.at(c.goroutine_site) += n;
+            threads[c.thread as usize].ops.add_op(op, n);
+            let m = &mut maps[c.map as usize];
+            m.ops.add_op(op, n);
+            m.writers.at(c.map_writer).add_op(op, n);
+            m.sites.at(c.map_site).add_op(op, n);
+            sites[c.site as usize].ops.add_op(op, n);
         }
     }
 
-    pub fn counts(&self) -> &FxHashMap<WriteKey, u64> {
-        &self.counts
+    /// The row of goroutine `goid` of `pid`.
+    pub fn goroutine(&self, pid: u32, goid: u64) -> Option<&GoroutineRow> {
+        self.goroutines.get(&self.agg.goroutines, &(pid, goid))
+    }
+
+    pub fn thread(&self, pid: u32, tid: u32) -> Option<&ThreadRow> {
+        self.threads.get(&self.agg.threads, &(pid, tid))
+    }
+
+    pub fn map(&self, pid: u32, addr: u64) -> Option<&MapRow> {
+        self.maps.get(&self.agg.maps, &(pid, addr))
+    }
+
+    pub fn site(&self, pid: u32, pc: u64) -> Option<&SiteRow> {
+        self.sites.get(&self.agg.sites, &(pid, pc))
+    }
+
+    /// The last value of every kernel counter key seen (keys that never
+    /// counted included).
+    pub fn counts(&self) -> Counts<'_> {
+        Counts(&self.counts)
     }
 
     pub fn set_bpf(&mut self, rows: Vec<BpfRow>) {
@@ -383,26 +1200,49 @@ impl Model {
         self.lost.iter().sum::<u64>() + self.unresolved
     }
 
-    /// Computes rates over `dt` (the time since the last tick; zero for a
-    /// final, rate-less pass), fills in names, re-ranks, derives findings.
     /// Copies names resolved since the last tick into the rows.
     fn fill_names(&mut self) {
         let names = &self.names;
+        let sizes = [names.created_by.len(), names.comms.len(), names.map_types.len(), names.sites.len()];
+        let grew = |i: usize| self.named.is_none_or(|n| n[i] != sizes[i]);
         let a = &mut self.agg;
-        for g in a.goroutines.iter_mut().filter(|g| g.created_by.is_none()) {
-            g.created_by = names.created_by.get(&(g.pid, g.goid)).cloned();
-        }
-        for t in a.threads.iter_mut().filter(|t| t.comm.is_empty()) {
-            if let Some(c) = names.comms.get(&(t.pid, t.tid)) {
-                t.comm.clone_from(c);
+        // Only rows added since, unless names were added since.
+        fn rows_to_name<R: Ranked>(t: &Table<R>, rank: &mut Ranking<R>, all: bool, mut name: impl FnMut(&mut R)) {
+            if all {
+                rank.rows.iter_mut().for_each(name);
+            } else {
+                for &slot in &t.fresh {
+                    name(&mut rank.rows[slot as usize]);
+                }
             }
         }
-        for m in a.maps.iter_mut().filter(|m| m.type_name.is_none()) {
-            m.type_name = names.map_types.get(&(m.pid, m.addr)).cloned();
-        }
-        for s in a.sites.iter_mut().filter(|s| s.location.is_none()) {
-            s.location = names.sites.get(&(s.pid, s.pc)).cloned();
-        }
+        rows_to_name(&self.goroutines, &mut a.goroutines, grew(0), |g| {
+            if g.created_by.is_none() {
+                g.created_by = names.created_by.get(&(g.pid, g.goid)).cloned();
+            }
+        });
+        rows_to_name(&self.threads, &mut a.threads, grew(1), |t| {
+            if t.comm.is_empty()
+                && let Some(c) = names.comms.get(&(t.pid, t.tid))
+            {
+                t.comm.clone_from(c);
+            }
+        });
+        rows_to_name(&self.maps, &mut a.maps, grew(2), |m| {
+            if m.type_name.is_none() {
+                m.type_name = names.map_types.get(&(m.pid, m.addr)).cloned();
+            }
+        });
+        rows_to_name(&self.sites, &mut a.sites, grew(3), |s| {
+            if s.location.is_none() {
+                s.location = names.sites.get(&(s.pid, s.pc)).cloned();
+            }
+        });
+        self.named = Some(sizes);
+        self.goroutines.fresh.clear();
+        self.threads.fresh.clear();
+        self.maps.fresh.clear();
+        self.sites.fresh.clear();
     }
 
     /// Freezes everything recorded for the program at `pid` into `retired`
@@ -411,17 +1251,13 @@ impl Model {
     /// removes the pid's kernel counters after.
     pub fn retire(&mut self, pid: u32) {
         self.fill_names();
-        fn take<R>(rows: &mut Vec<R>, mine: impl Fn(&R) -> bool) -> Vec<R> {
-            let (out, keep) = std::mem::take(rows).into_iter().partition(|r| mine(r));
-            *rows = keep;
-            out
-        }
         let a = &mut self.agg;
-        let goroutines = take(&mut a.goroutines, |g| g.pid == pid);
-        let threads = take(&mut a.threads, |t| t.pid == pid);
-        let mut maps = take(&mut a.maps, |m| m.pid == pid);
-        take(&mut a.sites, |s| s.pid == pid);
-        let overlaps = take(&mut self.overlaps, |o| o.pid == pid);
+        let (goroutines, goroutine_slots) = self.goroutines.take(&mut a.goroutines, |g| g.pid == pid);
+        let (threads, thread_slots) = self.threads.take(&mut a.threads, |t| t.pid == pid);
+        let (mut maps, map_slots) = self.maps.take(&mut a.maps, |m| m.pid == pid);
+        let (_, site_slots) = self.sites.take(&mut a.sites, |s| s.pid == pid);
+        let (overlaps, keep) = std::mem::take(&mut self.overlaps).into_iter().partition(|o| o.pid == pid);
+        self.overlaps = keep;
         for m in &mut maps {
             m.rate = 0.0;
             m.overlaps = overlaps.iter().filter(|o| o.map == m.addr).count() as u64;
@@ -429,21 +1265,28 @@ impl Model {
         let findings = derive_findings(&overlaps, &maps, &self.names);
         let sites = self.names.sites.iter().filter(|(k, _)| k.0 == pid).map(|(k, v)| (k.1, v.clone())).collect();
         let info = self.processes.remove(&pid).unwrap_or(ProcessInfo { pid, ..Default::default() });
-        self.counts.retain(|k, _| k.pid != pid);
+        self.counts.retain(|k| k.pid != pid);
+        for (_, c) in &mut self.counts.entries {
+            if c.goroutine != UNLINKED.goroutine {
+                c.goroutine = goroutine_slots[c.goroutine as usize];
+                c.thread = thread_slots[c.thread as usize];
+                c.map = map_slots[c.map as usize];
+                c.site = site_slots[c.site as usize];
+            }
+        }
         let n = &mut self.names;
         n.sites.retain(|k, _| k.0 != pid);
         n.map_types.retain(|k, _| k.0 != pid);
         n.created_by.retain(|k, _| k.0 != pid);
         n.comms.retain(|k, _| k.0 != pid);
-        self.goroutines.prev.retain(|k, _| k.0 != pid);
-        self.threads.prev.retain(|k, _| k.0 != pid);
-        self.maps.prev.retain(|k, _| k.0 != pid);
-        self.sites.prev.retain(|k, _| k.0 != pid);
-        self.goroutines.rank(&mut a.goroutines, |g| (g.pid, g.goid), |g| g.ops.total());
-        self.threads.rank(&mut a.threads, |t| (t.pid, t.tid), |t| t.ops.total());
-        self.maps.rank(&mut a.maps, |m| (m.pid, m.addr), |m| m.ops.total());
-        self.sites.rank(&mut a.sites, |s| (s.pid, s.pc), |s| s.ops.total());
-        self.agg.findings = derive_findings(&self.overlaps, &self.agg.maps, &self.names);
+        // Names were dropped: sizes no longer tell whether any were added.
+        self.named = None;
+        self.site_names = (usize::MAX, self.site_names.1.wrapping_add(1));
+        self.goroutines.rerank(&mut a.goroutines);
+        self.threads.rerank(&mut a.threads);
+        self.maps.rerank(&mut a.maps);
+        self.sites.rerank(&mut a.sites);
+        self.refresh_findings();
         self.retired.push(Retired { info, goroutines, threads, maps, sites, findings });
     }
 
@@ -452,34 +1295,26 @@ impl Model {
         self.retired.iter().filter(|r| r.info.pid == pid).count() as u32
     }
 
+    /// Computes rates over `dt` (the time since the last tick; zero for a
+    /// final, rate-less pass), fills in names, re-ranks, derives findings.
     pub fn tick(&mut self, dt: Duration) {
         self.elapsed += dt;
         // Sampled: only a fraction of the tick was observed.
         let secs = dt.as_secs_f64() * self.sampling.unwrap_or(1.0);
         self.fill_names();
         let a = &mut self.agg;
-        for g in &mut a.goroutines {
-            g.rate = self.goroutines.rate((g.pid, g.goid), g.ops.total(), secs);
-        }
-        for t in &mut a.threads {
-            t.rate = self.threads.rate((t.pid, t.tid), t.ops.total(), secs);
-        }
-        for m in &mut a.maps {
-            m.rate = self.maps.rate((m.pid, m.addr), m.ops.total(), secs);
+        self.goroutines.tick(&mut a.goroutines, secs);
+        self.threads.tick(&mut a.threads, secs);
+        self.maps.tick(&mut a.maps, secs);
+        self.sites.tick(&mut a.sites, secs);
+        for m in &mut a.maps.rows {
             m.overlaps = 0;
         }
-        for s in &mut a.sites {
-            s.rate = self.sites.rate((s.pid, s.pc), s.ops.total(), secs);
-        }
         for ov in &self.overlaps {
-            if let Some(&i) = self.maps.index.get(&(ov.pid, ov.map)) {
-                a.maps[i].overlaps += 1;
+            if let Some(&slot) = self.maps.index.get(&(ov.pid, ov.map)) {
+                a.maps.rows[slot as usize].overlaps += 1;
             }
         }
-        self.goroutines.rank(&mut a.goroutines, |g| (g.pid, g.goid), |g| g.ops.total());
-        self.threads.rank(&mut a.threads, |t| (t.pid, t.tid), |t| t.ops.total());
-        self.maps.rank(&mut a.maps, |m| (m.pid, m.addr), |m| m.ops.total());
-        self.sites.rank(&mut a.sites, |s| (s.pid, s.pc), |s| s.ops.total());
 
         for row in &mut self.bpf {
             let key = (row.pid, row.tid, row.fd);
@@ -497,65 +1332,135 @@ impl Model {
                 self.history.pop_front();
             }
         }
-        self.agg.findings = derive_findings(&self.overlaps, &self.agg.maps, &self.names);
+        self.refresh_findings();
+    }
+
+    /// `agg.findings` for the current rows: what [`derive_findings`] gives,
+    /// reusing last tick's shared-map findings whose writers, sites and
+    /// site names did not change since (only their counts move).
+    fn refresh_findings(&mut self) {
+        let names = &self.names;
+        if self.site_names.0 != names.sites.len() {
+            self.site_names = (names.sites.len(), self.site_names.1.wrapping_add(1));
+        }
+        let site_gen = self.site_names.1;
+        let old = std::mem::replace(&mut self.agg.findings, overlap_findings(&self.overlaps, names));
+        let mut old = old.into_iter().filter(|f| f.kind == FindingKind::SharedMap).peekable();
+        // Last tick's findings in map order; once the order differs, by map.
+        let mut by_map: Option<FxHashMap<(u32, u64), Finding>> = None;
+        let mut site_cache: FxHashMap<(u32, u64), (String, bool)> = FxHashMap::default();
+        let a = &mut self.agg;
+        for &slot in &a.maps.order {
+            let m = &mut a.maps.rows[slot as usize];
+            if m.writers.len() < 2 {
+                continue;
+            }
+            let key = (m.pid, m.addr);
+            let cached = if let Some(rest) = &mut by_map {
+                rest.remove(&key)
+            } else if old.peek().is_some_and(|f| (f.pid, f.map) == key) {
+                old.next()
+            } else {
+                by_map.insert(old.by_ref().map(|f| ((f.pid, f.map), f)).collect()).remove(&key)
+            };
+            let fresh = m.finding.is_some_and(|(shape, names_gen)| {
+                shape == m.shape && (names_gen == ALL_NAMED || names_gen == site_gen)
+            });
+            let f = match cached {
+                Some(mut f) if fresh => {
+                    f.count = m.ops.total();
+                    if f.type_name != m.type_name {
+                        f.type_name.clone_from(&m.type_name);
+                    }
+                    f
+                }
+                _ => {
+                    let (f, all_named) = shared_finding(m, names, &mut site_cache);
+                    m.finding = Some((m.shape, if all_named { ALL_NAMED } else { site_gen }));
+                    f
+                }
+            };
+            a.findings.push(f);
+        }
     }
 }
 
-fn site_name(names: &Names, pid: u32, pc: u64) -> String {
-        names
-            .sites
-            .get(&(pid, pc))
-            .map(Location::short)
-            .unwrap_or_else(|| format!("0x{pc:x}"))
+fn site_name(names: &Names, pid: u32, pc: u64) -> (String, bool) {
+    match names.sites.get(&(pid, pc)) {
+        Some(l) => (l.short(), true),
+        None => (format!("0x{pc:x}"), false),
     }
+}
+
+/// The overlapping-writes findings, most recent first.
+fn overlap_findings(overlaps_seen: &[OverlapEvent], names: &Names) -> Vec<Finding> {
+    let mut overlaps: BTreeMap<(u32, u64), Finding> = BTreeMap::new();
+    for ov in overlaps_seen {
+        let f = overlaps.entry((ov.pid, ov.map)).or_insert_with(|| Finding {
+            kind: FindingKind::OverlappingWrites,
+            pid: ov.pid,
+            map: ov.map,
+            type_name: names.map_types.get(&(ov.pid, ov.map)).cloned(),
+            goroutines: Vec::new(),
+            sites: Vec::new(),
+            count: 0,
+            last_ktime_ns: 0,
+        });
+        f.count += 1;
+        f.last_ktime_ns = f.last_ktime_ns.max(ov.ktime_ns);
+        let mine = ov.site.as_ref().map(Location::short);
+        let theirs = ov.other_site.as_ref().map(Location::short);
+        for (g, s) in [(Some(ov.goid), mine), (ov.other_goid, theirs)] {
+            if let Some(g) = g
+                && !f.goroutines.contains(&g)
+            {
+                f.goroutines.push(g);
+            }
+            if let Some(s) = s
+                && !f.sites.contains(&s)
+            {
+                f.sites.push(s);
+            }
+        }
+    }
+    let mut out: Vec<Finding> = overlaps.into_values().collect();
+    out.sort_by(|a, b| b.last_ktime_ns.cmp(&a.last_ktime_ns));
+    out
+}
+
+/// The shared-map finding of `m` (written by more than one goroutine), and
+/// whether every site had a name. `cache`: site names already made.
+fn shared_finding(m: &MapRow, names: &Names, cache: &mut FxHashMap<(u32, u64), (String, bool)>) -> (Finding, bool) {
+    let mut all_named = true;
+    let sites = m
+        .sites
+        .keys()
+        .map(|&pc| {
+            let (s, named) = cache.entry((m.pid, pc)).or_insert_with(|| site_name(names, m.pid, pc));
+            all_named &= *named;
+            s.clone()
+        })
+        .collect();
+    let f = Finding {
+        kind: FindingKind::SharedMap,
+        pid: m.pid,
+        map: m.addr,
+        type_name: m.type_name.clone(),
+        goroutines: m.writers.keys().copied().collect(),
+        sites,
+        count: m.ops.total(),
+        last_ktime_ns: 0,
+    };
+    (f, all_named)
+}
 
 /// Findings, most recent overlaps first, then shared maps by traffic.
 fn derive_findings(overlaps_seen: &[OverlapEvent], maps: &[MapRow], names: &Names) -> Vec<Finding> {
-        let mut overlaps: BTreeMap<(u32, u64), Finding> = BTreeMap::new();
-        for ov in overlaps_seen {
-            let f = overlaps.entry((ov.pid, ov.map)).or_insert_with(|| Finding {
-                kind: FindingKind::OverlappingWrites,
-                pid: ov.pid,
-                map: ov.map,
-                type_name: names.map_types.get(&(ov.pid, ov.map)).cloned(),
-                goroutines: Vec::new(),
-                sites: Vec::new(),
-                count: 0,
-                last_ktime_ns: 0,
-            });
-            f.count += 1;
-            f.last_ktime_ns = f.last_ktime_ns.max(ov.ktime_ns);
-            let mine = ov.site.as_ref().map(Location::short);
-            let theirs = ov.other_site.as_ref().map(Location::short);
-            for (g, s) in [(Some(ov.goid), mine), (ov.other_goid, theirs)] {
-                if let Some(g) = g
-                    && !f.goroutines.contains(&g)
-                {
-                    f.goroutines.push(g);
-                }
-                if let Some(s) = s
-                    && !f.sites.contains(&s)
-                {
-                    f.sites.push(s);
-                }
-            }
-        }
-        let mut out: Vec<Finding> = overlaps.into_values().collect();
-        out.sort_by(|a, b| b.last_ktime_ns.cmp(&a.last_ktime_ns));
-        for m in maps.iter().filter(|m| m.writers.len() > 1) {
-            out.push(Finding {
-                kind: FindingKind::SharedMap,
-                pid: m.pid,
-                map: m.addr,
-                type_name: m.type_name.clone(),
-                goroutines: m.writers.keys().copied().collect(),
-                sites: m.sites.keys().map(|&pc| site_name(names, m.pid, pc)).collect(),
-                count: m.ops.total(),
-                last_ktime_ns: 0,
-            });
-        }
-        out
-    }
+    let mut out = overlap_findings(overlaps_seen, names);
+    let mut cache = FxHashMap::default();
+    out.extend(maps.iter().filter(|m| m.writers.len() > 1).map(|m| shared_finding(m, names, &mut cache).0));
+    out
+}
 
 #[cfg(test)]
 mod tests {

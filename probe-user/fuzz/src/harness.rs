@@ -31,8 +31,11 @@ use std::sync::OnceLock;
 use mapaudit::fixtures::{self, Variant};
 use mapaudit::gobin::GoBinary;
 
+/// A fuzz entry point.
+pub type Target = fn(&[u8]);
+
 /// Every target, by name, for drivers that replay stored inputs.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("gobin_parse", gobin_parse),
     ("buildinfo", buildinfo),
     ("pclntab", pclntab),
@@ -420,9 +423,7 @@ pub fn with_sections(base: &[u8], extra: &[NewSection<'_>]) -> Option<Vec<u8>> {
         let name = u32::try_from(strtab.len()).ok()?;
         strtab.extend_from_slice(s.name.as_bytes());
         strtab.push(0);
-        while out.len() % 8 != 0 {
-            out.push(0);
-        }
+        out.resize(out.len().next_multiple_of(8), 0);
         let offset = out.len() as u64;
         out.extend_from_slice(s.data);
         let mut h = [0u8; SHDR];
@@ -439,9 +440,7 @@ pub fn with_sections(base: &[u8], extra: &[NewSection<'_>]) -> Option<Vec<u8>> {
     out.extend_from_slice(&strtab);
     headers[str_hdr + 24..str_hdr + 32].copy_from_slice(&strtab_off.to_le_bytes());
     headers[str_hdr + 32..str_hdr + 40].copy_from_slice(&(strtab.len() as u64).to_le_bytes());
-    while out.len() % 8 != 0 {
-        out.push(0);
-    }
+    out.resize(out.len().next_multiple_of(8), 0);
     let new_shoff = out.len() as u64;
     out.extend_from_slice(&headers);
     let new_shnum = u16::try_from(shnum + extra.len()).ok()?;

@@ -15,7 +15,7 @@ use ratatui::widgets::{
 use super::rows::{
     self, Alert, Kind, RowData, fmt_addr, fmt_approx, fmt_count, fmt_rate, map_type, process_name, site_name,
 };
-use super::{App, RowId, Tab, rows_for};
+use super::{App, RowId, RowList, Tab, row_list};
 use crate::model::{FindingKind, Location, Model, Ops};
 
 const ACCENT: Color = Color::Cyan;
@@ -72,9 +72,10 @@ pub fn draw(frame: &mut Frame, app: &App, model: &Model) {
         Constraint::Length(1),
     ])
     .areas(area);
-    let rows = rows_for(app.tab, model, app);
-    let sel = app.selection_index(&rows);
-    let selected = sel.and_then(|i| rows.get(i));
+    let rows = row_list(app.tab, model, app);
+    let sel = app.selection_in(&rows, model);
+    let selected_row = sel.map(|i| rows.row(model, i));
+    let selected = selected_row.as_ref();
 
     draw_header(frame, header, app, model);
     draw_tabs(frame, tabs, app, model);
@@ -90,7 +91,7 @@ pub fn draw(frame: &mut Frame, app: &App, model: &Model) {
         let [t, d] = Layout::vertical([Constraint::Percentage(40), Constraint::Percentage(60)]).areas(body);
         (t, Some(d))
     };
-    draw_table(frame, table_area, app, &rows, sel);
+    draw_table(frame, table_area, app, model, &rows, sel);
     if let Some(d) = detail_area {
         draw_detail(frame, d, app, model, selected);
     }
@@ -261,7 +262,7 @@ fn empty_message(app: &App) -> String {
     }
 }
 
-fn draw_table(frame: &mut Frame, area: Rect, app: &App, rows: &[RowData], sel: Option<usize>) {
+fn draw_table(frame: &mut Frame, area: Rect, app: &App, model: &Model, rows: &RowList, sel: Option<usize>) {
     if area.height == 0 || area.width == 0 {
         return;
     }
@@ -280,8 +281,13 @@ fn draw_table(frame: &mut Frame, area: Rect, app: &App, rows: &[RowData], sel: O
         Cell::from(Line::from(fit(&title, usize::from(w))).alignment(align(c.kind))).style(style)
     }))
     .style(Style::new().bg(Color::Indexed(236)));
-    let body: Vec<Row> = rows
-        .iter()
+    // Only the rows that show are formatted: the window the table would
+    // scroll to, starting at the top, to show the selection (on its last
+    // line when it is further down).
+    let visible = usize::from(area.height.saturating_sub(1));
+    let first = sel.map_or(0, |s| (s + 1).saturating_sub(visible));
+    let body: Vec<Row> = (first..rows.len().min(first + visible))
+        .map(|i| rows.row(model, i))
         .map(|r| {
             Row::new(fit_cols.iter().map(|&(i, w)| {
                 let text = r.cells.get(i).map(String::as_str).unwrap_or("");
@@ -295,13 +301,12 @@ fn draw_table(frame: &mut Frame, area: Rect, app: &App, rows: &[RowData], sel: O
         .header(header)
         .column_spacing(1)
         .row_highlight_style(Style::new().add_modifier(Modifier::REVERSED));
-    let mut state = TableState::default().with_selected(sel);
+    let mut state = TableState::default().with_selected(sel.map(|s| s - first));
     frame.render_stateful_widget(table, area, &mut state);
     if rows.is_empty() && area.height >= 2 {
         let msg = Rect { y: area.y + 1 + (area.height - 1) / 3, height: 1, ..area };
         frame.render_widget(Paragraph::new(empty_message(app)).style(dim()).alignment(Alignment::Center), msg);
     }
-    let visible = usize::from(area.height.saturating_sub(1));
     if rows.len() > visible {
         let mut sb = ScrollbarState::new(rows.len()).position(sel.unwrap_or(0));
         let track = Rect { y: area.y + 1, height: area.height - 1, ..area };

@@ -117,8 +117,8 @@ impl App {
             Action::PrevTab => self.switch(self.tab.prev(), model),
             Action::Tab(tab) => self.switch(tab, model),
             Action::Up | Action::Down | Action::PageUp | Action::PageDown | Action::Home | Action::End => {
-                let rows = super::rows_for(self.tab, model, self);
-                let cur = self.selection_index(&rows).unwrap_or(0);
+                let rows = super::row_list(self.tab, model, self);
+                let cur = self.selection_in(&rows, model).unwrap_or(0);
                 let page = self.page.max(1);
                 let to = match action {
                     Action::Up => cur.saturating_sub(1),

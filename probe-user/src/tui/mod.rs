@@ -13,16 +13,17 @@ pub mod draw;
 pub mod keys;
 pub mod rows;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
+use rustc_hash::FxHashMap;
 
 use crate::model::{FindingKind, Model};
 
 pub use draw::draw;
 pub use keys::{Action, action};
-pub use rows::{RowData, rows_for};
+pub use rows::{RowData, RowList, row_list, rows_for};
 
 /// The views, in tab order (keys 1..6).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -98,11 +99,13 @@ pub struct Sort {
 pub struct RowStats {
     pub ring: VecDeque<u64>,
     pub hist: Histogram<u64>,
+    /// `App::ticks` when its row was last in the model.
+    seen: u64,
 }
 
 impl RowStats {
     fn new() -> Self {
-        Self { ring: VecDeque::with_capacity(WINDOW), hist: histogram(None) }
+        Self { ring: VecDeque::with_capacity(WINDOW), hist: histogram(None), seen: 0 }
     }
 
     fn push(&mut self, rate: u64) {
@@ -178,7 +181,7 @@ pub struct App {
     pub interval: Duration,
     /// Rows a PgUp/PgDn moves (the table's height, set on resize).
     pub page: usize,
-    pub stats: HashMap<RowId, RowStats>,
+    pub stats: FxHashMap<RowId, RowStats>,
     /// Cost of each `Session::tick` (snapshot + aggregation), µs.
     pub cost: Histogram<u64>,
     pub last_cost: Duration,
@@ -208,7 +211,7 @@ impl App {
             help: false,
             interval: interval.clamp(Duration::from_millis(100), Duration::from_secs(10)),
             page: 10,
-            stats: HashMap::new(),
+            stats: FxHashMap::default(),
             // 1 µs .. 1 h.
             cost: histogram(Some(3_600_000_000)),
             last_cost: Duration::ZERO,
@@ -234,32 +237,39 @@ impl App {
             .chain(a.maps.iter().map(|m| (RowId::Map { pid: m.pid, addr: m.addr }, m.rate)))
             .chain(a.sites.iter().map(|s| (RowId::Site { pid: s.pid, pc: s.pc }, s.rate)))
             .chain(model.bpf.iter().map(|b| (RowId::Bpf { pid: b.pid, tid: b.tid, fd: b.fd }, b.rate)));
-        let mut seen = std::collections::HashSet::new();
+        let tick = self.ticks;
         for (id, rate) in rates {
-            seen.insert(id);
             let rate = rate.round() as u64;
+            // Idle rows get a history only once they write: an idle row
+            // with none needs no lookup.
+            if rate == 0 && self.stats.is_empty() {
+                continue;
+            }
             let room = self.stats.len() < MAX_TRACKED;
             match self.stats.get_mut(&id) {
-                Some(s) => s.push(rate),
-                // Idle rows get a history only once they write.
+                Some(s) => {
+                    s.push(rate);
+                    s.seen = tick;
+                }
                 None if rate > 0 && room => {
                     let mut s = RowStats::new();
                     s.push(rate);
+                    s.seen = tick;
                     self.stats.insert(id, s);
                 }
                 None => {}
             }
         }
         // Forget rows that vanished or stayed idle for a whole window.
-        self.stats.retain(|id, s| seen.contains(id) && !s.idle());
+        self.stats.retain(|_, s| s.seen == tick && !s.idle());
         self.reselect_all(model);
     }
 
     /// The row the detail pane and the selected-row sparkline describe.
     pub fn selected_row(&self, model: &Model) -> Option<RowData> {
-        let rows = rows_for(self.tab, model, self);
-        let i = self.selection_index(&rows)?;
-        rows.into_iter().nth(i)
+        let rows = row_list(self.tab, model, self);
+        let i = self.selection_in(&rows, model)?;
+        Some(rows.row(model, i))
     }
 
     /// Where the selection is in `rows` (the current view's rows).
@@ -274,6 +284,18 @@ impl App {
             .or(Some(self.selected[t].min(rows.len() - 1)))
     }
 
+    /// Where the selection is in `rows` (the current view's rows, unformatted).
+    pub fn selection_in(&self, rows: &RowList, model: &Model) -> Option<usize> {
+        if rows.is_empty() {
+            return None;
+        }
+        let t = self.tab.index();
+        let followed = if self.pinned[t] { self.selected_id[t] } else { None };
+        followed
+            .and_then(|id| rows.position(model, id))
+            .or(Some(self.selected[t].min(rows.len() - 1)))
+    }
+
     pub(crate) fn reselect_all(&mut self, model: &Model) {
         for tab in Tab::ALL {
             self.reselect(tab, model);
@@ -283,7 +305,7 @@ impl App {
     /// Re-anchors `tab`'s selection after its rows changed: stay on the same
     /// row if it is still shown, else on the same position.
     pub(crate) fn reselect(&mut self, tab: Tab, model: &Model) {
-        let rows = rows_for(tab, model, self);
+        let rows = row_list(tab, model, self);
         let t = tab.index();
         if rows.is_empty() {
             self.selected[t] = 0;
@@ -291,15 +313,15 @@ impl App {
         }
         let followed = if self.pinned[t] { self.selected_id[t] } else { None };
         let i = followed
-            .and_then(|id| rows.iter().position(|r| r.id == id))
+            .and_then(|id| rows.position(model, id))
             .unwrap_or(self.selected[t].min(rows.len() - 1));
         self.selected[t] = i;
-        self.selected_id[t] = Some(rows[i].id);
+        self.selected_id[t] = Some(rows.id(model, i));
     }
 
     /// Moves the current view's selection to index `i` (clamped).
     pub(crate) fn select(&mut self, i: usize, model: &Model) {
-        let rows = rows_for(self.tab, model, self);
+        let rows = row_list(self.tab, model, self);
         let t = self.tab.index();
         if rows.is_empty() {
             self.selected[t] = 0;
@@ -308,7 +330,7 @@ impl App {
         }
         let i = i.min(rows.len() - 1);
         self.selected[t] = i;
-        self.selected_id[t] = Some(rows[i].id);
+        self.selected_id[t] = Some(rows.id(model, i));
     }
 
     /// p50 / p99 / max of `id`'s rate over the window, when it has a history.

@@ -228,161 +228,239 @@ fn exe(model: &Model, pid: u32) -> &str {
     model.processes.get(&pid).map(|p| p.exe.as_str()).unwrap_or("")
 }
 
-/// Every row of `tab`, unfiltered, in the model's order.
-fn all_rows(tab: Tab, model: &Model) -> Vec<RowData> {
+/// The identity of item `i` of `tab`: the model's `i`th row of it, in the
+/// model's order.
+fn item_id(tab: Tab, model: &Model, i: usize) -> RowId {
     let a = &model.agg;
     match tab {
-        Tab::Goroutines => a
-            .goroutines
-            .iter()
-            .map(|g| {
-                let types: Vec<String> = g.maps.iter().map(|&m| map_type(model, g.pid, m)).collect();
-                let sites: Vec<String> = g.sites.keys().map(|&pc| site_name(model, g.pid, pc)).collect();
-                let thread = match g.tids.len() {
-                    0 => String::new(),
-                    1 => g.tids.iter().map(u32::to_string).collect(),
-                    n => format!("{} +{}", g.tids.iter().next().copied().unwrap_or(0), n - 1),
-                };
-                let mut extra: Vec<&str> = sites.iter().map(String::as_str).collect();
-                extra.push(exe(model, g.pid));
-                row(
-                    RowId::Goroutine { pid: g.pid, goid: g.goid },
-                    vec![
-                        num(g.goid),
-                        (process_name(model, g.pid), Some(g.pid as f64)),
-                        text(g.created_by.as_ref().map(Location::short).unwrap_or_else(|| "?".into())),
-                        rate(g.rate),
-                        num(g.ops.total()),
-                        text(list(&types)),
-                        (thread, g.tids.iter().next().map(|&t| t as f64)),
-                    ],
-                    &extra,
-                    g.rate,
-                    Alert::None,
-                )
-            })
-            .collect(),
-        Tab::Threads => a
-            .threads
-            .iter()
-            .map(|t| {
-                let gs: Vec<String> = t.goroutines.iter().map(u64::to_string).collect();
-                row(
-                    RowId::Thread { pid: t.pid, tid: t.tid },
-                    vec![
-                        (t.tid.to_string(), Some(t.tid as f64)),
-                        (process_name(model, t.pid), Some(t.pid as f64)),
-                        text(t.comm.clone()),
-                        rate(t.rate),
-                        num(t.ops.total()),
-                        (list(&gs), Some(gs.len() as f64)),
-                    ],
-                    &[exe(model, t.pid)],
-                    t.rate,
-                    Alert::None,
-                )
-            })
-            .collect(),
-        Tab::Maps => a
-            .maps
-            .iter()
-            .map(|m| {
-                let sites: Vec<String> = m.sites.keys().map(|&pc| site_name(model, m.pid, pc)).collect();
-                let mut extra: Vec<&str> = sites.iter().map(String::as_str).collect();
-                extra.push(exe(model, m.pid));
-                let alert = if m.overlaps > 0 {
-                    Alert::Bad
-                } else if m.writers.len() > 1 {
-                    Alert::Warn
-                } else {
-                    Alert::None
-                };
-                row(
-                    RowId::Map { pid: m.pid, addr: m.addr },
-                    vec![
-                        (fmt_addr(m.addr), Some(m.addr as f64)),
-                        text(m.type_name.clone().unwrap_or_else(|| "?".into())),
-                        rate(m.rate),
-                        num(m.ops.total()),
-                        num(m.writers.len() as u64),
-                        num(m.overlaps),
-                        (process_name(model, m.pid), Some(m.pid as f64)),
-                    ],
-                    &extra,
-                    m.rate,
-                    alert,
-                )
-            })
-            .collect(),
-        Tab::Sites => a
-            .sites
-            .iter()
-            .map(|s| {
-                let types: Vec<String> = s.maps.iter().map(|&m| map_type(model, s.pid, m)).collect();
-                row(
-                    RowId::Site { pid: s.pid, pc: s.pc },
-                    vec![
-                        text(s.location.as_ref().map(Location::short).unwrap_or_else(|| fmt_addr(s.pc))),
-                        rate(s.rate),
-                        num(s.ops.total()),
-                        num(s.maps.len() as u64),
-                        text(types.join(", ")),
-                        (process_name(model, s.pid), Some(s.pid as f64)),
-                    ],
-                    &[exe(model, s.pid), s.location.as_ref().map(|l| l.file.as_str()).unwrap_or("")],
-                    s.rate,
-                    Alert::None,
-                )
-            })
-            .collect(),
-        Tab::Bpf => model
-            .bpf
-            .iter()
-            .map(|b| {
-                row(
-                    RowId::Bpf { pid: b.pid, tid: b.tid, fd: b.fd },
-                    vec![
-                        (b.pid.to_string(), Some(b.pid as f64)),
-                        text(b.comm.clone()),
-                        (b.map_id.map(|i| i.to_string()).unwrap_or_else(|| "-".into()), Some(b.map_id.unwrap_or(0) as f64)),
-                        text(b.map_name.clone().unwrap_or_else(|| format!("fd {}", b.fd))),
-                        text(b.map_type.clone().unwrap_or_default()),
-                        num(b.updates),
-                        num(b.deletes),
-                        rate(b.rate),
-                    ],
-                    &[],
-                    b.rate,
-                    Alert::None,
-                )
-            })
-            .collect(),
-        Tab::Findings => a
-            .findings
-            .iter()
-            .map(|f| {
-                let (kind, alert) = match f.kind {
-                    FindingKind::OverlappingWrites => ("OVERLAP", Alert::Bad),
-                    FindingKind::SharedMap => ("SHARED", Alert::Warn),
-                };
-                let gs: Vec<String> = f.goroutines.iter().map(u64::to_string).collect();
-                row(
-                    RowId::Finding { kind: f.kind, pid: f.pid, map: f.map },
-                    vec![
-                        text(kind.into()),
-                        (process_name(model, f.pid), Some(f.pid as f64)),
-                        (fmt_addr(f.map), Some(f.map as f64)),
-                        text(f.type_name.clone().unwrap_or_else(|| "?".into())),
-                        (gs.join(", "), Some(gs.len() as f64)),
-                        text(f.sites.join("; ")),
-                        num(f.count),
-                    ],
-                    &[f.kind.as_str(), exe(model, f.pid)],
-                    0.0,
-                    alert,
-                )
-            })
-            .collect(),
+        Tab::Goroutines => {
+            let g = &a.goroutines[i];
+            RowId::Goroutine { pid: g.pid, goid: g.goid }
+        }
+        Tab::Threads => {
+            let t = &a.threads[i];
+            RowId::Thread { pid: t.pid, tid: t.tid }
+        }
+        Tab::Maps => {
+            let m = &a.maps[i];
+            RowId::Map { pid: m.pid, addr: m.addr }
+        }
+        Tab::Sites => {
+            let s = &a.sites[i];
+            RowId::Site { pid: s.pid, pc: s.pc }
+        }
+        Tab::Bpf => {
+            let b = &model.bpf[i];
+            RowId::Bpf { pid: b.pid, tid: b.tid, fd: b.fd }
+        }
+        Tab::Findings => {
+            let f = &a.findings[i];
+            RowId::Finding { kind: f.kind, pid: f.pid, map: f.map }
+        }
+    }
+}
+
+/// Cell `col` of item `i` of `tab`: its text and numeric sort key.
+fn cell(tab: Tab, model: &Model, i: usize, col: usize) -> (String, Option<f64>) {
+    let a = &model.agg;
+    match tab {
+        Tab::Goroutines => {
+            let g = &a.goroutines[i];
+            match col {
+                0 => num(g.goid),
+                1 => (process_name(model, g.pid), Some(g.pid as f64)),
+                2 => text(g.created_by.as_ref().map(Location::short).unwrap_or_else(|| "?".into())),
+                3 => rate(g.rate),
+                4 => num(g.ops.total()),
+                5 => text(list(&g.maps.iter().map(|&m| map_type(model, g.pid, m)).collect::<Vec<_>>())),
+                6 => {
+                    let thread = match g.tids.len() {
+                        0 => String::new(),
+                        1 => g.tids.iter().map(u32::to_string).collect(),
+                        n => format!("{} +{}", g.tids.iter().next().copied().unwrap_or(0), n - 1),
+                    };
+                    (thread, g.tids.iter().next().map(|&t| t as f64))
+                }
+                _ => (String::new(), None),
+            }
+        }
+        Tab::Threads => {
+            let t = &a.threads[i];
+            match col {
+                0 => (t.tid.to_string(), Some(t.tid as f64)),
+                1 => (process_name(model, t.pid), Some(t.pid as f64)),
+                2 => text(t.comm.clone()),
+                3 => rate(t.rate),
+                4 => num(t.ops.total()),
+                5 => {
+                    let gs: Vec<String> = t.goroutines.iter().map(u64::to_string).collect();
+                    (list(&gs), Some(gs.len() as f64))
+                }
+                _ => (String::new(), None),
+            }
+        }
+        Tab::Maps => {
+            let m = &a.maps[i];
+            match col {
+                0 => (fmt_addr(m.addr), Some(m.addr as f64)),
+                1 => text(m.type_name.clone().unwrap_or_else(|| "?".into())),
+                2 => rate(m.rate),
+                3 => num(m.ops.total()),
+                4 => num(m.writers.len() as u64),
+                5 => num(m.overlaps),
+                6 => (process_name(model, m.pid), Some(m.pid as f64)),
+                _ => (String::new(), None),
+            }
+        }
+        Tab::Sites => {
+            let s = &a.sites[i];
+            match col {
+                0 => text(s.location.as_ref().map(Location::short).unwrap_or_else(|| fmt_addr(s.pc))),
+                1 => rate(s.rate),
+                2 => num(s.ops.total()),
+                3 => num(s.maps.len() as u64),
+                4 => text(s.maps.iter().map(|&m| map_type(model, s.pid, m)).collect::<Vec<_>>().join(", ")),
+                5 => (process_name(model, s.pid), Some(s.pid as f64)),
+                _ => (String::new(), None),
+            }
+        }
+        Tab::Bpf => {
+            let b = &model.bpf[i];
+            match col {
+                0 => (b.pid.to_string(), Some(b.pid as f64)),
+                1 => text(b.comm.clone()),
+                2 => (b.map_id.map(|i| i.to_string()).unwrap_or_else(|| "-".into()), Some(b.map_id.unwrap_or(0) as f64)),
+                3 => text(b.map_name.clone().unwrap_or_else(|| format!("fd {}", b.fd))),
+                4 => text(b.map_type.clone().unwrap_or_default()),
+                5 => num(b.updates),
+                6 => num(b.deletes),
+                7 => rate(b.rate),
+                _ => (String::new(), None),
+            }
+        }
+        Tab::Findings => {
+            let f = &a.findings[i];
+            match col {
+                0 => text(
+                    match f.kind {
+                        FindingKind::OverlappingWrites => "OVERLAP",
+                        FindingKind::SharedMap => "SHARED",
+                    }
+                    .into(),
+                ),
+                1 => (process_name(model, f.pid), Some(f.pid as f64)),
+                2 => (fmt_addr(f.map), Some(f.map as f64)),
+                3 => text(f.type_name.clone().unwrap_or_else(|| "?".into())),
+                4 => {
+                    let gs: Vec<String> = f.goroutines.iter().map(u64::to_string).collect();
+                    (gs.join(", "), Some(gs.len() as f64))
+                }
+                5 => text(f.sites.join("; ")),
+                6 => num(f.count),
+                _ => (String::new(), None),
+            }
+        }
+    }
+}
+
+/// `cell(tab, model, i, col).1` without making the text.
+fn sort_key(tab: Tab, model: &Model, i: usize, col: usize) -> Option<f64> {
+    let a = &model.agg;
+    match (tab, col) {
+        (Tab::Goroutines, _) => {
+            let g = &a.goroutines[i];
+            match col {
+                0 => Some(g.goid as f64),
+                1 => Some(g.pid as f64),
+                3 => Some(g.rate),
+                4 => Some(g.ops.total() as f64),
+                6 => g.tids.iter().next().map(|&t| t as f64),
+                _ => None,
+            }
+        }
+        (Tab::Threads, _) => {
+            let t = &a.threads[i];
+            match col {
+                0 => Some(t.tid as f64),
+                1 => Some(t.pid as f64),
+                3 => Some(t.rate),
+                4 => Some(t.ops.total() as f64),
+                5 => Some(t.goroutines.len() as f64),
+                _ => None,
+            }
+        }
+        (Tab::Maps, _) => {
+            let m = &a.maps[i];
+            match col {
+                0 => Some(m.addr as f64),
+                2 => Some(m.rate),
+                3 => Some(m.ops.total() as f64),
+                4 => Some(m.writers.len() as f64),
+                5 => Some(m.overlaps as f64),
+                6 => Some(m.pid as f64),
+                _ => None,
+            }
+        }
+        (Tab::Sites, _) => {
+            let s = &a.sites[i];
+            match col {
+                1 => Some(s.rate),
+                2 => Some(s.ops.total() as f64),
+                3 => Some(s.maps.len() as f64),
+                5 => Some(s.pid as f64),
+                _ => None,
+            }
+        }
+        // Few rows: not worth a second description.
+        (Tab::Bpf | Tab::Findings, _) => cell(tab, model, i, col).1,
+    }
+}
+
+/// Item `i` of `tab`, ready to draw.
+fn build(tab: Tab, model: &Model, i: usize) -> RowData {
+    let cells = (0..columns(tab).len()).map(|c| cell(tab, model, i, c)).collect();
+    let id = item_id(tab, model, i);
+    let a = &model.agg;
+    match tab {
+        Tab::Goroutines => {
+            let g = &a.goroutines[i];
+            let sites: Vec<String> = g.sites.keys().map(|&pc| site_name(model, g.pid, pc)).collect();
+            let mut extra: Vec<&str> = sites.iter().map(String::as_str).collect();
+            extra.push(exe(model, g.pid));
+            row(id, cells, &extra, g.rate, Alert::None)
+        }
+        Tab::Threads => {
+            let t = &a.threads[i];
+            row(id, cells, &[exe(model, t.pid)], t.rate, Alert::None)
+        }
+        Tab::Maps => {
+            let m = &a.maps[i];
+            let sites: Vec<String> = m.sites.keys().map(|&pc| site_name(model, m.pid, pc)).collect();
+            let mut extra: Vec<&str> = sites.iter().map(String::as_str).collect();
+            extra.push(exe(model, m.pid));
+            let alert = if m.overlaps > 0 {
+                Alert::Bad
+            } else if m.writers.len() > 1 {
+                Alert::Warn
+            } else {
+                Alert::None
+            };
+            row(id, cells, &extra, m.rate, alert)
+        }
+        Tab::Sites => {
+            let s = &a.sites[i];
+            let file = s.location.as_ref().map(|l| l.file.as_str()).unwrap_or("");
+            row(id, cells, &[exe(model, s.pid), file], s.rate, Alert::None)
+        }
+        Tab::Bpf => row(id, cells, &[], model.bpf[i].rate, Alert::None),
+        Tab::Findings => {
+            let f = &a.findings[i];
+            let alert = match f.kind {
+                FindingKind::OverlappingWrites => Alert::Bad,
+                FindingKind::SharedMap => Alert::Warn,
+            };
+            row(id, cells, &[f.kind.as_str(), exe(model, f.pid)], 0.0, alert)
+        }
     }
 }
 
@@ -390,6 +468,16 @@ fn all_rows(tab: Tab, model: &Model) -> Vec<RowData> {
 /// (case-insensitively) in its text.
 pub fn matches(row: &RowData, filter: &str) -> bool {
     filter.split_whitespace().all(|t| row.search.contains(&t.to_lowercase()))
+}
+
+/// The comparison [`sort_rows`] makes on one column: numbers when both rows
+/// have one, else the cells' text.
+fn compare(a: (Option<f64>, Option<&str>), b: (Option<f64>, Option<&str>), desc: bool) -> Ordering {
+    let o = match (a.0, b.0) {
+        (Some(x), Some(y)) => x.partial_cmp(&y).unwrap_or(Ordering::Equal),
+        _ => a.1.cmp(&b.1),
+    };
+    if desc { o.reverse() } else { o }
 }
 
 /// Orders rows by `sort`; ties keep the model's order (busiest first), so
@@ -401,27 +489,81 @@ pub fn sort_rows(rows: &mut [RowData], sort: Sort) {
         }
         return;
     };
-    rows.sort_by(|a, b| {
-        let o = match (a.keys.get(c).copied().flatten(), b.keys.get(c).copied().flatten()) {
-            (Some(x), Some(y)) => x.partial_cmp(&y).unwrap_or(Ordering::Equal),
-            _ => {
-                let (x, y) = (a.cells.get(c).map(String::as_str), b.cells.get(c).map(String::as_str));
-                x.cmp(&y)
-            }
-        };
-        if sort.desc { o.reverse() } else { o }
-    });
+    fn key(r: &RowData, c: usize) -> (Option<f64>, Option<&str>) {
+        (r.keys.get(c).copied().flatten(), r.cells.get(c).map(String::as_str))
+    }
+    rows.sort_by(|a, b| compare(key(a, c), key(b, c), sort.desc));
 }
 
-/// The rows `tab` shows: the model's rows, filtered and sorted as the user
-/// asked.
-pub fn rows_for(tab: Tab, model: &Model, app: &App) -> Vec<RowData> {
-    let mut rows = all_rows(tab, model);
-    if !app.filter.trim().is_empty() {
-        rows.retain(|r| matches(r, &app.filter));
+/// A view's rows before they are formatted: which of the model's rows, in
+/// the order shown. Cheap to make for any number of rows; only the rows
+/// drawn are formatted (`row`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RowList {
+    pub tab: Tab,
+    /// Indices into the model's rows of `tab`, in display order.
+    pub items: Vec<usize>,
+}
+
+impl RowList {
+    pub fn len(&self) -> usize {
+        self.items.len()
     }
-    sort_rows(&mut rows, app.sort[tab.index()]);
-    rows
+
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    /// The identity of the `i`th row shown.
+    pub fn id(&self, model: &Model, i: usize) -> RowId {
+        item_id(self.tab, model, self.items[i])
+    }
+
+    /// The `i`th row shown, formatted.
+    pub fn row(&self, model: &Model, i: usize) -> RowData {
+        build(self.tab, model, self.items[i])
+    }
+
+    /// Where the row `id` is shown.
+    pub fn position(&self, model: &Model, id: RowId) -> Option<usize> {
+        self.items.iter().position(|&i| item_id(self.tab, model, i) == id)
+    }
+}
+
+/// The rows `tab` shows, unformatted: the model's rows, filtered and sorted
+/// as the user asked. With no filter, formats nothing; a sort by a text
+/// column formats that column only.
+pub fn row_list(tab: Tab, model: &Model, app: &App) -> RowList {
+    let mut items: Vec<usize> = (0..count(tab, model)).collect();
+    if !app.filter.trim().is_empty() {
+        // The filter matches a row's whole text: format each row once.
+        items.retain(|&i| matches(&build(tab, model, i), &app.filter));
+    }
+    let sort = app.sort[tab.index()];
+    match sort.col {
+        None if sort.desc => items.reverse(),
+        None => {}
+        Some(c) => {
+            // What sort_rows compares, one column's worth, per row.
+            let keys: Vec<Option<f64>> = items.iter().map(|&i| sort_key(tab, model, i, c)).collect();
+            let texts: Vec<String> = if keys.iter().all(Option::is_some) {
+                Vec::new()
+            } else {
+                items.iter().map(|&i| cell(tab, model, i, c).0).collect()
+            };
+            let at = |j: usize| (keys[j], texts.get(j).map(String::as_str));
+            let mut order: Vec<usize> = (0..items.len()).collect();
+            order.sort_by(|&x, &y| compare(at(x), at(y), sort.desc));
+            items = order.into_iter().map(|j| items[j]).collect();
+        }
+    }
+    RowList { tab, items }
+}
+
+/// The rows `tab` shows, formatted (every one: views draw from [`row_list`]).
+pub fn rows_for(tab: Tab, model: &Model, app: &App) -> Vec<RowData> {
+    let l = row_list(tab, model, app);
+    (0..l.len()).map(|i| l.row(model, i)).collect()
 }
 
 /// How many rows `tab` has before filtering (for the tab titles).

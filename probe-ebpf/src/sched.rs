@@ -63,8 +63,10 @@ pub fn sched_exec(_ctx: TracePointContext) -> u32 {
         stopped: stop as u32,
         _pad: 0,
     });
-    // A stopped process waits for userspace: wake it now.
-    entry.submit(if stop || tracked.is_some() { RB_FORCE_WAKEUP } else { submit_flags() });
+    // A stopped process waits for userspace, and a new program elsewhere
+    // should be attached before it writes much: wake userspace now (execs
+    // are rare next to map writes).
+    entry.submit(RB_FORCE_WAKEUP);
     0
 }
 

@@ -91,8 +91,16 @@ impl Collector {
 
     /// The Go binary behind `exe`, parsed once per file.
     pub fn binary(&mut self, exe: &ProcExe) -> Result<Arc<GoBinary>, crate::gobin::GoBinError> {
-        if let Some(Some(b)) = self.binaries.get(&exe.key()) {
-            return Ok(b.clone());
+        match self.binaries.get(&exe.key()) {
+            Some(Some(b)) => return Ok(b.clone()),
+            Some(None) => return Err(crate::gobin::GoBinError::NotGo),
+            None => {}
+        }
+        // System-wide, every exec on the node lands here: rule out non-Go
+        // files from their section headers before reading them whole.
+        if !target::may_be_go(&exe.path) {
+            self.binaries.insert(exe.key(), None);
+            return Err(crate::gobin::GoBinError::NotGo);
         }
         match GoBinary::open(&exe.path) {
             Ok(b) => {

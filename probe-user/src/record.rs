@@ -5,7 +5,6 @@
 use std::time::Duration;
 
 use anyhow::Context as _;
-use tokio::io::unix::AsyncFd;
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::cli::{LogLevel, RecordArgs, Target};
@@ -70,10 +69,7 @@ pub async fn run(args: RecordArgs, log_level: LogLevel) -> anyhow::Result<i32> {
 async fn record_loop(s: &mut Session, target: &Target, duration: Option<Duration>) -> anyhow::Result<End> {
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sigterm = signal(SignalKind::terminate())?;
-    // SAFETY: the ring buffer's fd stays open for the whole session, which
-    // outlives this registration.
-    let events = unsafe { AsyncFd::register(s.events_fd()) }
-        .map_err(|e| anyhow::anyhow!("polling the event ring buffer: {e}"))?;
+    let events = s.events_ready()?;
     let mut tick = tokio::time::interval(TICK);
     let mut duty_timer = tokio::time::interval(crate::budget::STEP);
     let sampling = s.duty.is_some();
@@ -100,12 +96,7 @@ async fn record_loop(s: &mut Session, target: &Target, duration: Option<Duration
                 guard.clear_ready();
                 s.drain();
             }
-            status = async {
-                match s.child.as_mut() {
-                    Some(c) => c.wait().await,
-                    None => std::future::pending().await,
-                }
-            }, if has_child => {
+            status = s.wait_child(), if has_child => {
                 return Ok(End::CommandExited(status?));
             }
             _ = duty_timer.tick(), if sampling => s.duty_step()?,

@@ -197,6 +197,23 @@ impl Session {
         self.collector.events.as_raw_fd()
     }
 
+    /// Readiness of the event ring buffer for a `select!` loop: woken only
+    /// by exec events and when the buffer is half full.
+    pub fn events_ready(&self) -> anyhow::Result<tokio::io::unix::AsyncFd<std::os::fd::RawFd>> {
+        // SAFETY: the ring buffer's fd stays open for the whole session,
+        // which outlives this registration.
+        unsafe { tokio::io::unix::AsyncFd::register(self.events_fd()) }
+            .map_err(|e| anyhow::anyhow!("polling the event ring buffer: {e}"))
+    }
+
+    /// Waits for the started command to exit; never resolves without one.
+    pub async fn wait_child(&mut self) -> std::io::Result<std::process::ExitStatus> {
+        match self.child.as_mut() {
+            Some(c) => c.wait().await,
+            None => std::future::pending().await,
+        }
+    }
+
     /// Drains events and acts on them (attach at exec, continue stopped
     /// processes). Returns the pids that exited.
     pub fn drain(&mut self) -> Vec<u32> {

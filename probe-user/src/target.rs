@@ -34,6 +34,21 @@ pub fn proc_exe(pid: u32) -> std::io::Result<ProcExe> {
     Ok(ProcExe { pid, path, display, dev: meta.dev(), ino: meta.ino(), start_time: start_time(pid).unwrap_or(0) })
 }
 
+/// Cheap pre-check from the ELF section headers alone (read lazily): false
+/// only when the file is surely not a Go executable (not ELF, or ELF with
+/// section headers but neither `.go.buildinfo` nor `.gopclntab`).
+pub fn may_be_go(path: &std::path::Path) -> bool {
+    use object::{Object as _, ObjectSection as _};
+    let Ok(file) = fs::File::open(path) else { return false };
+    let cache = object::ReadCache::new(file);
+    let Ok(obj) = object::File::parse(&cache) else { return false };
+    let mut sections = obj.sections().peekable();
+    if sections.peek().is_none() {
+        return true; // no section headers: let the full parser decide
+    }
+    sections.any(|s| matches!(s.name(), Ok(".go.buildinfo" | ".gopclntab" | ".data.rel.ro.gopclntab")))
+}
+
 pub fn start_time(pid: u32) -> Option<u64> {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // comm may contain spaces and parentheses: fields start after the last ')'.
@@ -100,6 +115,16 @@ mod tests {
         let maps = "00400000-00500000 r-xp 00000000 fd:01 99 /y\n";
         assert_eq!(parse_load_bias(maps, 99, &[(0x400000, 0)]), Some(0));
         assert_eq!(parse_load_bias(maps, 98, &[(0x400000, 0)]), None);
+    }
+
+    #[test]
+    fn go_pre_check() {
+        assert!(!may_be_go(std::path::Path::new("/bin/sh")));
+        assert!(!may_be_go(std::path::Path::new("/etc/passwd")));
+        let go = crate::fixtures::build("writers", crate::fixtures::GO_NEWEST, crate::fixtures::Variant::Stripped).unwrap();
+        assert!(may_be_go(&go));
+        let pie = crate::fixtures::build("writers", crate::fixtures::GO_OLDEST, crate::fixtures::Variant::PieStripped).unwrap();
+        assert!(may_be_go(&pie));
     }
 
     #[test]

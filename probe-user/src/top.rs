@@ -12,7 +12,6 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 use crossterm::event::{self, Event};
 use ratatui::DefaultTerminal;
-use tokio::io::unix::AsyncFd;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 use tokio::time::MissedTickBehavior;
@@ -91,10 +90,7 @@ async fn live(
 ) -> anyhow::Result<End> {
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sigterm = signal(SignalKind::terminate())?;
-    // SAFETY: the ring buffer's fd stays open for the whole session, which
-    // outlives this registration.
-    let events = unsafe { AsyncFd::register(s.events_fd()) }
-        .map_err(|e| anyhow::anyhow!("polling the event ring buffer: {e}"))?;
+    let events = s.events_ready()?;
     let mut interval = app.interval;
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -163,12 +159,7 @@ async fn live(
                 guard.clear_ready();
                 s.drain();
             }
-            status = async {
-                match s.child.as_mut() {
-                    Some(c) => c.wait().await,
-                    None => std::future::pending().await,
-                }
-            }, if child_running => {
+            status = s.wait_child(), if child_running => {
                 child_running = false;
                 app.status.ended = Some(match status {
                     Ok(st) => exit_text(&st),

@@ -301,7 +301,7 @@ fn draw_table(frame: &mut Frame, area: Rect, app: &App, model: &Model, rows: &Ro
         .header(header)
         .column_spacing(1)
         .row_highlight_style(Style::new().add_modifier(Modifier::REVERSED));
-    let mut state = TableState::default().with_selected(sel.map(|s| s - first));
+    let mut state = TableState::default().with_selected(sel.map(|s| s.saturating_sub(first)));
     frame.render_stateful_widget(table, area, &mut state);
     if rows.is_empty() && area.height >= 2 {
         let msg = Rect { y: area.y + 1 + (area.height - 1) / 3, height: 1, ..area };

@@ -1424,7 +1424,7 @@ fn overlap_findings(overlaps_seen: &[OverlapEvent], names: &Names) -> Vec<Findin
         }
     }
     let mut out: Vec<Finding> = overlaps.into_values().collect();
-    out.sort_by(|a, b| b.last_ktime_ns.cmp(&a.last_ktime_ns));
+    out.sort_by_key(|f| std::cmp::Reverse(f.last_ktime_ns));
     out
 }
 
@@ -1538,6 +1538,91 @@ mod tests {
         assert_eq!(g7.rate, 400.0);
         assert_eq!(m.agg.total_rate, 400.0);
         assert_eq!(m.history.back().copied(), Some(400));
+    }
+
+    /// Everything the views and the report read, in order.
+    fn dump(m: &Model) -> String {
+        use std::fmt::Write;
+        let (a, mut s) = (&m.agg, String::new());
+        let _ = writeln!(s, "{:?} {}", a.totals, a.total_rate);
+        for g in &a.goroutines {
+            let sites: Vec<_> = g.sites.iter().collect();
+            let _ = writeln!(s, "g {} {} {:?} {} {:?} {:?} {sites:?}", g.pid, g.goid, g.ops, g.rate, g.tids.as_slice(), g.maps.as_slice());
+        }
+        for t in &a.threads {
+            let _ = writeln!(s, "t {} {} {:?} {} {:?}", t.pid, t.tid, t.ops, t.rate, t.goroutines.as_slice());
+        }
+        for x in &a.maps {
+            let (w, ss): (Vec<_>, Vec<_>) = (x.writers.iter().collect(), x.sites.iter().collect());
+            let _ = writeln!(s, "m {} {} {:?} {} {w:?} {ss:?} {}", x.pid, x.addr, x.ops, x.rate, x.overlaps);
+        }
+        for x in &a.sites {
+            let _ = writeln!(s, "s {} {} {:?} {} {:?}", x.pid, x.pc, x.ops, x.rate, x.maps.as_slice());
+        }
+        let _ = writeln!(s, "{:?}", a.findings);
+        s
+    }
+
+    /// Many goroutines on few threads writing few maps from few sites, in
+    /// a scrambled order: more ids per row than a tally scans.
+    fn crowd(round: u64) -> Vec<(WriteKey, u64)> {
+        let mut out: Vec<(WriteKey, u64)> = (0..300u64)
+            .map(|i| {
+                let g = (i * 37) % 150;
+                let r = if i % 3 == 0 { MAPDELETE } else { MAPASSIGN_FAST64 };
+                (key(10 + (g % 2) as u32, 1 + (i % 5) as u32, g, 0xa + i % 4, 0x100 + i % 40, r), round * (1 + i % 7))
+            })
+            .collect();
+        out.rotate_left((round as usize * 17) % 300);
+        out
+    }
+
+    #[test]
+    fn snapshot_order_does_not_matter() {
+        let (mut a, mut b) = (Model::new(), Model::new());
+        for round in 1..5 {
+            let snap = crowd(round);
+            let mut rev = snap.clone();
+            rev.reverse();
+            a.set_counts(snap);
+            b.set_counts(rev);
+            a.tick(Duration::from_secs(1));
+            b.tick(Duration::from_secs(1));
+            assert!(dump(&a) == dump(&b), "round {round}");
+        }
+        let m0 = &a.agg.maps[0];
+        assert!(m0.writers.len() > SCAN_MAX, "the tally's index is exercised");
+        assert!(m0.writers.keys().is_sorted() && m0.sites.keys().is_sorted());
+        assert_eq!(m0.writers.values().map(Ops::total).sum::<u64>(), m0.ops.total());
+        let g = a.agg.goroutines.iter().find(|g| g.goid == 3).unwrap();
+        assert_eq!(a.goroutine(g.pid, 3).map(|x| x.ops), Some(g.ops));
+        assert_eq!(a.counts().len(), 300);
+        assert_eq!(a.counts().get(&crowd(4)[0].0), Some(crowd(4)[0].1));
+    }
+
+    #[test]
+    fn retiring_a_program_keeps_the_others_counting() {
+        let mut m = Model::new();
+        m.set_counts(crowd(1));
+        m.tick(Duration::from_secs(1));
+        m.retire(10);
+        let mut alone = Model::new();
+        let only11 = |r| crowd(r).into_iter().filter(|(k, _)| k.pid == 11).collect::<Vec<_>>();
+        alone.set_counts(only11(1));
+        alone.tick(Duration::from_secs(1));
+        for round in 2..4 {
+            m.set_counts(only11(round));
+            alone.set_counts(only11(round));
+            m.tick(Duration::from_secs(1));
+            alone.tick(Duration::from_secs(1));
+            // Rows and findings alike (the totals keep the retired program's).
+            let rows = |m: &Model| dump(m).split_once('\n').map(|(_, rows)| rows.to_string());
+            assert!(rows(&m) == rows(&alone), "round {round}");
+            assert_eq!(m.agg.total_rate, alone.agg.total_rate);
+        }
+        let r = &m.retired[0];
+        assert!(r.goroutines.iter().all(|g| g.pid == 10) && !r.goroutines.is_empty());
+        assert!(r.goroutines.windows(2).all(|w| w[0].ops.total() >= w[1].ops.total()), "ranked");
     }
 
     #[test]

@@ -820,6 +820,36 @@ mod tests {
     }
 
     #[test]
+    fn a_long_table_scrolls_to_the_selection() {
+        use probe_common::uprobe::{WriteKey, routine};
+        let mut m = Model::new();
+        let k = |goid| WriteKey { pid: 1, tid: 2, goid, map: 0xc0, pc: 0x10, routine: routine::MAPASSIGN, _pad: [0; 7] };
+        // Goroutine g wrote 1000 - g times: ranked 1, 2, … 300.
+        m.set_counts((1..=300).map(|g| (k(g), 1000 - g)));
+        m.tick(Duration::from_secs(1));
+        let mut app = app_with(&m);
+        let goids = |app: &App| -> Vec<u64> {
+            table_rows(&render(app, &m, 80, 24), "GOID").iter().map(|l| first_token(l).parse().unwrap()).collect()
+        };
+        let top = goids(&app);
+        assert_eq!(top.first(), Some(&1));
+        let shown = top.len();
+        assert!(shown > 5 && shown < 30, "{top:?}");
+        for (to, last) in [(Action::End, 300), (Action::PageUp, 300 - app.page as u64)] {
+            app.apply(to, &m);
+            let rows = goids(&app);
+            assert_eq!(rows, ((last + 1 - shown as u64)..=last).collect::<Vec<_>>());
+        }
+        // The selected row is drawn reversed, on the table's last line.
+        let mut t = Terminal::new(TestBackend::new(80, 24)).unwrap();
+        t.draw(|f| draw(f, &app, &m)).unwrap();
+        let lines = render(&app, &m, 80, 24);
+        let y = lines.iter().position(|l| first_token(l) == (300 - app.page).to_string()).unwrap() as u16;
+        assert!(t.backend().buffer()[(0, y)].modifier.contains(Modifier::REVERSED));
+        assert!(!t.backend().buffer()[(0, y - 1)].modifier.contains(Modifier::REVERSED));
+    }
+
+    #[test]
     fn empty_model_says_it_is_waiting() {
         let m = Model::new();
         let app = App::default();

@@ -1,7 +1,10 @@
 //! The tables: columns per view, and rows as pure functions of the model and
 //! the user's sort and filter.
 
+use std::borrow::Cow;
 use std::cmp::Ordering;
+
+use rustc_hash::FxHashMap;
 
 use super::{App, RowId, Sort, Tab};
 use crate::model::{FindingKind, Location, Model};
@@ -147,7 +150,13 @@ fn si(v: f64, fractional: bool) -> String {
     } else if fractional && v < 10.0 && v.fract() != 0.0 {
         format!("{v:.1}")
     } else if v < 100_000.0 {
-        format!("{v:.0}")
+        if v.fract() == 0.5 {
+            // A tie: rounded as the formatter rounds (to even).
+            format!("{v:.0}")
+        } else {
+            // What `{v:.0}` prints, without its slow exact float path.
+            (v.round() as u64).to_string()
+        }
     } else if v < 1e6 {
         format!("{:.1}k", v / 1e3)
     } else if v < 1e9 {
@@ -416,28 +425,48 @@ fn sort_key(tab: Tab, model: &Model, i: usize, col: usize) -> Option<f64> {
     }
 }
 
-/// Item `i` of `tab`, ready to draw.
-fn build(tab: Tab, model: &Model, i: usize) -> RowData {
-    let cells = (0..columns(tab).len()).map(|c| cell(tab, model, i, c)).collect();
-    let id = item_id(tab, model, i);
+/// What else the filter matches of item `i` of `tab` besides its cells
+/// (the call sites of a goroutine or map are `site(pid, pc)`).
+fn extras<'m>(tab: Tab, model: &'m Model, i: usize, mut site: impl FnMut(u32, u64) -> Cow<'m, str>) -> Vec<Cow<'m, str>> {
     let a = &model.agg;
     match tab {
         Tab::Goroutines => {
             let g = &a.goroutines[i];
-            let sites: Vec<String> = g.sites.keys().map(|&pc| site_name(model, g.pid, pc)).collect();
-            let mut extra: Vec<&str> = sites.iter().map(String::as_str).collect();
-            extra.push(exe(model, g.pid));
-            row(id, cells, &extra, g.rate, Alert::None)
+            let mut out: Vec<Cow<str>> = g.sites.keys().map(|&pc| site(g.pid, pc)).collect();
+            out.push(exe(model, g.pid).into());
+            out
         }
-        Tab::Threads => {
-            let t = &a.threads[i];
-            row(id, cells, &[exe(model, t.pid)], t.rate, Alert::None)
-        }
+        Tab::Threads => vec![exe(model, a.threads[i].pid).into()],
         Tab::Maps => {
             let m = &a.maps[i];
-            let sites: Vec<String> = m.sites.keys().map(|&pc| site_name(model, m.pid, pc)).collect();
-            let mut extra: Vec<&str> = sites.iter().map(String::as_str).collect();
-            extra.push(exe(model, m.pid));
+            let mut out: Vec<Cow<str>> = m.sites.keys().map(|&pc| site(m.pid, pc)).collect();
+            out.push(exe(model, m.pid).into());
+            out
+        }
+        Tab::Sites => {
+            let s = &a.sites[i];
+            vec![exe(model, s.pid).into(), s.location.as_ref().map(|l| l.file.as_str()).unwrap_or("").into()]
+        }
+        Tab::Bpf => Vec::new(),
+        Tab::Findings => {
+            let f = &a.findings[i];
+            vec![f.kind.as_str().into(), exe(model, f.pid).into()]
+        }
+    }
+}
+
+/// Item `i` of `tab`, ready to draw.
+fn build(tab: Tab, model: &Model, i: usize) -> RowData {
+    let cells = (0..columns(tab).len()).map(|c| cell(tab, model, i, c)).collect();
+    let extra = extras(tab, model, i, |pid, pc| site_name(model, pid, pc).into());
+    let extra: Vec<&str> = extra.iter().map(|e| e.as_ref()).collect();
+    let id = item_id(tab, model, i);
+    let a = &model.agg;
+    let (rate, alert) = match tab {
+        Tab::Goroutines => (a.goroutines[i].rate, Alert::None),
+        Tab::Threads => (a.threads[i].rate, Alert::None),
+        Tab::Maps => {
+            let m = &a.maps[i];
             let alert = if m.overlaps > 0 {
                 Alert::Bad
             } else if m.writers.len() > 1 {
@@ -445,23 +474,45 @@ fn build(tab: Tab, model: &Model, i: usize) -> RowData {
             } else {
                 Alert::None
             };
-            row(id, cells, &extra, m.rate, alert)
+            (m.rate, alert)
         }
-        Tab::Sites => {
-            let s = &a.sites[i];
-            let file = s.location.as_ref().map(|l| l.file.as_str()).unwrap_or("");
-            row(id, cells, &[exe(model, s.pid), file], s.rate, Alert::None)
-        }
-        Tab::Bpf => row(id, cells, &[], model.bpf[i].rate, Alert::None),
-        Tab::Findings => {
-            let f = &a.findings[i];
-            let alert = match f.kind {
-                FindingKind::OverlappingWrites => Alert::Bad,
-                FindingKind::SharedMap => Alert::Warn,
-            };
-            row(id, cells, &[f.kind.as_str(), exe(model, f.pid)], 0.0, alert)
+        Tab::Sites => (a.sites[i].rate, Alert::None),
+        Tab::Bpf => (model.bpf[i].rate, Alert::None),
+        Tab::Findings => match a.findings[i].kind {
+            FindingKind::OverlappingWrites => (0.0, Alert::Bad),
+            FindingKind::SharedMap => (0.0, Alert::Warn),
+        },
+    };
+    row(id, cells, &extra, rate, alert)
+}
+
+/// [`matches`] for item `i` of `tab` without formatting a whole row: each
+/// piece of its text is made only while some term is still unmatched.
+/// `terms`: the filter's, lower-case; `sites`: call site names already made.
+fn item_matches(
+    tab: Tab,
+    model: &Model,
+    i: usize,
+    terms: &[String],
+    sites: &mut FxHashMap<(u32, u64), String>,
+) -> bool {
+    // A term never spans two pieces of `RowData::search`: it has no
+    // whitespace, and they are joined by newlines.
+    let mut unmatched: Vec<&str> = terms.iter().map(String::as_str).collect();
+    let mut take = |piece: &str| {
+        let low = piece.to_lowercase();
+        unmatched.retain(|t| !low.contains(t));
+        unmatched.is_empty()
+    };
+    for c in 0..columns(tab).len() {
+        if take(&cell(tab, model, i, c).0) {
+            return true;
         }
     }
+    let extra = extras(tab, model, i, |pid, pc| {
+        sites.entry((pid, pc)).or_insert_with(|| site_name(model, pid, pc)).clone().into()
+    });
+    extra.iter().any(|e| take(e))
 }
 
 /// Whether `row` matches the filter: every whitespace-separated term occurs
@@ -536,8 +587,10 @@ impl RowList {
 pub fn row_list(tab: Tab, model: &Model, app: &App) -> RowList {
     let mut items: Vec<usize> = (0..count(tab, model)).collect();
     if !app.filter.trim().is_empty() {
-        // The filter matches a row's whole text: format each row once.
-        items.retain(|&i| matches(&build(tab, model, i), &app.filter));
+        // The filter matches a row's whole text.
+        let terms: Vec<String> = app.filter.split_whitespace().map(str::to_lowercase).collect();
+        let mut sites = FxHashMap::default();
+        items.retain(|&i| item_matches(tab, model, i, &terms, &mut sites));
     }
     let sort = app.sort[tab.index()];
     match sort.col {
@@ -716,6 +769,45 @@ mod tests {
             assert!(fit.iter().map(|(_, w)| u32::from(*w)).sum::<u32>() + fit.len() as u32 - 1 <= 79, "{tab:?}");
             // Headers fit their columns with a sort arrow.
             assert!(cols.iter().all(|c| c.title.chars().count() < usize::from(c.width) || c.grow), "{tab:?}");
+        }
+    }
+
+    #[test]
+    fn unformatted_lists_agree_with_formatted_rows() {
+        let m = testutil::model();
+        let mut app = App::default();
+        for tab in Tab::ALL {
+            for i in 0..count(tab, &m) {
+                let row = build(tab, &m, i);
+                for c in 0..columns(tab).len() {
+                    assert_eq!(sort_key(tab, &m, i, c), row.keys[c], "{tab:?} row {i} column {c}");
+                }
+                for filter in ["int64", "SHAREDWRITER 174", "writers", "4242", "0x4a0300", "no-such"] {
+                    let terms: Vec<String> = filter.split_whitespace().map(str::to_lowercase).collect();
+                    let mine = item_matches(tab, &m, i, &terms, &mut FxHashMap::default());
+                    assert_eq!(mine, matches(&row, filter), "{tab:?} row {i} {filter}");
+                }
+            }
+            // Every sort, formatted then sorted (the reference) or not.
+            for col in std::iter::once(None).chain((0..columns(tab).len()).map(Some)) {
+                for desc in [false, true] {
+                    app.sort[tab.index()] = Sort { col, desc };
+                    let mut want = all_rows_formatted(tab, &m);
+                    sort_rows(&mut want, app.sort[tab.index()]);
+                    assert_eq!(rows_for(tab, &m, &app), want, "{tab:?} {col:?} {desc}");
+                }
+            }
+        }
+    }
+
+    fn all_rows_formatted(tab: Tab, m: &Model) -> Vec<RowData> {
+        (0..count(tab, m)).map(|i| build(tab, m, i)).collect()
+    }
+
+    #[test]
+    fn whole_counts_format_like_the_formatter() {
+        for v in [0.4, 1.0, 9.0, 10.0, 10.49, 10.5, 11.5, 12.5, 99.99, 1234.5001, 99_999.4, 99_999.5, 99_999.7] {
+            assert_eq!(si(v, false), format!("{v:.0}"), "{v}");
         }
     }
 

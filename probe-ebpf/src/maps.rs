@@ -10,7 +10,7 @@ use probe_common::{
     config::{Global, Tracked},
     lost,
     maps as names,
-    uprobe::{LastEntry, MapKey, MapState, WriteKey},
+    uprobe::{LastEntry, MapKey, MapState, NestEntry, WriteKey},
 };
 
 #[map(name = "WRITES")]
@@ -23,6 +23,9 @@ pub static MAP_STATE: HashMap<MapKey, MapState> =
 
 #[map(name = "LAST_ENTRY")]
 pub static LAST_ENTRY: PerCpuArray<LastEntry> = PerCpuArray::with_max_entries(names::LAST_ENTRY_SLOTS, 0);
+
+#[map(name = "NEST")]
+pub static NEST: Array<NestEntry> = Array::with_max_entries(names::NEST_SLOTS, 0);
 
 #[map(name = "EVENTS")]
 pub static EVENTS: RingBuf = RingBuf::with_byte_size(names::EVENTS_DEFAULT_BYTES, 0);

@@ -87,6 +87,12 @@ pub struct ProbeArgs {
     /// Do not count bpf(2) writes to kernel BPF maps.
     #[arg(long)]
     pub no_bpf_maps: bool,
+    /// Also count map reads (`runtime.mapaccess1*`/`mapaccess2*`) and find
+    /// reads of a map while another goroutine writes it
+    /// (`read_during_write`). Reads are usually far more frequent than
+    /// writes: each costs a probe hit, so expect a larger slowdown.
+    #[arg(long)]
+    pub reads: bool,
     /// Capacity of the in-kernel write counter (distinct goroutine × thread ×
     /// map × site tuples). Memory: ~(40 + 8 × CPUs) bytes per entry. Writes
     /// beyond it are counted as lost, never dropped silently.
@@ -139,6 +145,7 @@ impl TopArgs {
                 target: TargetArgs::default(),
                 probe: ProbeArgs {
                     no_bpf_maps: false,
+                    reads: false,
                     max_entries: probe_common::maps::WRITES_DEFAULT_ENTRIES,
                     ringbuf_kib: 1024,
                     user: None,

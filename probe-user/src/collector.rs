@@ -60,6 +60,10 @@ pub struct Collector {
     /// Pids already looked at and found not to be Go (or gone).
     not_go: HashSet<u32>,
     seen_keys: HashSet<WriteKey>,
+    /// (pid, return address) of calls from one probed routine into another
+    /// (`GoBinary::nested_returns`): the inner entry is the same map
+    /// operation as the outer one, counted once, at the outer one's site.
+    nested: HashSet<(u32, u64)>,
     bpf_resolver: bpfmaps::Resolver,
     bpf_ids: HashMap<(u32, u32), Option<bpfmaps::BpfMapId>>,
     /// Benchmark filler events drained (`cargo xtask bench`).
@@ -83,6 +87,7 @@ impl Collector {
             procs: HashMap::new(),
             not_go: HashSet::new(),
             seen_keys: HashSet::new(),
+            nested: HashSet::new(),
             bpf_resolver: bpfmaps::Resolver::default(),
             bpf_ids: HashMap::new(),
             bench_events: 0,
@@ -131,6 +136,8 @@ impl Collector {
             },
         );
         self.not_go.remove(&exe.pid);
+        self.nested.retain(|k| k.0 != exe.pid);
+        self.nested.extend(bin.nested_returns().iter().map(|&pc| (exe.pid, pc.wrapping_add(bias))));
         self.procs.insert(exe.pid, Proc { exe, bin, bias, registered_ns: monotonic_ns() });
     }
 
@@ -204,6 +211,10 @@ impl Collector {
                     return None;
                 };
                 let k = ev.key;
+                if self.nested.contains(&(k.pid, k.pc)) {
+                    // Seen (and reported) at the outer routine's entry.
+                    return None;
+                }
                 self.note_tuple(&k, ev.maptype, ev.gopc, model);
                 let known = ev.other_known != 0;
                 let ov = OverlapEvent {
@@ -217,6 +228,7 @@ impl Collector {
                     other_site: if known { self.symbolize(k.pid, ev.other.pc) } else { None },
                     ktime_ns: ev.hdr.ktime_ns,
                     by_go_runtime: ev.source == events::OVERLAP_GO_FATAL,
+                    read: probe_common::uprobe::routine::op(k.routine) == probe_common::uprobe::routine::Op::Read,
                     pc: k.pc,
                 };
                 if let Some(s) = &ov.other_site {
@@ -296,6 +308,9 @@ impl Collector {
                 self.name_key(k, model);
             }
         }
+        if !self.nested.is_empty() {
+            counts.retain(|(k, _)| !self.nested.contains(&(k.pid, k.pc)));
+        }
         model.set_counts(counts);
         model.lost = self.lost();
         self.snapshot_bpf(model);
@@ -362,6 +377,7 @@ impl Collector {
     /// Forgets a process that exited (after its counts were read).
     pub fn forget(&mut self, pid: u32) {
         self.procs.remove(&pid);
+        self.nested.retain(|k| k.0 != pid);
         self.bpf_resolver.forget(pid);
     }
 }

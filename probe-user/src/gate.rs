@@ -40,13 +40,15 @@ pub fn parse_report(data: &[u8], path: &str) -> Result<Report, ReadError> {
 pub struct Failure(pub String);
 
 fn describe(f: &FindingReport) -> String {
+    let goroutines = f.goroutines.iter().map(|g| g.to_string()).collect::<Vec<_>>().join(" and ");
+    // A read-during-write finding lists the reader first, then the writer.
+    let how = if f.kind == "read_during_write" { "read and written" } else { "written" };
     format!(
-        "{} in pid {}: map {} ({}) written by goroutines {} at {}",
+        "{} in pid {}: map {} ({}) {how} by goroutines {goroutines} at {}",
         f.kind,
         f.pid,
         f.map,
         f.type_name.as_deref().unwrap_or("type unknown"),
-        f.goroutines.iter().map(|g| g.to_string()).collect::<Vec<_>>().join(" and "),
         if f.sites.is_empty() { "unknown sites".to_string() } else { f.sites.join(", ") },
     )
 }
@@ -59,6 +61,13 @@ pub fn evaluate(report: &Report, gate: &GateArgs) -> Vec<Failure> {
             FailOn::SharedMap => "shared_map",
             FailOn::ReadDuringWrite => "read_during_write",
         };
+        if *kind == FailOn::ReadDuringWrite && !report.reads_probed {
+            // Passing would claim an absence nobody looked for.
+            out.push(Failure(
+                "read_during_write cannot be checked: the report was recorded without --reads (record again with --reads)"
+                    .into(),
+            ));
+        }
         out.extend(report.findings.iter().filter(|f| f.kind == name).map(|f| Failure(describe(f))));
     }
     if let Some(max) = gate.max_writes_per_sec {

@@ -15,7 +15,7 @@ use aya::{
 use probe_common::{
     config::{Global, Tracked},
     maps as names,
-    uprobe::{Cookie, MapKey, MapState},
+    uprobe::{Cookie, MapKey, MapState, NEST_WRAPPER, routine, routine::Op},
 };
 
 use crate::cli::{LogLevel, ProbeArgs};
@@ -38,6 +38,8 @@ pub struct LoadOptions {
     pub bpf_writes_entries: u32,
     /// Benchmark: attach the empty floor program instead of `map_write`.
     pub floor: bool,
+    /// `--reads`: probe the map lookup routines too.
+    pub reads: bool,
 }
 
 impl LoadOptions {
@@ -59,6 +61,7 @@ impl LoadOptions {
             map_state_entries: p.debug_map_state_entries.max(1),
             bpf_writes_entries: p.debug_bpf_writes_entries.max(1),
             floor: p.bench_floor,
+            reads: p.reads,
         })
     }
 }
@@ -118,6 +121,8 @@ pub struct Probes {
     /// Keyed by (device, inode, pid or 0 for all processes).
     attached: HashMap<(u64, u64, u32), Attachment>,
     suspended: bool,
+    /// `--reads`: probe the lookup routines too.
+    reads: bool,
     logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
 }
 
@@ -148,7 +153,7 @@ impl Probes {
             None
         };
         let uprobe = if opts.floor { names::PROG_FLOOR } else { names::PROG_MAP_WRITE };
-        let mut me = Self { ebpf, global: Global::default(), uprobe, attached: HashMap::new(), suspended: false, logger };
+        let mut me = Self { ebpf, global: Global::default(), uprobe, attached: HashMap::new(), suspended: false, reads: opts.reads, logger };
         me.set_global(Global {
             self_pid: std::process::id(),
             exec_all: opts.exec_all as u32,
@@ -233,10 +238,30 @@ impl Probes {
             return Ok((0, Vec::new()));
         }
         let offs = bin.runtime_offsets()?;
-        let routines = bin.routines();
-        if routines.iter().all(|r| r.id == probe_common::uprobe::routine::FATAL) {
+        let reads = self.reads;
+        let routines: Vec<_> = bin.routines().into_iter().filter(|r| reads || routine::op(r.id) != Op::Read).collect();
+        if !routines.iter().any(|r| matches!(routine::op(r.id), Op::Write | Op::Delete | Op::Clear)) {
             bail!("{} links none of the Go map write routines (runtime.mapassign*): nothing to audit", path.display());
         }
+        // Nested calls between the probed routines (Go 1.27's mapaccess1_*
+        // wrappers): the wrapper marks its entry, the inner routine skips
+        // an entry made from inside it. With a nesting that cannot be
+        // decoded, the collector still drops the inner entries' counts.
+        let mut nest = [0u8; routine::COUNT];
+        for n in bin.nested_calls() {
+            let probed = |id: u8| routines.iter().any(|r| r.id == id);
+            if !probed(n.wrapper) || !probed(n.inner) {
+                continue;
+            }
+            let inner = &mut nest[n.inner as usize];
+            match n.sp_drop {
+                Some(d) if *inner == 0 || *inner == d => *inner = d,
+                // Two wrappers at different depths: no single distance.
+                _ => *inner = u8::MAX - 1,
+            }
+            nest[n.wrapper as usize] = NEST_WRAPPER;
+        }
+        // 0xfe never matches a real stack distance (they are multiples of 8).
         let mut warnings = Vec::new();
         let mut points = Vec::new();
         for r in &routines {
@@ -260,6 +285,7 @@ impl Probes {
                 gopc_off: offs.gopc,
                 writing_off: offs.writing_off,
                 writing_mask: offs.writing_mask,
+                nest: nest[r.id as usize],
             }
             .encode();
             points.push((r.attach_offset, cookie));

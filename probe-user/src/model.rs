@@ -49,6 +49,8 @@ pub struct Ops {
     pub writes: u64,
     pub deletes: u64,
     pub clears: u64,
+    /// Lookups (`--reads`): counted apart; never part of `total`.
+    pub reads: u64,
 }
 
 impl Ops {
@@ -60,6 +62,7 @@ impl Ops {
         self.writes += n * u64::from(op == routine::Op::Write);
         self.deletes += n * u64::from(op == routine::Op::Delete);
         self.clears += n * u64::from(op == routine::Op::Clear);
+        self.reads += n * u64::from(op == routine::Op::Read);
     }
     /// Every mutation: what rates and rankings are based on.
     pub fn total(&self) -> u64 {
@@ -83,7 +86,9 @@ pub struct OverlapEvent {
     /// Detected by the Go runtime (`fatal("concurrent map writes")`) rather
     /// than by the probe at the write's entry.
     pub by_go_runtime: bool,
-    /// The detecting write's call site pc.
+    /// The detecting access was a read (`--reads`): a read during a write.
+    pub read: bool,
+    /// The detecting access's call site pc.
     pub pc: u64,
 }
 
@@ -359,9 +364,9 @@ impl Default for RowMeta {
 #[repr(C, align(64))]
 pub struct GoroutineRow {
     pub ops: Ops,
-    meta: RowMeta,
-    /// Site pc → ops there (every routine).
+    /// Site pc → mutations there (every mutating routine).
     pub sites: Tally<u64, u64>,
+    meta: RowMeta,
     pub pid: u32,
     pub goid: u64,
     pub rate: f64,
@@ -512,6 +517,8 @@ impl<R> ExactSizeIterator for RankingIter<'_, R> {}
 pub enum FindingKind {
     OverlappingWrites,
     SharedMap,
+    /// A lookup while another goroutine's write was in progress (`--reads`).
+    ReadDuringWrite,
 }
 
 impl FindingKind {
@@ -519,6 +526,7 @@ impl FindingKind {
         match self {
             Self::OverlappingWrites => "overlapping_writes",
             Self::SharedMap => "shared_map",
+            Self::ReadDuringWrite => "read_during_write",
         }
     }
 }
@@ -809,6 +817,9 @@ struct Counter {
 const UNLINKED: Counter =
     Counter { count: 0, goroutine: u32::MAX, thread: 0, map: 0, site: 0, goroutine_site: 0, map_writer: 0, map_site: 0 };
 
+/// A read's counter: no entries in the per-site and per-writer tallies.
+const READER: Counter = Counter { goroutine_site: u32::MAX, map_writer: u32::MAX, map_site: u32::MAX, ..UNLINKED };
+
 /// Counters folded together (see `Model::fold`).
 const BATCH: usize = 64;
 
@@ -1020,6 +1031,8 @@ pub struct Model {
     /// Rates are scaled up by its inverse; counts stay as observed (the
     /// report scales them and says so).
     pub sampling: Option<f64>,
+    /// Map reads are probed (`--reads`).
+    pub reads_probed: bool,
 }
 
 impl Model {
@@ -1089,13 +1102,27 @@ impl Model {
         let site = self.sites.slot(&mut a.sites, (k.pid, k.pc), || SiteRow { pid: k.pid, pc: k.pc, ..Default::default() });
 
         let m = &mut a.maps.rows[map as usize];
+        let g = &mut a.goroutines.rows[goroutine as usize];
+        if routine::op(k.routine) == routine::Op::Read {
+            // A reader is not a writer: reads reach the rows' totals only,
+            // never the writer and site tallies that findings are made of.
+            if g.tids.insert(k.tid) {
+                self.goroutines.touch(&mut a.goroutines, goroutine);
+                a.threads.rows[thread as usize].goroutines.push_new(k.goid);
+                self.threads.touch(&mut a.threads, thread);
+            }
+            let s = &mut a.sites.rows[site as usize];
+            if s.maps.insert(k.map) {
+                self.sites.touch(&mut a.sites, site);
+            }
+            return Counter { count, goroutine, thread, map, site, ..READER };
+        }
         let (map_writer, new_writer) = m.writers.entry(k.goid);
         let (map_site, new_map_site) = m.sites.entry(k.pc);
         if new_writer || new_map_site {
             m.shape = m.shape.wrapping_add(1);
             self.maps.touch(&mut a.maps, map);
         }
-        let g = &mut a.goroutines.rows[goroutine as usize];
         let (goroutine_site, new_site) = g.sites.entry(k.pc);
         let new_tid = g.tids.insert(k.tid);
         // A goroutine's maps are the maps it is a writer of, a thread's
@@ -1134,7 +1161,10 @@ impl Model {
             seen ^= g.ops.writes ^ g.ops.clears ^ g.sites.entries.len() as u64;
             seen ^= m.ops.writes ^ m.ops.clears ^ m.writers.entries.len() as u64 ^ m.sites.entries.len() as u64;
         }
-        for Growth { c, .. } in batch {
+        for Growth { c, op, .. } in batch {
+            if *op == routine::Op::Read {
+                continue;
+            }
             let (g, m) = (&goroutines[c.goroutine as usize], &maps[c.map as usize]);
             seen ^= g.sites.entries[c.goroutine_site as usize].1;
             let (w, s) = (&m.writers.entries[c.map_writer as usize].1, &m.sites.entries[c.map_site as usize].1);
@@ -1145,13 +1175,15 @@ impl Model {
             a.totals.add_op(op, n);
             let g = &mut goroutines[c.goroutine as usize];
             g.ops.add_op(op, n);
-            *g.sites.at(c.goroutine_site) += n;
             threads[c.thread as usize].ops.add_op(op, n);
             let m = &mut maps[c.map as usize];
             m.ops.add_op(op, n);
-            m.writers.at(c.map_writer).add_op(op, n);
-            m.sites.at(c.map_site).add_op(op, n);
             sites[c.site as usize].ops.add_op(op, n);
+            if op != routine::Op::Read {
+                *g.sites.at(c.goroutine_site) += n;
+                m.writers.at(c.map_writer).add_op(op, n);
+                m.sites.at(c.map_site).add_op(op, n);
+            }
         }
     }
 
@@ -1260,7 +1292,7 @@ impl Model {
         self.overlaps = keep;
         for m in &mut maps {
             m.rate = 0.0;
-            m.overlaps = overlaps.iter().filter(|o| o.map == m.addr).count() as u64;
+            m.overlaps = overlaps.iter().filter(|o| o.map == m.addr && !o.read).count() as u64;
         }
         let findings = derive_findings(&overlaps, &maps, &self.names);
         let sites = self.names.sites.iter().filter(|(k, _)| k.0 == pid).map(|(k, v)| (k.1, v.clone())).collect();
@@ -1310,7 +1342,7 @@ impl Model {
         for m in &mut a.maps.rows {
             m.overlaps = 0;
         }
-        for ov in &self.overlaps {
+        for ov in self.overlaps.iter().filter(|o| !o.read) {
             if let Some(&slot) = self.maps.index.get(&(ov.pid, ov.map)) {
                 a.maps.rows[slot as usize].overlaps += 1;
             }
@@ -1394,10 +1426,11 @@ fn site_name(names: &Names, pid: u32, pc: u64) -> (String, bool) {
 
 /// The overlapping-writes findings, most recent first.
 fn overlap_findings(overlaps_seen: &[OverlapEvent], names: &Names) -> Vec<Finding> {
-    let mut overlaps: BTreeMap<(u32, u64), Finding> = BTreeMap::new();
+    let mut overlaps: BTreeMap<(FindingKind, u32, u64), Finding> = BTreeMap::new();
     for ov in overlaps_seen {
-        let f = overlaps.entry((ov.pid, ov.map)).or_insert_with(|| Finding {
-            kind: FindingKind::OverlappingWrites,
+        let kind = if ov.read { FindingKind::ReadDuringWrite } else { FindingKind::OverlappingWrites };
+        let f = overlaps.entry((kind, ov.pid, ov.map)).or_insert_with(|| Finding {
+            kind,
             pid: ov.pid,
             map: ov.map,
             type_name: names.map_types.get(&(ov.pid, ov.map)).cloned(),
@@ -1496,7 +1529,7 @@ mod tests {
         let mut m = sample();
         m.tick(Duration::ZERO);
         let a = &m.agg;
-        assert_eq!(a.totals, Ops { writes: 60, deletes: 5, clears: 2 });
+        assert_eq!(a.totals, Ops { writes: 60, deletes: 5, clears: 2, reads: 0 });
         assert_eq!(a.goroutines.len(), 2);
         let g7 = &a.goroutines[0];
         assert_eq!((g7.goid, g7.ops.writes, g7.ops.deletes), (7, 50, 5));
@@ -1648,6 +1681,7 @@ mod tests {
                 other_site: Some(loc("main.worker", 27)),
                 ktime_ns: t,
                 by_go_runtime: false,
+                read: false,
                 pc: 0x200 + t,
             });
         }
@@ -1658,5 +1692,50 @@ mod tests {
         assert_eq!(f.sites, vec!["main.other main.go:40", "main.worker main.go:27"]);
         assert_eq!(f.count, 2);
         assert_eq!(m.agg.maps.iter().find(|x| x.addr == 0xa).unwrap().overlaps, 2);
+    }
+
+    #[test]
+    fn reads_count_apart_and_never_make_a_writer() {
+        let mut m = sample();
+        // Goroutine 9 only reads map 0xa (two sites); goroutine 7 also reads it.
+        m.set_counts([
+            (key(10, 14, 9, 0xa, 0x400, MAPACCESS1_FASTSTR), 100),
+            (key(10, 14, 9, 0xa, 0x410, MAPACCESS2_FASTSTR), 40),
+            (key(10, 11, 7, 0xa, 0x420, MAPACCESS1_FASTSTR), 6),
+        ]);
+        m.add_overlap(OverlapEvent {
+            pid: 10,
+            map: 0xa,
+            goid: 9,
+            tid: 14,
+            site: Some(loc("main.reader", 50)),
+            other_goid: Some(8),
+            other_tid: Some(13),
+            other_site: Some(loc("main.other", 40)),
+            ktime_ns: 3,
+            by_go_runtime: false,
+            read: true,
+            pc: 0x400,
+        });
+        m.tick(Duration::ZERO);
+        let a = &m.agg;
+        assert_eq!(a.totals, Ops { writes: 60, deletes: 5, clears: 2, reads: 146 });
+        let ma = a.maps.iter().find(|x| x.addr == 0xa).unwrap();
+        assert_eq!((ma.ops.writes, ma.ops.reads), (60, 146));
+        assert_eq!(ma.writers.keys().copied().collect::<Vec<_>>(), vec![7, 8], "a reader is not a writer");
+        assert_eq!(ma.sites.keys().copied().collect::<Vec<_>>(), vec![0x100, 0x104, 0x200], "read sites stay out");
+        assert_eq!(ma.overlaps, 0, "a read during a write is not an overlapping write");
+        let g9 = m.goroutine(10, 9).unwrap();
+        assert_eq!((g9.ops.reads, g9.ops.total(), g9.maps.len(), g9.sites.len()), (140, 0, 0, 0));
+        assert_eq!(m.goroutine(10, 7).unwrap().ops, Ops { writes: 50, deletes: 5, clears: 0, reads: 6 });
+        assert_eq!(m.thread(10, 14).unwrap().goroutines.as_slice(), &[9]);
+        assert_eq!(m.site(10, 0x410).unwrap().ops.reads, 40);
+        let kinds: Vec<_> = a.findings.iter().map(|f| f.kind).collect();
+        assert_eq!(kinds, vec![FindingKind::ReadDuringWrite, FindingKind::SharedMap]);
+        let f = &a.findings[0];
+        assert_eq!((f.goroutines.as_slice(), f.count), (&[9, 8][..], 1));
+        assert_eq!(f.sites, vec!["main.reader main.go:50", "main.other main.go:40"]);
+        // The shared-map finding is about writers only.
+        assert_eq!(a.findings[1].goroutines, vec![7, 8]);
     }
 }

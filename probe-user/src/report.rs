@@ -18,6 +18,10 @@ pub struct Report {
     pub started_at: String,
     pub duration_s: f64,
     pub totals: Totals,
+    /// Whether map reads were probed (`--reads`): without it, `reads` stay 0
+    /// and `read_during_write` cannot be found.
+    #[serde(default)]
+    pub reads_probed: bool,
     /// Each kernel-side loss counter by name (see README "Nothing lost").
     #[serde(default)]
     pub lost: std::collections::BTreeMap<String, u64>,
@@ -37,6 +41,9 @@ pub struct Totals {
     pub clears: u64,
     /// Events and writes the kernel or collector could not record.
     pub lost_events: u64,
+    /// Lookups (`runtime.mapaccess*`); 0 unless `reads_probed`.
+    #[serde(default)]
+    pub reads: u64,
 }
 
 /// How the kernel side fared: with `lost`, these account for every event.
@@ -80,22 +87,26 @@ pub fn apply_sampling(rep: &mut Report, d: &crate::budget::DutyCycle) {
     sc(&mut rep.totals.writes);
     sc(&mut rep.totals.deletes);
     sc(&mut rep.totals.clears);
+    sc(&mut rep.totals.reads);
     for p in &mut rep.processes {
         for g in &mut p.goroutines {
             sc(&mut g.writes);
             sc(&mut g.deletes);
             sc(&mut g.clears);
+            sc(&mut g.reads);
             g.writes_per_sec *= k;
         }
         for t in &mut p.threads {
             sc(&mut t.writes);
             sc(&mut t.deletes);
             sc(&mut t.clears);
+            sc(&mut t.reads);
         }
         for m in &mut p.maps {
             sc(&mut m.writes);
             sc(&mut m.deletes);
             sc(&mut m.clears);
+            sc(&mut m.reads);
             m.writes_per_sec *= k;
             for s in &mut m.sites {
                 sc(&mut s.writes);
@@ -142,6 +153,8 @@ pub struct GoroutineReport {
     pub created_by: Option<String>,
     #[serde(default)]
     pub writes_per_sec: f64,
+    #[serde(default)]
+    pub reads: u64,
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
@@ -153,6 +166,8 @@ pub struct ThreadReport {
     pub clears: u64,
     #[serde(default)]
     pub comm: String,
+    #[serde(default)]
+    pub reads: u64,
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
@@ -168,6 +183,8 @@ pub struct MapReport {
     pub sites: Vec<SiteReport>,
     #[serde(default)]
     pub writes_per_sec: f64,
+    #[serde(default)]
+    pub reads: u64,
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
@@ -205,7 +222,7 @@ pub struct BpfMapReport {
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
 pub struct FindingReport {
-    /// `overlapping_writes` | `shared_map`.
+    /// `overlapping_writes` | `shared_map` | `read_during_write`.
     pub kind: String,
     pub pid: u32,
     pub map: String,
@@ -257,12 +274,20 @@ fn process_report(p: &ProgramRows<'_>, site_name: &dyn Fn(u64) -> Option<Locatio
                 tids: g.tids.iter().copied().collect(),
                 created_by: g.created_by.as_ref().map(Location::short),
                 writes_per_sec: g.ops.total() as f64 / secs,
+                reads: g.ops.reads,
             })
             .collect(),
         threads: p
             .threads
             .iter()
-            .map(|t| ThreadReport { tid: t.tid, writes: t.ops.writes, deletes: t.ops.deletes, clears: t.ops.clears, comm: t.comm.clone() })
+            .map(|t| ThreadReport {
+                tid: t.tid,
+                writes: t.ops.writes,
+                deletes: t.ops.deletes,
+                clears: t.ops.clears,
+                comm: t.comm.clone(),
+                reads: t.ops.reads,
+            })
             .collect(),
         maps: p
             .maps
@@ -292,6 +317,7 @@ fn process_report(p: &ProgramRows<'_>, site_name: &dyn Fn(u64) -> Option<Locatio
                     overlaps: m.overlaps,
                     sites,
                     writes_per_sec: m.ops.total() as f64 / secs,
+                    reads: m.ops.reads,
                 }
             })
             .collect(),
@@ -360,7 +386,9 @@ pub fn build(model: &Model, started_at: &str, duration_s: f64) -> Report {
             deletes: agg.totals.deletes,
             clears: agg.totals.clears,
             lost_events: model.lost_total(),
+            reads: agg.totals.reads,
         },
+        reads_probed: model.reads_probed,
         lost: probe_common::lost::NAMES
             .iter()
             .zip(model.lost.iter())
@@ -492,7 +520,7 @@ mod tests {
         m.names.map_types.insert((5, 0xc000010000), "map[string]int".into());
         m.add_overlap(OverlapEvent {
             pid: 5, map: 0xc000010000, goid: 2, tid: 7, site: None,
-            other_goid: Some(1), other_tid: Some(6), other_site: None, ktime_ns: 1, by_go_runtime: false, pc: 0,
+            other_goid: Some(1), other_tid: Some(6), other_site: None, ktime_ns: 1, by_go_runtime: false, read: false, pc: 0,
         });
         m.tick(Duration::ZERO);
         m

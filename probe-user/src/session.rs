@@ -100,6 +100,7 @@ impl Session {
             last_duty_step: now,
             last_total: 0,
         };
+        s.model.reads_probed = probe.reads;
         if let Some(budget) = probe.max_overhead.filter(|b| *b < 1.0) {
             let cost = crate::budget::calibrate(&mut s.probes)?;
             log::info!("calibrated probe cost: {} ns per hit; budget {:.1}%", cost.as_nanos(), budget * 100.0);

@@ -87,6 +87,18 @@ pub struct Routine {
     pub attach_instruction: String,
 }
 
+/// A call from one probed routine (the wrapper) into another.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NestedCall {
+    pub wrapper: u8,
+    pub inner: u8,
+    /// The call's return address (link-time).
+    pub ret: u64,
+    /// How far rsp drops from the wrapper's probe point to the inner one's
+    /// (`probe_common::uprobe::Cookie::nest`); None if not decodable.
+    pub sp_drop: Option<u8>,
+}
+
 impl Routine {
     /// Whether the attach point is as good as it gets: after the stack
     /// check, or at the entry of a `//go:nosplit` function (no stack check,
@@ -129,6 +141,8 @@ pub struct GoBinary {
     moduledata: Option<ModuleData>,
     has_dwarf: bool,
     type_cache: Mutex<HashMap<u64, Option<String>>>,
+    /// `nested_returns` over every routine, computed once.
+    nested: std::sync::OnceLock<Vec<NestedCall>>,
 }
 
 impl std::fmt::Debug for GoBinary {
@@ -201,6 +215,7 @@ impl GoBinary {
             moduledata,
             has_dwarf,
             type_cache: Mutex::new(HashMap::new()),
+            nested: std::sync::OnceLock::new(),
         })
     }
 
@@ -317,6 +332,40 @@ impl GoBinary {
             });
         }
         found.into_iter().flatten().collect()
+    }
+
+    /// Calls from one probed routine into another, e.g. Go 1.27's
+    /// `mapaccess1_*`, thin wrappers around `mapaccess2_*`: the inner entry
+    /// is the same map operation as the wrapper's, already counted at the
+    /// user's call site. Computed once.
+    pub fn nested_calls(&self) -> &[NestedCall] {
+        self.nested.get_or_init(|| self.find_nested_calls(&self.routines()))
+    }
+
+    /// Return addresses (link-time) of the nested calls.
+    pub fn nested_returns(&self) -> Vec<u64> {
+        self.nested_calls().iter().map(|n| n.ret).collect()
+    }
+
+    fn find_nested_calls(&self, routines: &[Routine]) -> Vec<NestedCall> {
+        let mut out = Vec::new();
+        if self.img.machine != object::elf::EM_X86_64 {
+            return out;
+        }
+        // Map operations only: every routine calls `runtime.fatal`.
+        let map_op = |r: &&Routine| routine::op(r.id) != routine::Op::None;
+        for w in routines.iter().filter(map_op) {
+            let Some(f) = self.function_at(w.entry) else { continue };
+            let Some(code) = self.code(&f) else { continue };
+            for (target, ret) in prologue::direct_calls(code, f.entry) {
+                let Some(inner) = routines.iter().filter(map_op).find(|r| r.entry == target) else { continue };
+                let sp_drop = prologue::sp_drop_to_call(code, f.entry, w.attach_vaddr, ret)
+                    .and_then(|d| u8::try_from(d).ok())
+                    .filter(|&d| d != 0 && d != probe_common::uprobe::NEST_WRAPPER);
+                out.push(NestedCall { wrapper: w.id, inner: inner.id, ret, sp_drop });
+            }
+        }
+        out
     }
 
     /// Offsets for the probe, from DWARF when present, else from the

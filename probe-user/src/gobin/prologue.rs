@@ -72,6 +72,56 @@ pub(crate) fn attach_point(code: &[u8], entry: u64) -> Attach {
     }
 }
 
+/// (target, return address) of every direct call in `code` (loaded at
+/// `entry`): e.g. Go 1.27's `mapaccess1_faststr`, a thin wrapper, calls
+/// `mapaccess2_faststr`.
+pub(crate) fn direct_calls(code: &[u8], entry: u64) -> Vec<(u64, u64)> {
+    let mut dec = Decoder::with_ip(64, code, entry, DecoderOptions::NONE);
+    let mut out = Vec::new();
+    while dec.can_decode() {
+        let i = dec.decode();
+        if i.mnemonic() == Mnemonic::Call && i.op0_kind() == OpKind::NearBranch64 {
+            out.push((i.near_branch64(), i.next_ip()));
+        }
+    }
+    out
+}
+
+/// How far the stack pointer drops from `from` (a probe point in `code`,
+/// loaded at `entry`) to the entry of the routine called by the call that
+/// returns to `call_ret`: pushes, `sub rsp, imm` and the call's own return
+/// address, along the straight line of code between them. None if anything
+/// else moves rsp on the way, or the line branches.
+pub(crate) fn sp_drop_to_call(code: &[u8], entry: u64, from: u64, call_ret: u64) -> Option<u64> {
+    let mut dec = Decoder::with_ip(64, code, entry, DecoderOptions::NONE);
+    let mut drop: i64 = 0;
+    let mut on = false;
+    while dec.can_decode() {
+        let i = dec.decode();
+        if i.ip() == from {
+            on = true;
+        }
+        if !on {
+            continue;
+        }
+        if i.next_ip() == call_ret {
+            return (i.mnemonic() == Mnemonic::Call).then(|| u64::try_from(drop + 8).ok()).flatten();
+        }
+        let writes_rsp = i.op0_kind() == OpKind::Register && i.op0_register() == Register::RSP;
+        match i.mnemonic() {
+            Mnemonic::Push => drop += 8,
+            Mnemonic::Pop => drop -= 8,
+            Mnemonic::Sub if writes_rsp && matches!(i.op1_kind(), OpKind::Immediate8to64 | OpKind::Immediate32to64) => {
+                drop += i.immediate(1) as i64;
+            }
+            Mnemonic::Ret | Mnemonic::Jmp | Mnemonic::Call | Mnemonic::Int3 | Mnemonic::Ud2 => return None,
+            _ if writes_rsp || i.op0_kind() == OpKind::NearBranch64 => return None,
+            _ => {}
+        }
+    }
+    None
+}
+
 pub(crate) fn format(i: &Instruction) -> String {
     let mut out = String::new();
     IntelFormatter::new().format(i, &mut out);
@@ -123,6 +173,21 @@ mod tests {
             (a.vaddr, a.after_prologue, a.instruction.as_str()),
             (0x200b, true, "push rbp")
         );
+        // A call found by its target; other calls and the rest skipped.
+        // push rbp; call +0 (to 0x1006); call +0x10; ret
+        let calls = [0x55, 0xe8, 0, 0, 0, 0, 0xe8, 0x10, 0, 0, 0, 0xc3];
+        assert_eq!(direct_calls(&calls, 0x1000), vec![(0x1006, 0x1006), (0x101b, 0x100b)]);
+        assert!(direct_calls(&[0x55, 0xc3], 0x1000).is_empty());
+        // Go 1.27's mapaccess1_faststr after its stack check:
+        // push rbp; mov rbp,rsp; sub rsp,0x20; mov [rsp+0x40],rcx; call …
+        let wrapper = [
+            0x55, 0x48, 0x89, 0xe5, 0x48, 0x83, 0xec, 0x20, 0x48, 0x89, 0x4c, 0x24, 0x40, 0xe8, 0x48, 0, 0, 0,
+        ];
+        assert_eq!(sp_drop_to_call(&wrapper, 0x1000, 0x1000, 0x1012), Some(8 + 0x20 + 8));
+        // A branch on the way, or no such call: unknown.
+        let branchy = [0x55, 0x74, 0x00, 0xe8, 0, 0, 0, 0];
+        assert_eq!(sp_drop_to_call(&branchy, 0x1000, 0x1000, 0x1008), None);
+        assert_eq!(sp_drop_to_call(&wrapper, 0x1000, 0x1000, 0x1011), None);
         // Wrong guard offset, wrong register, truncated, garbage: entry.
         for code in [
             &[0x49, 0x3b, 0x66, 0x18, 0x76, 0x10, 0x55][..],

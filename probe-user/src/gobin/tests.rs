@@ -746,3 +746,44 @@ fn damaged_binaries_never_panic() {
         assert!(parsed > 0, "some damage should still parse");
     }
 }
+
+/// Go 1.27's `mapaccess1*` are wrappers around `mapaccess2*`; older
+/// versions have none. Checked against the toolchain's disassembly.
+#[test]
+fn nested_calls_between_read_routines_are_found_with_their_stack_distance() {
+    for ver in [GO_OLDEST, "1.24.11", GO_NEWEST] {
+        let path = fixtures::build("readers", ver, Variant::Plain).unwrap();
+        let bin = GoBinary::open(&path).unwrap();
+        let nested = bin.nested_calls();
+        if ver != GO_NEWEST {
+            assert_eq!(nested, &[], "go{ver}");
+            continue;
+        }
+        let mut pairs: Vec<(u8, u8)> = nested.iter().map(|n| (n.wrapper, n.inner)).collect();
+        pairs.sort();
+        use routine::*;
+        assert_eq!(
+            pairs,
+            vec![
+                (MAPACCESS1, MAPACCESS2),
+                (MAPACCESS1_FAST32, MAPACCESS2_FAST32),
+                (MAPACCESS1_FAST64, MAPACCESS2_FAST64),
+                (MAPACCESS1_FASTSTR, MAPACCESS2_FASTSTR),
+            ],
+            "go{ver}"
+        );
+        let go = fixtures::go_binary(ver).unwrap();
+        let dump = Command::new(go).args(["tool", "objdump", "-s", "^runtime.mapaccess1_faststr$"]).arg(&path).output().unwrap();
+        let dump = String::from_utf8_lossy(&dump.stdout);
+        let n = nested.iter().find(|n| n.wrapper == MAPACCESS1_FASTSTR).unwrap();
+        // The instruction before the return address is the CALL, and the
+        // frame is `SUBQ $N, SP` after `PUSHQ BP`: rsp drops 8 + N + 8.
+        let call = dump.lines().find(|l| l.contains("CALL runtime.mapaccess2_faststr")).expect("the wrapper's call");
+        let sub = dump.lines().find(|l| l.contains("SUBQ $0x")).expect("the wrapper's frame");
+        let frame = u64::from_str_radix(sub.split("SUBQ $0x").nth(1).unwrap().split(',').next().unwrap(), 16).unwrap();
+        assert_eq!(n.sp_drop, Some((8 + frame + 8) as u8), "go{ver}: {dump}");
+        let call_addr = u64::from_str_radix(call.split_whitespace().nth(1).unwrap().trim_start_matches("0x"), 16).unwrap();
+        let call_len = call.split_whitespace().nth(2).unwrap().len() as u64 / 2;
+        assert_eq!(n.ret, call_addr + call_len, "go{ver}: {call}");
+    }
+}

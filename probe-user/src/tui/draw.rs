@@ -166,7 +166,7 @@ fn draw_header(frame: &mut Frame, area: Rect, app: &App, model: &Model) {
 
 fn draw_tabs(frame: &mut Frame, area: Rect, app: &App, model: &Model) {
     let wide = area.width >= 110;
-    let overlaps = model.agg.findings.iter().any(|f| f.kind == FindingKind::OverlappingWrites);
+    let overlaps = model.agg.findings.iter().any(|f| f.kind != FindingKind::SharedMap);
     let titles: Vec<Line> = Tab::ALL
         .iter()
         .enumerate()
@@ -483,11 +483,12 @@ pub fn detail_lines(app: &App, model: &Model, row: &RowData) -> Vec<Line<'static
             let (title, alert) = match kind {
                 FindingKind::OverlappingWrites => ("OVERLAPPING WRITES", Alert::Bad),
                 FindingKind::SharedMap => ("shared map", Alert::Warn),
+                FindingKind::ReadDuringWrite => ("READ DURING WRITE", Alert::Bad),
             };
             out.push(Line::from(Span::styled(title, alert_style(alert))));
             out.push(kv("map", format!("{} {}", fmt_addr(map), f.type_name.as_deref().unwrap_or("?"))));
             out.push(kv("process", process_name(model, pid)));
-            out.push(kv(if kind == FindingKind::OverlappingWrites { "times" } else { "ops" }, f.count.to_string()));
+            out.push(kv(if kind == FindingKind::SharedMap { "ops" } else { "times" }, f.count.to_string()));
             out.push(section(&format!("goroutines ({})", f.goroutines.len())));
             for &g in f.goroutines.iter().take(N) {
                 out.push(Line::from(format!("  goroutine {g}  created by {}", created(model, pid, g))));

@@ -354,6 +354,7 @@ fn cell(tab: Tab, model: &Model, i: usize, col: usize) -> (String, Option<f64>) 
                     match f.kind {
                         FindingKind::OverlappingWrites => "OVERLAP",
                         FindingKind::SharedMap => "SHARED",
+                        FindingKind::ReadDuringWrite => "READ+WRITE",
                     }
                     .into(),
                 ),
@@ -481,6 +482,7 @@ fn build(tab: Tab, model: &Model, i: usize) -> RowData {
         Tab::Findings => match a.findings[i].kind {
             FindingKind::OverlappingWrites => (0.0, Alert::Bad),
             FindingKind::SharedMap => (0.0, Alert::Warn),
+            FindingKind::ReadDuringWrite => (0.0, Alert::Bad),
         },
     };
     row(id, cells, &extra, rate, alert)

@@ -62,11 +62,13 @@ fn try_map_write(call: &GoCall, cookie: &Cookie) -> Result<(), ()> {
 
     // Only a map another goroutine writes can be accessed concurrently: a
     // write records itself and learns whether the map has had several
-    // writers; a read (`--reads`) only looks. The user-memory reads below
-    // are the dearest part of the probe, so unshared maps skip them.
-    let contended = if routine::op(cookie.routine) == Op::Read {
+    // writers; a read (`--reads`) only looks.
+    let (contended, other_entered) = if routine::op(cookie.routine) == Op::Read {
         // SAFETY: the reference is only read before the program returns.
-        unsafe { MAP_STATE.get(&mkey) }.is_some_and(|s| s.other_than(goid).is_some())
+        match unsafe { MAP_STATE.get(&mkey) } {
+            Some(s) => (s.other_than(goid).is_some(), s.last.goid != goid),
+            None => (false, false),
+        }
     } else {
         record_writer(&mkey, Writer { goid, pc, tid, _pad: 0 })
     };
@@ -74,8 +76,13 @@ fn try_map_write(call: &GoCall, cookie: &Cookie) -> Result<(), ()> {
         // The header's write-in-progress state is set by a write that has
         // not finished yet (the Go runtime checks the same thing right after
         // this point and dies with "concurrent map writes", or "concurrent
-        // map read and map write").
-        if let Ok(state) = read_user::<u8>(map + cookie.writing_off as u64)
+        // map read and map write"). That write's entry was recorded as the
+        // map's last: if the last to enter was this goroutine, no other one
+        // can be inside, and the user-memory read (the dearest part of the
+        // probe) is skipped. Entries racing this one are caught by Go's own
+        // check, through the `fatal` probe.
+        if other_entered
+            && let Ok(state) = read_user::<u8>(map + cookie.writing_off as u64)
             && state & cookie.writing_mask != 0
         {
             report_overlap(&key, maptype, &mkey, gopc(call, cookie), OVERLAP_AT_ENTRY);
@@ -164,20 +171,22 @@ fn try_go_fatal(ctx: &ProbeContext, call: &GoCall, cookie: &Cookie) -> Result<()
     Ok(())
 }
 
-/// Records `me` as the map's last writer; true when the map has had more
-/// than one writing goroutine.
+/// Records `me` as the map's last writer. Returns whether the map has had
+/// more than one writing goroutine, and whether another goroutine entered
+/// a write on it since `me`'s last.
 #[inline(always)]
-fn record_writer(mkey: &MapKey, me: Writer) -> bool {
+fn record_writer(mkey: &MapKey, me: Writer) -> (bool, bool) {
     match MAP_STATE.get_ptr_mut(mkey) {
         Some(p) => {
             // SAFETY: points into the map's value; racy stores only blur
             // which of two concurrent writers is named, never memory safety.
             unsafe {
-                if (*p).last.goid != me.goid {
+                let other = (*p).last.goid != me.goid;
+                if other {
                     (*p).prev = (*p).last;
                 }
                 (*p).last = me;
-                (*p).prev.pc != 0
+                ((*p).prev.pc != 0, other)
             }
         }
         None => {
@@ -185,7 +194,7 @@ fn record_writer(mkey: &MapKey, me: Writer) -> bool {
             if MAP_STATE.insert(mkey, &st, 0).is_err() {
                 count_lost(lost::MAP_STATE_FULL);
             }
-            false
+            (false, false)
         }
     }
 }

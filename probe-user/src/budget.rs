@@ -8,8 +8,20 @@
 
 use std::time::Duration;
 
-/// Period of one attach/detach cycle.
+/// Shortest period of one attach/detach cycle.
 pub const PERIOD: Duration = Duration::from_secs(1);
+/// The first period, fully attached to learn the write rate: short, since
+/// everything it costs is over budget.
+pub const FIRST_PERIOD: Duration = Duration::from_millis(250);
+/// Longest period: the estimate must follow changes in the workload.
+pub const MAX_PERIOD: Duration = Duration::from_secs(60);
+/// How far the calibrated cost per hit may be from the real one (the
+/// calibration probes an empty program; contention adds to it): what the
+/// reported uncertainty assumes.
+const COST_UNCERTAINTY: f64 = 0.25;
+/// Probe load (CPU fraction while attached) above which the unprobed rate
+/// is taken to be unknowable: the inversion is capped there.
+const MAX_LOAD: f64 = 0.95;
 /// How often the session advances the duty cycle.
 pub const STEP: Duration = Duration::from_millis(10);
 /// Never attach for less than this per period: the estimate needs samples.
@@ -44,10 +56,16 @@ pub struct DutyCycle {
     pub observed: u64,
     pub estimated: f64,
     detached_in_period: Duration,
-    /// Length of a cycle: at least `PERIOD`, longer when detaching is slow
+    /// The highest probe load (CPU fraction spent in probes while
+    /// attached) of any period: how much the estimate can be trusted.
+    pub max_load: f64,
+    /// Length of a cycle: at least `PERIOD`, longer when switching is slow
     /// (the kernel unregisters uprobes one by one, waiting for readers), so
     /// the switching never dominates the cycle.
     pub period: Duration,
+    /// How long the last attach and the last detach took.
+    last_attach: Duration,
+    last_detach: Duration,
 }
 
 /// What the session should do now.
@@ -68,27 +86,43 @@ impl DutyCycle {
             hits_in_period: 0,
             attached_in_period: Duration::ZERO,
             in_period: Duration::ZERO,
-            period: PERIOD,
+            period: FIRST_PERIOD,
             observed: 0,
             estimated: 0.0,
             detached_in_period: Duration::ZERO,
+            max_load: 0.0,
+            last_attach: Duration::ZERO,
+            last_detach: Duration::ZERO,
         }
     }
 
-    /// Records how long attaching or detaching took and stretches the period
-    /// so the attached stretch is at least twice that long. The window
-    /// counts as detached: the kernel removes the probes one by one, so the
-    /// busy ones may go early; writes seen in it still count as observed.
-    pub fn switch_took(&mut self, d: Duration) {
-        self.step(d, false);
-        let needed = d.as_secs_f64() * 2.0 / self.duty.max(MIN_DUTY);
-        self.period = PERIOD.max(Duration::from_secs_f64(needed.min(60.0)));
+    /// Records how long attaching (`attach`) or detaching took, and
+    /// stretches the period so that both switches together take at most
+    /// half of the attached stretch. The window counts as attached: the
+    /// kernel removes (or adds) the probes one by one, so they fire during
+    /// most of it, and the writes seen in it are observed ones.
+    pub fn switch_took(&mut self, d: Duration, attach: bool) {
+        self.step(d, true);
+        if attach {
+            self.last_attach = d;
+        } else {
+            self.last_detach = d;
+        }
+        let switching = (self.last_attach + self.last_detach).as_secs_f64();
+        let needed = switching * 2.0 / self.duty.max(MIN_DUTY);
+        self.period = Duration::from_secs_f64(needed).clamp(PERIOD, MAX_PERIOD);
     }
 
     /// Writes counted since the last call (all of them happened while
     /// attached: nothing is counted otherwise).
     pub fn add_hits(&mut self, hits: u64) {
         self.hits_in_period += hits;
+    }
+
+    /// Whether advancing by `dt` ends the period (the caller then counts
+    /// the hits and CPU time first, so the period is judged on all of them).
+    pub fn closes_after(&self, dt: Duration) -> bool {
+        self.in_period + dt >= self.period
     }
 
     /// Advances by `dt` during which the probes were attached or not;
@@ -105,7 +139,10 @@ impl DutyCycle {
         if self.in_period >= self.period {
             self.close_period();
         }
-        if self.in_period.as_secs_f64() < self.duty * self.period.as_secs_f64() { Phase::Attach } else { Phase::Detach }
+        // The probes stay live while they are being detached: start
+        // detaching that much before the attached share ends.
+        let attached_share = self.duty * self.period.as_secs_f64() - self.last_detach.as_secs_f64();
+        if self.in_period.as_secs_f64() < attached_share.max(0.0) { Phase::Attach } else { Phase::Detach }
     }
 
     /// Ends a cycle: re-plans the duty from the attached stretch's write rate,
@@ -113,13 +150,25 @@ impl DutyCycle {
     /// write costs `cost` more, so a thread writing at rate `r` unprobed
     /// writes at `r / (1 + r·cost)` probed; inverting, the unprobed rate is
     /// `r_a / (1 − r_a·cost)` (capped). Idle-ish workloads get ≈ `r_a`.
+    ///
+    /// The inversion is only as good as the cost per hit, and explodes as
+    /// the load approaches a whole CPU (a hot loop that does little but
+    /// write a map): `relative_error` says so. (The targets' user CPU time
+    /// is no better a yardstick: the trap's time is partly charged to user
+    /// mode, seen here as ~40× the user time per write while attached.)
     pub fn close_period(&mut self) {
         let hits = self.hits_in_period;
         self.observed += hits;
         self.estimated += hits as f64;
+        log::debug!(
+            "duty period: {hits} hits, attached {:?}, detached {:?}",
+            self.attached_in_period,
+            self.detached_in_period
+        );
         if !self.attached_in_period.is_zero() {
             let r_a = hits as f64 / self.attached_in_period.as_secs_f64();
-            let load = (r_a * self.cost_per_hit.as_secs_f64()).min(0.95);
+            let load = (r_a * self.cost_per_hit.as_secs_f64()).min(MAX_LOAD);
+            self.max_load = self.max_load.max(load);
             let r_u = r_a / (1.0 - load);
             self.estimated += r_u * self.detached_in_period.as_secs_f64();
             self.duty = duty_for(self.budget, r_a, self.cost_per_hit);
@@ -128,6 +177,8 @@ impl DutyCycle {
         self.attached_in_period = Duration::ZERO;
         self.detached_in_period = Duration::ZERO;
         self.hits_in_period = 0;
+        let switching = (self.last_attach + self.last_detach).as_secs_f64();
+        self.period = Duration::from_secs_f64(switching * 2.0 / self.duty.max(MIN_DUTY)).clamp(PERIOD, MAX_PERIOD);
     }
 
     /// Fraction of the time the probes were attached.
@@ -140,6 +191,19 @@ impl DutyCycle {
     /// proportions they had while attached). Call `close_period` first.
     pub fn scale(&self) -> f64 {
         if self.observed == 0 { 1.0 } else { self.estimated / self.observed as f64 }
+    }
+
+    /// Relative uncertainty of the scaled totals: sampling noise
+    /// (1/√observed) plus the sensitivity of the rate inversion to the cost
+    /// per hit (`COST_UNCERTAINTY` × load/(1 − load)) at the highest load
+    /// seen. At the load cap it is the whole estimate.
+    pub fn relative_error(&self) -> f64 {
+        if self.observed == 0 {
+            return 1.0;
+        }
+        let noise = 1.0 / (self.observed as f64).sqrt();
+        let model = if self.max_load >= MAX_LOAD { 1.0 } else { COST_UNCERTAINTY * self.max_load / (1.0 - self.max_load) };
+        noise + model
     }
 
     /// Estimated fraction of a CPU spent in probes, averaged over time.
@@ -231,9 +295,9 @@ mod tests {
             attached = dc.step(step, attached) == Phase::Attach;
         }
         assert!((dc.duty - 0.05).abs() < 1e-9, "duty {}", dc.duty);
-        // First period fully attached, then 5%: effective a bit above 5%.
+        // A short first period fully attached, then 5%: effective a bit above 5%.
         let eff = dc.effective_duty();
-        assert!(eff > 0.05 && eff < 0.3, "effective {eff}");
+        assert!(eff > 0.05 && eff < 0.15, "effective {eff}");
         assert!(dc.estimated_overhead(1_000_000.0) <= 0.3);
         dc.close_period();
         // Probed at 1M/s with 1 µs per hit: the load is 100% (capped at
@@ -243,4 +307,45 @@ mod tests {
         let expect = added as f64 + 20_000_000.0 * (5.0 - dc.effective_duty() * 5.0);
         assert!((dc.estimated - expect).abs() / expect < 0.01, "{} vs {expect}", dc.estimated);
     }
-}
+
+    #[test]
+    fn slow_switches_stretch_the_period_and_never_shrink_it_back() {
+        let mut dc = DutyCycle::new(0.05, Duration::from_micros(1));
+        dc.duty = 0.05;
+        dc.period = Duration::from_secs(100);
+        dc.switch_took(Duration::from_millis(700), false);
+        // 2 × 0.7 s / 5 %: 28 s.
+        assert_eq!(dc.period.as_secs(), 28);
+        // A fast attach after it keeps the slow detach in view.
+        dc.switch_took(Duration::from_millis(2), true);
+        assert_eq!(dc.period.as_millis(), 28_080);
+        // Closing re-plans the duty; the period stays bounded below by the
+        // switching cost.
+        // 1M hits/s while attached (0.702 s), at 1 µs each: a whole CPU.
+        dc.add_hits(702_000);
+        dc.close_period();
+        assert!((dc.duty - 0.05).abs() < 1e-9, "{}", dc.duty);
+        assert_eq!(dc.period.as_millis(), 28_080);
+        dc.duty = MIN_DUTY;
+        dc.switch_took(Duration::from_millis(700), false);
+        assert_eq!(dc.period, MAX_PERIOD);
+    }
+
+    #[test]
+    fn uncertainty_grows_with_the_probe_load() {
+        let mut dc = DutyCycle::new(0.05, Duration::from_micros(1));
+        dc.period = Duration::from_secs(100);
+        // 100k/s while attached at 1 µs: 10 % load.
+        dc.add_hits(100_000);
+        dc.step(Duration::from_secs(1), true);
+        dc.step(Duration::from_secs(1), false);
+        dc.close_period();
+        assert!((dc.max_load - 0.1).abs() < 1e-9);
+        let e = dc.relative_error();
+        assert!((e - (1.0 / 100_000f64.sqrt() + 0.25 * 0.1 / 0.9)).abs() < 1e-9, "{e}");
+        // A hot loop at the cap: the estimate is not to be trusted at all.
+        dc.add_hits(2_000_000);
+        dc.step(Duration::from_secs(1), true);
+        dc.close_period();
+        assert!(dc.relative_error() > 1.0);
+    }}

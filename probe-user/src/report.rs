@@ -73,8 +73,11 @@ pub struct Sampling {
     /// Writes actually observed (before scaling).
     #[serde(default)]
     pub observed_writes: u64,
-    /// Relative standard error of the scaled totals from sampling alone
-    /// (1/sqrt(observed)); bursty workloads can be off by more.
+    /// Relative uncertainty of the scaled totals: sampling noise
+    /// (1/sqrt(observed)) plus how sensitive the estimate is to the probe
+    /// cost at the load seen (≥ 1: not to be trusted; a hot loop that does
+    /// little but write maps cannot be estimated from its probed stretches).
+    /// Bursty workloads can be off by more.
     #[serde(default)]
     pub relative_error: f64,
 }
@@ -125,7 +128,7 @@ pub fn apply_sampling(rep: &mut Report, d: &crate::budget::DutyCycle) {
         budget: d.budget,
         probe_cost_ns: d.cost_per_hit.as_nanos() as u64,
         observed_writes: observed,
-        relative_error: if observed > 0 { 1.0 / (observed as f64).sqrt() } else { 1.0 },
+        relative_error: d.relative_error(),
     });
 }
 

@@ -280,40 +280,49 @@ impl Session {
         let dt = now - self.last_duty_step;
         self.last_duty_step = now;
         let attached = !self.probes.is_suspended();
+        let Some(d) = &self.duty else { return Ok(()) };
+        if d.closes_after(dt) {
+            // The period is judged on every hit it had.
+            self.count_hits()?;
+        }
         let Some(d) = &mut self.duty else { return Ok(()) };
         let phase = d.step(dt, attached);
         log::trace!("duty {:.3} attached {attached} -> {phase:?}", d.duty);
-        let switched = match phase {
-            crate::budget::Phase::Attach if !attached => {
-                self.probes.resume()?;
-                true
-            }
-            crate::budget::Phase::Detach if attached => {
-                self.probes.suspend();
-                true
-            }
-            _ => false,
+        let attach = match phase {
+            crate::budget::Phase::Attach if !attached => true,
+            crate::budget::Phase::Detach if attached => false,
+            _ => return Ok(()),
         };
-        if switched {
-            let end = Instant::now();
-            if let Some(d) = &mut self.duty {
-                d.switch_took(end - now);
-            }
-            self.last_duty_step = end;
+        if attach {
+            self.probes.resume()?;
+        } else {
+            self.count_hits()?;
+            self.probes.suspend();
         }
+        let end = Instant::now();
+        if let Some(d) = &mut self.duty {
+            d.switch_took(end - now, attach);
+        }
+        self.last_duty_step = end;
+        Ok(())
+    }
+
+    /// Credits the writes counted since the last call to the duty cycle.
+    fn count_hits(&mut self) -> anyhow::Result<()> {
+        self.collector.snapshot(&mut self.model)?;
+        let total = self.model.agg.totals.total() + self.model.agg.totals.reads;
+        if let Some(d) = &mut self.duty {
+            d.add_hits(total.saturating_sub(self.last_total));
+            self.model.sampling = Some(d.effective_duty());
+        }
+        self.last_total = total;
         Ok(())
     }
 
     /// One tick: drain, snapshot counters, recompute the model.
     pub fn tick(&mut self) -> anyhow::Result<Vec<u32>> {
         let exited = if self.drain_at_exit_only { Vec::new() } else { self.drain() };
-        self.collector.snapshot(&mut self.model)?;
-        let total = self.model.agg.totals.total();
-        if let Some(d) = &mut self.duty {
-            d.add_hits(total.saturating_sub(self.last_total));
-            self.model.sampling = Some(d.effective_duty());
-        }
-        self.last_total = total;
+        self.count_hits()?;
         let now = Instant::now();
         self.model.tick(now - self.last_tick);
         self.last_tick = now;

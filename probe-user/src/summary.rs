@@ -14,9 +14,10 @@ pub fn render(rep: &Report, model: &Model) -> String {
     use std::fmt::Write as _;
     let mut s = String::new();
     let t = &rep.totals;
+    let reads = if rep.reads_probed { format!(", {} reads", t.reads) } else { String::new() };
     let _ = writeln!(
         s,
-        "mapaudit: {:.1}s, {} writes, {} deletes, {} clears in {} process(es); {} lost",
+        "mapaudit: {:.1}s, {} writes, {} deletes, {} clears{reads} in {} process(es); {} lost",
         rep.duration_s,
         t.writes,
         t.deletes,
@@ -56,7 +57,11 @@ pub fn render(rep: &Report, model: &Model) -> String {
         let _ = writeln!(
             s,
             "  {}: pid {} map {} {} goroutines {:?} at {}",
-            if f.kind == "overlapping_writes" { "OVERLAP" } else { "shared map" },
+            match f.kind.as_str() {
+                "overlapping_writes" => "OVERLAP",
+                "read_during_write" => "READ DURING WRITE",
+                _ => "shared map",
+            },
             f.pid,
             f.map,
             f.type_name.as_deref().unwrap_or("?"),

@@ -28,6 +28,10 @@ fn max_overhead_duty_cycles_and_reports_sampling() {
     assert!(duty > 0.0 && duty < 1.0, "the probes were detached part of the time: {duty}");
     let observed = s["observed_writes"].as_u64().unwrap();
     assert!(observed < truth, "detached stretches were not observed: {observed} of {truth}");
+    // The uncertainty is more than sampling noise: the probes' load on this
+    // hot loop makes the inversion sensitive to the cost per hit.
+    let err = s["relative_error"].as_f64().unwrap();
+    assert!(err > 1.0 / (observed as f64).sqrt() * 1.5, "relative_error {err} for {observed} observed");
     let scale = s["scale"].as_f64().unwrap();
     assert!(scale > 1.0);
     let total = r["totals"]["writes"].as_u64().unwrap() + r["totals"]["deletes"].as_u64().unwrap();

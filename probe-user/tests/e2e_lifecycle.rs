@@ -41,6 +41,7 @@ fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
 
 /// Starts mapaudit with `args`; returns once it says it is recording, with
 /// that line.
+#[allow(clippy::zombie_processes, reason = "the child is returned; every caller waits for it")]
 fn start(args: &[&str]) -> (Child, BufReader<ChildStderr>, String) {
     let mut m = Command::new(mapaudit_bin()).args(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
     let mut err = BufReader::new(m.stderr.take().unwrap());

@@ -153,9 +153,13 @@ impl DutyCycle {
     ///
     /// The inversion is only as good as the cost per hit, and explodes as
     /// the load approaches a whole CPU (a hot loop that does little but
-    /// write a map): `relative_error` says so. (The targets' user CPU time
-    /// is no better a yardstick: the trap's time is partly charged to user
-    /// mode, seen here as ~40× the user time per write while attached.)
+    /// write a map): `relative_error` says so. Two yardsticks that do not
+    /// depend on the rate were tried and measured worse on such a loop:
+    /// the targets' user CPU time (the trap's time is partly charged to
+    /// user mode: ~40× the user time per write while attached), and
+    /// CPU-clock samples inside the map routines (the routine's own user
+    /// time per call grew ~25× while probed, the trap evicting its working
+    /// set, plus interrupt skid onto the instruction after the probe).
     pub fn close_period(&mut self) {
         let hits = self.hits_in_period;
         self.observed += hits;

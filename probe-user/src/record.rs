@@ -49,8 +49,7 @@ pub async fn run(args: RecordArgs, log_level: LogLevel) -> anyhow::Result<i32> {
     }
     let started = humantime::format_rfc3339_seconds(s.started_at).to_string();
     let mut rep = report::build(&s.model, &started, s.elapsed().as_secs_f64());
-    if let Some(d) = &mut s.duty {
-        d.close_period();
+    if let Some(d) = &s.duty {
         report::apply_sampling(&mut rep, d);
     }
     if let Some(out) = &output {

@@ -330,10 +330,19 @@ impl Session {
     }
 
     /// Final, exact read: everything the kernel still holds.
+    /// Under `--max-overhead`, also closes the duty cycle's last period,
+    /// with every hit it had (else a recording that ends inside a long
+    /// period would estimate none of it).
     pub fn finish(&mut self) -> anyhow::Result<()> {
         self.drain();
         self.collector.snapshot(&mut self.model)?;
         self.drain();
+        if self.duty.is_some() {
+            self.count_hits()?;
+            if let Some(d) = &mut self.duty {
+                d.close_period();
+            }
+        }
         let now = Instant::now();
         self.model.tick(now - self.last_tick);
         self.last_tick = now;

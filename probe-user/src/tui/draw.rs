@@ -319,7 +319,8 @@ fn draw_table(frame: &mut Frame, area: Rect, app: &App, model: &Model, rows: &Ro
 }
 
 fn ops_line(o: &Ops) -> String {
-    format!("{} writes, {} deletes, {} clears", o.writes, o.deletes, o.clears)
+    let reads = if o.reads > 0 { format!(", {} reads", o.reads) } else { String::new() };
+    format!("{} writes, {} deletes, {} clears{reads}", o.writes, o.deletes, o.clears)
 }
 
 fn label(name: &str) -> Span<'static> {

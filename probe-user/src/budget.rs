@@ -13,6 +13,10 @@ pub const PERIOD: Duration = Duration::from_secs(1);
 /// The first period, fully attached to learn the write rate: short, since
 /// everything it costs is over budget.
 pub const FIRST_PERIOD: Duration = Duration::from_millis(250);
+/// The attached share of a period is at least this many times the time
+/// both switches take: the switch windows are the least certain part (the
+/// probes go or come one by one, in no order mapaudit controls).
+const SWITCH_SHARE: f64 = 4.0;
 /// Longest period: the estimate must follow changes in the workload.
 pub const MAX_PERIOD: Duration = Duration::from_secs(60);
 /// How far the calibrated cost per hit may be from the real one (the
@@ -98,18 +102,21 @@ impl DutyCycle {
 
     /// Records how long attaching (`attach`) or detaching took, and
     /// stretches the period so that both switches together take at most
-    /// half of the attached stretch. The window counts as attached: the
-    /// kernel removes (or adds) the probes one by one, so they fire during
-    /// most of it, and the writes seen in it are observed ones.
+    /// 1/`SWITCH_SHARE` of the attached share. The kernel adds or removes the probes one
+    /// by one (~100 ms each here), in no order mapaudit controls, so the
+    /// probe on the hot routine is live for half the window on average: the
+    /// window counts half as attached (its writes are observed) and half as
+    /// detached (estimated), which is right in expectation.
     pub fn switch_took(&mut self, d: Duration, attach: bool) {
-        self.step(d, true);
+        self.step(d / 2, true);
+        self.step(d - d / 2, false);
         if attach {
             self.last_attach = d;
         } else {
             self.last_detach = d;
         }
         let switching = (self.last_attach + self.last_detach).as_secs_f64();
-        let needed = switching * 2.0 / self.duty.max(MIN_DUTY);
+        let needed = switching * SWITCH_SHARE / self.duty.max(MIN_DUTY);
         self.period = Duration::from_secs_f64(needed).clamp(PERIOD, MAX_PERIOD);
     }
 
@@ -139,9 +146,9 @@ impl DutyCycle {
         if self.in_period >= self.period {
             self.close_period();
         }
-        // The probes stay live while they are being detached: start
-        // detaching that much before the attached share ends.
-        let attached_share = self.duty * self.period.as_secs_f64() - self.last_detach.as_secs_f64();
+        // The probes stay live for half the detach window on average:
+        // start detaching that much before the attached share ends.
+        let attached_share = self.duty * self.period.as_secs_f64() - self.last_detach.as_secs_f64() / 2.0;
         if self.in_period.as_secs_f64() < attached_share.max(0.0) { Phase::Attach } else { Phase::Detach }
     }
 
@@ -182,7 +189,7 @@ impl DutyCycle {
         self.detached_in_period = Duration::ZERO;
         self.hits_in_period = 0;
         let switching = (self.last_attach + self.last_detach).as_secs_f64();
-        self.period = Duration::from_secs_f64(switching * 2.0 / self.duty.max(MIN_DUTY)).clamp(PERIOD, MAX_PERIOD);
+        self.period = Duration::from_secs_f64(switching * SWITCH_SHARE / self.duty.max(MIN_DUTY)).clamp(PERIOD, MAX_PERIOD);
     }
 
     /// Fraction of the time the probes were attached.
@@ -318,18 +325,19 @@ mod tests {
         dc.duty = 0.05;
         dc.period = Duration::from_secs(100);
         dc.switch_took(Duration::from_millis(700), false);
-        // 2 × 0.7 s / 5 %: 28 s.
-        assert_eq!(dc.period.as_secs(), 28);
+        // 4 × 0.7 s / 5 %: 56 s.
+        assert_eq!(dc.period.as_secs(), 56);
         // A fast attach after it keeps the slow detach in view.
         dc.switch_took(Duration::from_millis(2), true);
-        assert_eq!(dc.period.as_millis(), 28_080);
+        assert_eq!(dc.period.as_millis(), 56_160);
         // Closing re-plans the duty; the period stays bounded below by the
         // switching cost.
-        // 1M hits/s while attached (0.702 s), at 1 µs each: a whole CPU.
-        dc.add_hits(702_000);
+        // 1M hits/s while attached (half of each window: 0.351 s), at 1 µs
+        // each: a whole CPU.
+        dc.add_hits(351_000);
         dc.close_period();
         assert!((dc.duty - 0.05).abs() < 1e-9, "{}", dc.duty);
-        assert_eq!(dc.period.as_millis(), 28_080);
+        assert_eq!(dc.period.as_millis(), 56_160);
         dc.duty = MIN_DUTY;
         dc.switch_took(Duration::from_millis(700), false);
         assert_eq!(dc.period, MAX_PERIOD);

@@ -15,7 +15,8 @@
 //! 3. Model: `mapaudit-bench model 100000 10000` (tick, memory, TUI frame).
 //! 5. The overhead budget: `mapaudit record --max-overhead 5` on a long
 //!    run of the write workload against the same run unprobed: slowdown,
-//!    and the scaled total against the fixture's true count.
+//!    and the scaled total against the fixture's true count; on the hot
+//!    loop, and on a light variant (`-work`: arithmetic between writes).
 //! 4. Probe cost with `--reads` on the read-heavy workload (`-reads`: G
 //!    goroutines × N lookups under a read lock), the same four
 //!    configurations, bpftrace on `runtime.mapaccess1_faststr`.
@@ -82,6 +83,10 @@ pub struct BenchArgs {
     /// cycle needs several periods; ~15 s unprobed here).
     #[arg(long, default_value_t = 60_000_000)]
     pub budget_writes: u64,
+    /// Arithmetic steps between writes in the light overhead-budget runs
+    /// (which make 1/200 of `--budget-writes`).
+    #[arg(long, default_value_t = 20_000)]
+    pub budget_work: u64,
     /// Interleaved rounds (unprobed, budgeted) of the overhead-budget runs;
     /// 0 skips them.
     #[arg(long, default_value_t = 3)]
@@ -124,7 +129,10 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         }
     };
     let reads = probe_cost(&bins, args, Workload::Reads)?;
-    let budget = budget_cost(&bins, args)?;
+    let budget = vec![
+        budget_cost(&bins, args, args.budget_writes, 0)?,
+        budget_cost(&bins, args, (args.budget_writes / 200).max(1), args.budget_work)?,
+    ];
     let drain = drain_ladder(&bins, args)?;
     let model = model_cost(&bins, args)?;
     let res = Results { probe, body, reads, budget, drain, model, goroutines: args.goroutines, writes_per_goroutine: args.writes };
@@ -458,6 +466,8 @@ struct BudgetCost {
     /// The report's `sampling.duty_cycle`.
     duty: Vec<f64>,
     writes: u64,
+    /// `-work` of the fixture (0: the hot loop).
+    work: u64,
     skipped: Option<String>,
 }
 
@@ -467,16 +477,19 @@ impl BudgetCost {
     }
 }
 
-fn budget_cost(bins: &Bins, args: &BenchArgs) -> anyhow::Result<BudgetCost> {
-    let mut b = BudgetCost { writes: args.goroutines * args.budget_writes, ..Default::default() };
+fn budget_cost(bins: &Bins, args: &BenchArgs, per_goroutine: u64, work: u64) -> anyhow::Result<BudgetCost> {
+    let mut b = BudgetCost { writes: args.goroutines * per_goroutine, work, ..Default::default() };
     if args.budget_rounds == 0 {
         b.skipped = Some("skipped (--budget-rounds 0)".into());
         return Ok(b);
     }
-    let fa = fixture_args(args, args.budget_writes, Workload::Writes);
+    let mut fa = fixture_args(args, per_goroutine, Workload::Writes);
+    if work > 0 {
+        fa.extend(["-work".into(), work.to_string()]);
+    }
     let json = root().join("target/bench-budget.json");
     for round in 0..args.budget_rounds {
-        eprintln!("xtask: overhead budget round {}/{}", round + 1, args.budget_rounds);
+        eprintln!("xtask: overhead budget (work {work}) round {}/{}", round + 1, args.budget_rounds);
         let mut plain = Command::new(&bins.fixture);
         plain.args(&fa);
         let out = capture(plain)?;
@@ -513,8 +526,9 @@ fn budget_cost(bins: &Bins, args: &BenchArgs) -> anyhow::Result<BudgetCost> {
 
 fn budget_row(t: &mut Table, b: &BudgetCost, goroutines: u64) {
     let label = format!(
-        "--max-overhead {BUDGET_PCT:.0}% on the write workload ({goroutines} goroutines × {} writes)",
-        fmt_int(b.writes / goroutines.max(1))
+        "--max-overhead {BUDGET_PCT:.0}% on the write workload ({goroutines} goroutines × {} writes{})",
+        fmt_int(b.writes / goroutines.max(1)),
+        if b.work > 0 { format!(", {} arithmetic steps between writes", fmt_int(b.work)) } else { ", hot loop".into() }
     );
     if let Some(why) = &b.skipped {
         t.row(&["5", &label, why, "", "", ""]);
@@ -799,8 +813,8 @@ struct Results {
     body: Option<BodyCost>,
     /// Row 4: the read-heavy workload under `--reads`.
     reads: ProbeCost,
-    /// Row 5: `--max-overhead`.
-    budget: BudgetCost,
+    /// Row 5: `--max-overhead`, on the hot loop and the light workload.
+    budget: Vec<BudgetCost>,
     drain: Drain,
     model: ModelCost,
     goroutines: u64,
@@ -1024,7 +1038,9 @@ fn render_table(r: &Results) -> Table {
     probe_rows(&mut t, "4", &r.reads, &workload);
 
     // 5. Overhead budget.
-    budget_row(&mut t, &r.budget, r.goroutines);
+    for b in &r.budget {
+        budget_row(&mut t, b, r.goroutines);
+    }
     t
 }
 
@@ -1250,14 +1266,15 @@ mod tests {
         };
         let mut reads = ProbeCost { workload: Workload::Reads, ..probe.clone() };
         reads.runs[Config::Mapaudit as usize].elapsed_ns = ms(&[304.0, 310.0, 299.0]);
-        let budget = BudgetCost {
+        let budget = vec![BudgetCost {
             unprobed_ns: vec![10e9, 11e9, 10.5e9],
             budgeted_ns: vec![11e9, 12e9, 11.5e9],
             scaled_over_truth: vec![0.95, 1.2, 1.05],
             duty: vec![0.01; 3],
             writes: 4 * 60_000_000,
+            work: 0,
             skipped: None,
-        };
+        }];
         Results {
             probe,
             reads,

@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::num::NonZeroU32;
 use std::path::Path;
+use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use aya::{
@@ -64,6 +65,12 @@ impl LoadOptions {
             reads: p.reads,
         })
     }
+}
+
+/// (run time, run count) of a loaded program (kernel BPF stats).
+fn prog_stats(p: &aya::programs::Program) -> Option<(Duration, u64)> {
+    let info = p.info().ok()?;
+    Some((info.run_time(), info.run_count()))
 }
 
 /// One attached Go binary or process.
@@ -335,18 +342,34 @@ impl Probes {
         log::debug!("detached {n} uprobes in {:?}", t.elapsed());
     }
 
+    /// Time spent in and runs of the map-write program so far (counted only
+    /// while `aya::sys::enable_stats` is held).
+    pub fn uprobe_stats(&self) -> Option<(Duration, u64)> {
+        prog_stats(self.ebpf.program(self.uprobe)?)
+    }
+
     /// Runs `f` with the empty floor program attached at `offset` of our own
     /// executable, for this process only (calibration).
-    pub fn with_floor_probe<T>(&mut self, offset: u64, f: impl FnOnce() -> T) -> anyhow::Result<T> {
+    /// Also returns the empty program's run time per call, if BPF run-time
+    /// stats are enabled.
+    pub fn with_floor_probe<T>(&mut self, offset: u64, f: impl FnOnce() -> T) -> anyhow::Result<(T, Option<Duration>)> {
         let prog: &mut UProbe = self.program(names::PROG_FLOOR)?.try_into()?;
         if prog.fd().is_err() {
             prog.load().context("loading the calibration program")?;
         }
         let point = UProbeAttachPoint { location: UProbeAttachLocation::AbsoluteOffset(offset), cookie: None };
         let link = prog.attach(point, "/proc/self/exe", UProbeScope::CallingProcess).context("attaching the calibration probe")?;
+        let before = prog_stats(self.ebpf.program(names::PROG_FLOOR).context("floor program")?);
         let out = f();
+        let after = prog_stats(self.ebpf.program(names::PROG_FLOOR).context("floor program")?);
+        let prog: &mut UProbe = self.program(names::PROG_FLOOR)?.try_into()?;
         let _ = prog.detach(link);
-        Ok(out)
+        // The empty program's own run time per call, when stats are on.
+        let body = match (before, after) {
+            (Some((t0, n0)), Some((t1, n1))) if n1 > n0 => Some(t1.saturating_sub(t0) / (n1 - n0) as u32),
+            _ => None,
+        };
+        Ok((out, body))
     }
 
     /// Re-attaches what `suspend` detached.

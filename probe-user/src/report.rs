@@ -126,7 +126,7 @@ pub fn apply_sampling(rep: &mut Report, d: &crate::budget::DutyCycle) {
         scaled: true,
         scale: k,
         budget: d.budget,
-        probe_cost_ns: d.cost_per_hit.as_nanos() as u64,
+        probe_cost_ns: d.cost().as_nanos() as u64,
         observed_writes: observed,
         relative_error: d.relative_error(),
     });

@@ -44,6 +44,11 @@ pub struct Session {
     /// `--max-overhead`: the duty-cycle controller.
     pub duty: Option<crate::budget::DutyCycle>,
     last_duty_step: Instant,
+    /// `--max-overhead`: BPF run-time stats, on while held; the empty
+    /// program's run time per call; `map_write`'s stats when last read.
+    bpf_stats: Option<std::os::fd::OwnedFd>,
+    empty_body: Option<Duration>,
+    last_body: Option<(Duration, u64)>,
     last_total: u64,
 }
 
@@ -98,13 +103,23 @@ impl Session {
             drain_at_exit_only: probe.debug_drain_at_exit,
             duty: None,
             last_duty_step: now,
+            bpf_stats: None,
+            empty_body: None,
+            last_body: None,
             last_total: 0,
         };
         s.model.reads_probed = probe.reads;
         if let Some(budget) = probe.max_overhead.filter(|b| *b < 1.0) {
-            let cost = crate::budget::calibrate(&mut s.probes)?;
-            log::info!("calibrated probe cost: {} ns per hit; budget {:.1}%", cost.as_nanos(), budget * 100.0);
-            s.duty = Some(crate::budget::DutyCycle::new(budget, cost));
+            // Run-time stats (while the fd is held) measure what the program
+            // costs beyond an empty one; without them, the calibration alone.
+            match aya::sys::enable_stats(aya::sys::Stats::RunTime) {
+                Ok(fd) => s.bpf_stats = Some(fd),
+                Err(e) => log::warn!("BPF run-time stats unavailable ({e}): the probe cost is the calibration's alone"),
+            }
+            let cal = crate::budget::calibrate(&mut s.probes)?;
+            log::info!("calibrated probe cost: {} ns per hit; budget {:.1}%", cal.cost.as_nanos(), budget * 100.0);
+            s.empty_body = cal.empty_body;
+            s.duty = Some(crate::budget::DutyCycle::new(budget, cal.cost));
         }
         match target {
             Target::Pid(pid) => {
@@ -282,8 +297,10 @@ impl Session {
         let attached = !self.probes.is_suspended();
         let Some(d) = &self.duty else { return Ok(()) };
         if d.closes_after(dt) {
-            // The period is judged on every hit it had.
+            // The period is judged on every hit it had, at the cost the
+            // program really had.
             self.count_hits()?;
+            self.measure_body();
         }
         let Some(d) = &mut self.duty else { return Ok(()) };
         let phase = d.step(dt, attached);
@@ -305,6 +322,23 @@ impl Session {
         }
         self.last_duty_step = end;
         Ok(())
+    }
+
+    /// Updates the duty cycle's per-hit cost with what `map_write` cost per
+    /// run beyond the empty program since the last call (BPF stats).
+    fn measure_body(&mut self) {
+        let (Some(empty), Some(now)) = (self.empty_body, self.probes.uprobe_stats()) else { return };
+        let (t0, n0) = self.last_body.unwrap_or_default();
+        self.last_body = Some(now);
+        let (t, n) = (now.0.saturating_sub(t0), now.1.saturating_sub(n0));
+        if n == 0 {
+            return;
+        }
+        let per_run = t / u32::try_from(n).unwrap_or(u32::MAX);
+        if let Some(d) = &mut self.duty {
+            d.body_extra = per_run.saturating_sub(empty);
+            log::debug!("map_write costs {per_run:?} per run, {:?} more than an empty program", d.body_extra);
+        }
     }
 
     /// Credits the writes counted since the last call to the duty cycle.

@@ -120,6 +120,12 @@ impl DutyCycle {
         } else {
             self.last_detach = d;
         }
+        self.plan_period();
+    }
+
+    /// Stretches the period so both switches take at most 1/`SWITCH_SHARE`
+    /// of the attached share at the current duty.
+    fn plan_period(&mut self) {
         let switching = (self.last_attach + self.last_detach).as_secs_f64();
         let needed = switching * SWITCH_SHARE / self.duty.max(MIN_DUTY);
         self.period = Duration::from_secs_f64(needed).clamp(PERIOD, MAX_PERIOD);
@@ -190,8 +196,7 @@ impl DutyCycle {
         self.attached_in_period = Duration::ZERO;
         self.detached_in_period = Duration::ZERO;
         self.hits_in_period = 0;
-        let switching = (self.last_attach + self.last_detach).as_secs_f64();
-        self.period = Duration::from_secs_f64(switching * SWITCH_SHARE / self.duty.max(MIN_DUTY)).clamp(PERIOD, MAX_PERIOD);
+        self.plan_period();
     }
 
     /// Fraction of the time the probes were attached.

@@ -255,6 +255,7 @@ impl Probes {
         // an entry made from inside it. With a nesting that cannot be
         // decoded, the collector still drops the inner entries' counts.
         let mut nest = [0u8; routine::COUNT];
+        let mut undecodable = [false; routine::COUNT];
         for n in bin.nested_calls() {
             let probed = |id: u8| routines.iter().any(|r| r.id == id);
             if !probed(n.wrapper) || !probed(n.inner) {
@@ -263,12 +264,17 @@ impl Probes {
             let inner = &mut nest[n.inner as usize];
             match n.sp_drop {
                 Some(d) if *inner == 0 || *inner == d => *inner = d,
-                // Two wrappers at different depths: no single distance.
-                _ => *inner = u8::MAX - 1,
+                // Unknown, or two wrappers at different depths: no single
+                // distance to check in the kernel.
+                _ => undecodable[n.inner as usize] = true,
             }
             nest[n.wrapper as usize] = NEST_WRAPPER;
         }
-        // 0xfe never matches a real stack distance (they are multiples of 8).
+        for (n, bad) in nest.iter_mut().zip(undecodable) {
+            if bad {
+                *n = 0;
+            }
+        }
         let mut warnings = Vec::new();
         let mut points = Vec::new();
         for r in &routines {

@@ -1,10 +1,22 @@
 //! Names and default capacities of the kernel maps. Userspace looks maps up by
 //! these names and resizes them before load; never type a map name twice.
 
-/// Per-CPU hash: `WriteKey` → `u64` write count. The one counter every probed
-/// write bumps in place.
-pub const WRITES: &str = "WRITES";
+/// Per-CPU hashes: `WriteKey` → `WriteValue`, the one counter every probed
+/// write bumps in place. Two tables: the probe writes the one `GEN` names;
+/// userspace flips `GEN`, waits for an RCU grace period (every program that
+/// read the old generation has returned), then reads and empties the other
+/// table in batches. No increment is lost between flip and drain, and the
+/// tables hold only what changed in one tick, never the dead.
+pub const WRITES: [&str; 2] = ["WRITES0", "WRITES1"];
+/// Per table: distinct (thread, goroutine, map instance, site) tuples one
+/// tick can hold.
 pub const WRITES_DEFAULT_ENTRIES: u32 = 65_536;
+
+/// Array with one `u32`: which `WRITES` table the probe counts into (0/1).
+pub const GEN: &str = "GEN";
+
+/// Per-CPU array with one `u32`: the CPU's map-instance sequence.
+pub const INST_SEQ: &str = "INST_SEQ";
 
 /// Hash: `MapKey` → `MapState` (last writer per Go map, for overlaps).
 pub const MAP_STATE: &str = "MAP_STATE";

@@ -141,7 +141,24 @@ impl Cookie {
             nest: (c >> 56) as u8,
         }
     }
+
+    /// Offset of the map header's hash seed, which the runtime sets at
+    /// creation (stack-allocated maps too) and re-seeds only on `clear` and
+    /// on a delete that empties the map: (pid, address, seed) tells a new
+    /// map at a reused address from the old one. `hmap.hash0` (uint32 at
+    /// 12) before Go 1.24, whose write state is `hmap.flags` at 8;
+    /// `maps.Map.seed` (uintptr at 8; its low half is read) from 1.24.
+    pub const fn seed_off(&self) -> u64 {
+        if self.writing_off == HMAP_FLAGS_OFF { 12 } else { 8 }
+    }
 }
+
+/// Offset of `hmap.flags` (pre-swiss maps): see `Cookie::seed_off`.
+pub const HMAP_FLAGS_OFF: u8 = 8;
+/// Offset of the element count in every map header (`hmap.count`,
+/// `maps.Map.used`): a delete that finds at most one element may empty
+/// the map, and an emptied map is re-seeded.
+pub const COUNT_OFF: u64 = 0;
 
 /// Key of the `WRITES` counter: one entry per distinct
 /// (process, thread, goroutine, map, call site, routine). Userspace folds it
@@ -158,9 +175,26 @@ pub struct WriteKey {
     /// Return address of the call into the runtime: the write site.
     pub pc: u64,
     pub routine: u8,
-    pub _pad: [u8; 7],
+    pub _pad: [u8; 3],
+    /// The map instance (`MapState::inst`): a map freed and another made at
+    /// the same address are two instances, never one map.
+    pub inst: u32,
 }
 const _: () = assert!(core::mem::size_of::<WriteKey>() == 40);
+
+/// Value of the `WRITES` counters. Besides the count, what naming a new key
+/// needs — read once, when the key is inserted, instead of sending an event
+/// per new key (under churn almost every key is new).
+#[repr(C)]
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub struct WriteValue {
+    pub count: u64,
+    /// `*maptype` (first argument); 0 on CPUs that did not insert the key.
+    pub maptype: u64,
+    /// `g.gopc`: where the goroutine was created; 0 likewise.
+    pub gopc: u64,
+}
+const _: () = assert!(core::mem::size_of::<WriteValue>() == 24);
 
 /// Key of `MAP_STATE`.
 #[repr(C)]
@@ -191,7 +225,21 @@ const _: () = assert!(core::mem::size_of::<Writer>() == 24);
 pub struct MapState {
     pub last: Writer,
     pub prev: Writer,
+    /// This instance's id (`new_instance` in the probe): unique per CPU
+    /// sequence and CPU, never 0.
+    pub inst: u32,
+    /// The header's seed when last read (low 32 bits).
+    pub seed: u32,
+    /// `STATE_RESEED`: a clear, or a delete that may have emptied the map,
+    /// may have re-seeded it: the next write re-reads the seed as this
+    /// instance's.
+    pub flags: u32,
+    pub _pad: u32,
 }
+const _: () = assert!(core::mem::size_of::<MapState>() == 64);
+
+/// `MapState::flags`: see there.
+pub const STATE_RESEED: u32 = 1;
 
 impl MapState {
     /// The writer to blame for an overlap detected by goroutine `goid`.
@@ -216,7 +264,7 @@ pub struct LastEntry {
     pub maptype: u64,
 }
 
-crate::user_pod!(WriteKey, MapKey, Writer, MapState, LastEntry, NestEntry);
+crate::user_pod!(WriteKey, WriteValue, MapKey, Writer, MapState, LastEntry, NestEntry);
 
 #[cfg(test)]
 mod tests {

@@ -4,17 +4,22 @@
 
 use aya_log_ebpf::debug;
 use aya_ebpf::{
-    EbpfContext as _, helpers::bpf_get_attach_cookie, helpers::bpf_ktime_get_ns, macros::uprobe,
+    EbpfContext as _,
+    helpers::{bpf_get_attach_cookie, bpf_get_smp_processor_id, bpf_ktime_get_ns},
+    macros::uprobe,
     programs::ProbeContext,
 };
 use probe_common::{
-    events::{EventHeader, KIND_NEW_TUPLE, KIND_OVERLAP, NewTuple, OVERLAP_AT_ENTRY, OVERLAP_GO_FATAL, Overlap},
+    events::{EventHeader, KIND_OVERLAP, OVERLAP_AT_ENTRY, OVERLAP_GO_FATAL, Overlap},
     lost,
     maps::{LAST_ENTRY_SLOTS, NEST_SLOTS},
-    uprobe::{Cookie, LastEntry, MapKey, MapState, NEST_WRAPPER, NestEntry, WriteKey, Writer, routine, routine::Op},
+    uprobe::{
+        COUNT_OFF, Cookie, LastEntry, MapKey, MapState, NEST_WRAPPER, NestEntry, STATE_RESEED, WriteKey, WriteValue,
+        Writer, routine, routine::Op,
+    },
 };
 
-use crate::maps::{EVENTS, LAST_ENTRY, MAP_STATE, NEST, WRITES, count_lost};
+use crate::maps::{EVENTS, GEN, INST_SEQ, LAST_ENTRY, MAP_STATE, NEST, WRITES0, WRITES1, count_lost};
 use crate::util::{BPF_NOEXIST, pid_tid, read_user, submit_flags};
 
 #[uprobe]
@@ -57,21 +62,15 @@ fn try_map_write(call: &GoCall, cookie: &Cookie) -> Result<(), ()> {
         return Ok(());
     }
     let pc: u64 = read_user(call.sp)?;
-    let key = WriteKey { pid, tid, goid, map, pc, routine: cookie.routine, _pad: [0; 7] };
     let mkey = MapKey { pid, _pad: 0, map };
+    let op = routine::op(cookie.routine);
 
     // Only a map another goroutine writes can be accessed concurrently: a
     // write records itself and learns whether the map has had several
     // writers; a read (`--reads`) only looks.
-    let (contended, other_entered) = if routine::op(cookie.routine) == Op::Read {
-        // SAFETY: the reference is only read before the program returns.
-        match unsafe { MAP_STATE.get(&mkey) } {
-            Some(s) => (s.other_than(goid).is_some(), s.last.goid != goid),
-            None => (false, false),
-        }
-    } else {
-        record_writer(&mkey, Writer { goid, pc, tid, _pad: 0 })
-    };
+    let me = Writer { goid, pc, tid, _pad: 0 };
+    let Seen { inst, contended, other_entered } = note_access(&mkey, me, op, cookie);
+    let key = WriteKey { pid, tid, goid, map, pc, routine: cookie.routine, _pad: [0; 3], inst };
     if contended {
         // The header's write-in-progress state is set by a write that has
         // not finished yet (the Go runtime checks the same thing right after
@@ -94,19 +93,125 @@ fn try_map_write(call: &GoCall, cookie: &Cookie) -> Result<(), ()> {
             unsafe { *p = LastEntry { key, maptype } };
         }
     }
+    count(&key, maptype, call, cookie);
+    Ok(())
+}
 
-    match WRITES.get_ptr_mut(&key) {
+/// Bumps the key's counter in the table of the current generation; a new
+/// key carries the map type and the goroutine's creation PC, read once.
+#[inline(always)]
+fn count(key: &WriteKey, maptype: u64, call: &GoCall, cookie: &Cookie) {
+    let table = match GEN.get(0) {
+        Some(&g) if g & 1 == 1 => &WRITES1,
+        _ => &WRITES0,
+    };
+    match table.get_ptr_mut(key) {
         // SAFETY: per-CPU value; `tid` is in the key, so no other task can
         // be updating this slot concurrently.
-        Some(p) => unsafe { *p += 1 },
+        Some(p) => unsafe { (*p).count += 1 },
         None => {
-            if WRITES.insert(&key, &1, BPF_NOEXIST).is_err() {
+            let v = WriteValue { count: 1, maptype, gopc: gopc(call, cookie) };
+            // No other CPU can insert this key meanwhile (its thread is
+            // here): a failure means the table is full.
+            if table.insert(key, &v, BPF_NOEXIST).is_err() {
                 count_lost(lost::WRITES_FULL);
             }
-            report_new_tuple(&key, maptype, gopc(call, cookie));
         }
     }
-    Ok(())
+}
+
+/// What `note_access` learned about the map.
+struct Seen {
+    inst: u32,
+    /// The map has had more than one writing goroutine (this instance).
+    contended: bool,
+    /// Another goroutine entered a write since this one's last.
+    other_entered: bool,
+}
+
+/// A new map-instance id: this CPU's sequence number and the CPU, never 0.
+#[inline(always)]
+fn new_instance() -> u32 {
+    // SAFETY: no preconditions.
+    let cpu = unsafe { bpf_get_smp_processor_id() };
+    let Some(p) = INST_SEQ.get_ptr_mut(0) else { return 1 };
+    // SAFETY: this CPU's slot; programs do not migrate while running.
+    let n = unsafe {
+        *p = (*p).wrapping_add(1);
+        *p
+    };
+    let id = (n << 8) | (cpu & 0xff);
+    if id == 0 { 1 << 8 } else { id }
+}
+
+/// Records the access in the map's state: the last writers (writes only)
+/// and which instance of the map this is.
+///
+/// A map's identity is (process, address, seed). The seed is read only
+/// when it can matter: when the state is made, and when the writing
+/// goroutine changes — so a map one goroutine writes pays nothing. A seed
+/// that changed without a clear or an emptying delete before it means the
+/// address holds another map now: a new instance, with no writers yet, so
+/// a freed map's writers are never blamed on its successor. Reads never
+/// change the instance (a read-mostly map would pay a read per lookup).
+#[inline(always)]
+fn note_access(mkey: &MapKey, me: Writer, op: Op, cookie: &Cookie) -> Seen {
+    let write = op != Op::Read;
+    let seed_at = mkey.map + cookie.seed_off();
+    let Some(p) = MAP_STATE.get_ptr_mut(mkey) else {
+        let seed = read_user::<u32>(seed_at).unwrap_or(0);
+        let inst = new_instance();
+        let last = if write { me } else { Writer::default() };
+        let st = MapState { last, prev: Writer::default(), inst, seed, flags: reseed_flag(mkey.map, op), _pad: 0 };
+        if MAP_STATE.insert(mkey, &st, 0).is_err() {
+            count_lost(lost::MAP_STATE_FULL);
+        }
+        return Seen { inst, contended: false, other_entered: false };
+    };
+    // SAFETY: points into the map's value; racy stores only blur which of
+    // two concurrent writers is named, never memory safety.
+    let s = unsafe { &mut *p };
+    if !write {
+        return Seen { inst: s.inst, contended: s.other_than(me.goid).is_some(), other_entered: s.last.goid != me.goid };
+    }
+    let other = s.last.goid != me.goid;
+    if s.flags & STATE_RESEED != 0 {
+        // Re-seeded in place (or not): still this instance.
+        if let Ok(seed) = read_user::<u32>(seed_at) {
+            s.seed = seed;
+        }
+        s.flags = 0;
+    } else if other
+        && s.last.pc != 0
+        && let Ok(seed) = read_user::<u32>(seed_at)
+        && seed != s.seed
+    {
+        s.seed = seed;
+        s.inst = new_instance();
+        s.last = Writer::default();
+        s.prev = Writer::default();
+    }
+    let other = s.last.goid != me.goid;
+    if other {
+        s.prev = s.last;
+    }
+    s.last = me;
+    s.flags |= reseed_flag(mkey.map, op);
+    Seen { inst: s.inst, contended: s.prev.pc != 0, other_entered: other }
+}
+
+/// `STATE_RESEED` when `op` may re-seed the map: a clear always, a delete
+/// when it may remove the last element.
+#[inline(always)]
+fn reseed_flag(map: u64, op: Op) -> u32 {
+    match op {
+        Op::Clear => STATE_RESEED,
+        Op::Delete => match read_user::<u64>(map + COUNT_OFF) {
+            Ok(n) if n > 1 => 0,
+            _ => STATE_RESEED,
+        },
+        _ => 0,
+    }
 }
 
 /// Wrapper routines (`Cookie::nest`): a wrapper notes its entry; the
@@ -171,34 +276,6 @@ fn try_go_fatal(ctx: &ProbeContext, call: &GoCall, cookie: &Cookie) -> Result<()
     Ok(())
 }
 
-/// Records `me` as the map's last writer. Returns whether the map has had
-/// more than one writing goroutine, and whether another goroutine entered
-/// a write on it since `me`'s last.
-#[inline(always)]
-fn record_writer(mkey: &MapKey, me: Writer) -> (bool, bool) {
-    match MAP_STATE.get_ptr_mut(mkey) {
-        Some(p) => {
-            // SAFETY: points into the map's value; racy stores only blur
-            // which of two concurrent writers is named, never memory safety.
-            unsafe {
-                let other = (*p).last.goid != me.goid;
-                if other {
-                    (*p).prev = (*p).last;
-                }
-                (*p).last = me;
-                ((*p).prev.pc != 0, other)
-            }
-        }
-        None => {
-            let st = MapState { last: me, prev: Writer::default() };
-            if MAP_STATE.insert(mkey, &st, 0).is_err() {
-                count_lost(lost::MAP_STATE_FULL);
-            }
-            (false, false)
-        }
-    }
-}
-
 #[inline(always)]
 fn header(kind: u32, key: &WriteKey) -> EventHeader {
     // SAFETY: no preconditions.
@@ -209,16 +286,6 @@ fn header(kind: u32, key: &WriteKey) -> EventHeader {
 #[inline(always)]
 fn gopc(call: &GoCall, cookie: &Cookie) -> u64 {
     read_user::<u64>(call.g + cookie.gopc_off as u64).unwrap_or(0)
-}
-
-#[inline(never)]
-fn report_new_tuple(key: &WriteKey, maptype: u64, gopc: u64) {
-    let Some(mut entry) = EVENTS.reserve::<NewTuple>(0) else {
-        count_lost(lost::RINGBUF_FULL);
-        return;
-    };
-    entry.write(NewTuple { hdr: header(KIND_NEW_TUPLE, key), key: *key, maptype, gopc });
-    entry.submit(submit_flags());
 }
 
 #[inline(never)]

@@ -10,12 +10,23 @@ use probe_common::{
     config::{Global, Tracked},
     lost,
     maps as names,
-    uprobe::{LastEntry, MapKey, MapState, NestEntry, WriteKey},
+    uprobe::{LastEntry, MapKey, MapState, NestEntry, WriteKey, WriteValue},
 };
 
-#[map(name = "WRITES")]
-pub static WRITES: PerCpuHashMap<WriteKey, u64> =
+// The two tables of `names::WRITES` (the names there must match).
+#[map(name = "WRITES0")]
+pub static WRITES0: PerCpuHashMap<WriteKey, WriteValue> =
     PerCpuHashMap::with_max_entries(names::WRITES_DEFAULT_ENTRIES, 0);
+
+#[map(name = "WRITES1")]
+pub static WRITES1: PerCpuHashMap<WriteKey, WriteValue> =
+    PerCpuHashMap::with_max_entries(names::WRITES_DEFAULT_ENTRIES, 0);
+
+#[map(name = "GEN")]
+pub static GEN: Array<u32> = Array::with_max_entries(1, 0);
+
+#[map(name = "INST_SEQ")]
+pub static INST_SEQ: PerCpuArray<u32> = PerCpuArray::with_max_entries(1, 0);
 
 #[map(name = "MAP_STATE")]
 pub static MAP_STATE: HashMap<MapKey, MapState> =

@@ -8,6 +8,8 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use aya::maps::{MapData, PerCpuArray, PerCpuHashMap, RingBuf};
+
+use crate::counters::{CounterTables, Drained};
 use probe_common::{
     bpfmap::{BpfWriteKey, BpfWriteValue},
     events::{self, EventHeader},
@@ -51,7 +53,9 @@ pub fn monotonic_ns() -> u64 {
 
 pub struct Collector {
     pub events: RingBuf<MapData>,
-    writes: PerCpuHashMap<MapData, WriteKey, u64>,
+    writes: CounterTables,
+    /// Scratch for a drain.
+    drained: Vec<(WriteKey, Drained)>,
     lost: PerCpuArray<MapData, u64>,
     bpf_writes: Option<PerCpuHashMap<MapData, BpfWriteKey, BpfWriteValue>>,
     /// Parsed executables by (dev, ino); None: not a Go binary.
@@ -59,15 +63,12 @@ pub struct Collector {
     pub procs: HashMap<u32, Proc>,
     /// Pids already looked at and found not to be Go (or gone).
     not_go: HashSet<u32>,
-    seen_keys: HashSet<WriteKey>,
     /// (pid, return address) of calls from one probed routine into another
     /// (`GoBinary::nested_returns`): the inner entry is the same map
     /// operation as the outer one, counted once, at the outer one's site.
+    /// The kernel skips them; a thread-slot collision there can let one
+    /// through, which is dropped here.
     nested: HashSet<(u32, u64)>,
-    /// Counter keys made by such inner entries (the kernel skips them; a
-    /// thread-slot collision can let one through): left out of the model.
-    /// Looked up once per new key, so a snapshot pays nothing when empty.
-    nested_keys: HashSet<WriteKey>,
     bpf_resolver: bpfmaps::Resolver,
     bpf_ids: HashMap<(u32, u32), Option<bpfmaps::BpfMapId>>,
     /// Benchmark filler events drained (`cargo xtask bench`).
@@ -79,20 +80,19 @@ impl Collector {
         let ebpf = &mut probes.ebpf;
         let take = |ebpf: &mut aya::Ebpf, n: &str| ebpf.take_map(n).with_context(|| format!("map {n} missing"));
         let events = RingBuf::try_from(take(ebpf, names::EVENTS)?)?;
-        let writes = PerCpuHashMap::try_from(take(ebpf, names::WRITES)?)?;
+        let writes = CounterTables::new(ebpf)?;
         let lost = PerCpuArray::try_from(take(ebpf, names::LOST)?)?;
         let bpf_writes = PerCpuHashMap::try_from(take(ebpf, names::BPF_WRITES)?).ok();
         Ok(Self {
             events,
             writes,
+            drained: Vec::new(),
             lost,
             bpf_writes,
             binaries: HashMap::new(),
             procs: HashMap::new(),
             not_go: HashSet::new(),
-            seen_keys: HashSet::new(),
             nested: HashSet::new(),
-            nested_keys: HashSet::new(),
             bpf_resolver: bpfmaps::Resolver::default(),
             bpf_ids: HashMap::new(),
             bench_events: 0,
@@ -224,7 +224,7 @@ impl Collector {
                 let known = ev.other_known != 0;
                 let ov = OverlapEvent {
                     pid: k.pid,
-                    map: k.map,
+                    map: crate::model::MapId::of(&k),
                     goid: k.goid,
                     tid: k.tid,
                     site: self.symbolize(k.pid, k.pc),
@@ -267,7 +267,7 @@ impl Collector {
         if !self.ensure_process(k.pid, model) {
             return;
         }
-        if let std::collections::hash_map::Entry::Vacant(e) = model.names.map_types.entry((k.pid, k.map))
+        if let std::collections::hash_map::Entry::Vacant(e) = model.names.map_types.entry((k.pid, crate::model::MapId::of(k)))
             && let Some(t) = self.type_name(k.pid, maptype)
         {
             e.insert(t);
@@ -301,30 +301,39 @@ impl Collector {
         out
     }
 
-    /// Reads every counter into the model (sums over CPUs).
+    /// Reads what the kernel counted since the last call into the model,
+    /// emptying its tables (`counters`). `all`: both tables (the final read).
     pub fn snapshot(&mut self, model: &mut Model) -> anyhow::Result<()> {
-        let mut counts = Vec::new();
-        for item in self.writes.iter() {
-            let Ok((k, per_cpu)) = item else { continue };
-            counts.push((k, per_cpu.iter().sum::<u64>()));
-        }
-        for (k, _) in &counts {
+        self.read_counters(model, false)
+    }
+
+    /// The last read of a recording: everything still in the kernel.
+    pub fn snapshot_all(&mut self, model: &mut Model) -> anyhow::Result<()> {
+        self.read_counters(model, true)
+    }
+
+    fn read_counters(&mut self, model: &mut Model, all: bool) -> anyhow::Result<()> {
+        let mut drained = std::mem::take(&mut self.drained);
+        drained.clear();
+        let r = if all { self.writes.drain_all(&mut drained) } else { self.writes.drain(&mut drained) };
+        drained.retain(|(k, d)| {
             // The process is registered (and its nested calls known) first.
-            if self.seen_keys.insert(*k) && self.ensure_process(k.pid, model) {
-                if self.nested.contains(&(k.pid, k.pc)) {
-                    self.nested_keys.insert(*k);
-                } else {
-                    self.name_key(k, model);
-                }
+            if !self.ensure_process(k.pid, model) {
+                return true;
             }
-        }
-        if !self.nested_keys.is_empty() {
-            counts.retain(|(k, _)| !self.nested_keys.contains(k));
-        }
-        model.set_counts(counts);
+            if !self.nested.is_empty() && self.nested.contains(&(k.pid, k.pc)) {
+                // An inner entry the kernel let through (see `nested`).
+                return false;
+            }
+            // What a new key carries, read once in the kernel.
+            self.note_tuple(k, d.maptype, d.gopc, model);
+            true
+        });
+        model.add_counts(drained.iter().map(|(k, d)| (*k, d.count)));
+        self.drained = drained;
         model.lost = self.lost();
         self.snapshot_bpf(model);
-        Ok(())
+        r.map(drop)
     }
 
     fn snapshot_bpf(&mut self, model: &mut Model) {
@@ -372,17 +381,6 @@ impl Collector {
         let mut rows: Vec<BpfRow> = rows.into_values().collect();
         rows.sort_by(|a, b| (b.updates + b.deletes).cmp(&(a.updates + a.deletes)).then((a.pid, a.tid, a.fd).cmp(&(b.pid, b.tid, b.fd))));
         model.set_bpf(rows);
-    }
-
-    /// Removes a pid's counters from the kernel (after the model retired
-    /// them), so the next program at that pid starts from zero.
-    pub fn delete_pid(&mut self, pid: u32) {
-        let keys: Vec<WriteKey> = self.writes.keys().filter_map(Result::ok).filter(|k| k.pid == pid).collect();
-        for k in &keys {
-            let _ = self.writes.remove(k);
-        }
-        self.seen_keys.retain(|k| k.pid != pid);
-        self.nested_keys.retain(|k| k.pid != pid);
     }
 
     /// Forgets a process that exited (after its counts were read).

@@ -10,6 +10,7 @@ pub mod bpfmaps;
 pub mod budget;
 pub mod cli;
 pub mod collector;
+pub mod counters;
 pub mod fixtures;
 pub mod gate;
 pub mod gobin;

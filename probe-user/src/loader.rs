@@ -147,7 +147,8 @@ impl Probes {
             LogLevel::Trace => 5,
         };
         let mut ebpf = EbpfLoader::new()
-            .map_max_entries(names::WRITES, opts.writes_entries)
+            .map_max_entries(names::WRITES[0], opts.writes_entries)
+            .map_max_entries(names::WRITES[1], opts.writes_entries)
             .map_max_entries(names::EVENTS, opts.ringbuf_bytes)
             .map_max_entries(names::MAP_STATE, opts.map_state_entries)
             .map_max_entries(names::BPF_WRITES, opts.bpf_writes_entries)

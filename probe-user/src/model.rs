@@ -13,6 +13,28 @@ use probe_common::{
     uprobe::{WriteKey, routine},
 };
 
+/// A Go map instance within its process: the header's address and the
+/// instance the probe told apart there (see `uprobe::MapState::inst`) — a
+/// map freed and another made at the same address are two maps.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct MapId {
+    pub addr: u64,
+    pub inst: u32,
+}
+
+impl MapId {
+    pub fn of(k: &WriteKey) -> Self {
+        Self { addr: k.map, inst: k.inst }
+    }
+}
+
+impl std::fmt::LowerHex for MapId {
+    /// The address: what a user can find in a debugger or a heap dump.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::LowerHex::fmt(&self.addr, f)
+    }
+}
+
 /// A resolved code location.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct Location {
@@ -74,7 +96,7 @@ impl Ops {
 #[derive(Clone, Debug, Default)]
 pub struct OverlapEvent {
     pub pid: u32,
-    pub map: u64,
+    pub map: MapId,
     pub goid: u64,
     pub tid: u32,
     pub site: Option<Location>,
@@ -125,7 +147,7 @@ pub struct Names {
     /// (pid, pc) → call site.
     pub sites: HashMap<(u32, u64), Location>,
     /// (pid, map) → `map[K]V`.
-    pub map_types: HashMap<(u32, u64), String>,
+    pub map_types: HashMap<(u32, MapId), String>,
     /// (pid, goid) → where the goroutine was created.
     pub created_by: HashMap<(u32, u64), Location>,
     /// (pid, tid) → thread name.
@@ -371,7 +393,7 @@ pub struct GoroutineRow {
     pub goid: u64,
     pub rate: f64,
     pub tids: IdSet<u32>,
-    pub maps: IdSet<u64>,
+    pub maps: IdSet<MapId>,
     pub created_by: Option<Location>,
 }
 
@@ -402,7 +424,7 @@ pub struct MapRow {
     /// Site pc → ops there.
     pub sites: Tally<u64, Ops>,
     pub pid: u32,
-    pub addr: u64,
+    pub map: MapId,
     pub type_name: Option<String>,
     pub rate: f64,
     pub overlaps: u64,
@@ -422,7 +444,7 @@ pub struct SiteRow {
     pub location: Option<Location>,
     pub ops: Ops,
     pub rate: f64,
-    pub maps: IdSet<u64>,
+    pub maps: IdSet<MapId>,
     meta: RowMeta,
 }
 
@@ -535,7 +557,7 @@ impl FindingKind {
 pub struct Finding {
     pub kind: FindingKind,
     pub pid: u32,
-    pub map: u64,
+    pub map: MapId,
     pub type_name: Option<String>,
     pub goroutines: Vec<u64>,
     pub sites: Vec<String>,
@@ -624,9 +646,9 @@ impl Ranked for ThreadRow {
 }
 
 impl Ranked for MapRow {
-    type Id = (u32, u64);
+    type Id = (u32, MapId);
     fn id(&self) -> Self::Id {
-        (self.pid, self.addr)
+        (self.pid, self.map)
     }
     fn total(&self) -> u64 {
         self.ops.total()
@@ -1040,11 +1062,20 @@ impl Model {
         Self::default()
     }
 
-    /// Takes a fresh kernel snapshot of cumulative counters. Counts only
-    /// grow in the kernel; a key that vanished (its process was forgotten)
-    /// keeps its last value here. Only the growth is folded into the rows.
+    /// Adds what the kernel counted since the last drain (its tables are
+    /// emptied as they are read: see `counters`).
+    pub fn add_counts(&mut self, deltas: impl IntoIterator<Item = (WriteKey, u64)>) {
+        self.apply_counts(deltas.into_iter(), false);
+    }
+
+    /// Takes cumulative counts (each key's total so far); only the growth
+    /// since the last call is folded in. A key missing from `counts` keeps
+    /// its last value.
     pub fn set_counts(&mut self, counts: impl IntoIterator<Item = (WriteKey, u64)>) {
-        let mut counts = counts.into_iter();
+        self.apply_counts(counts.into_iter(), true);
+    }
+
+    fn apply_counts(&mut self, mut counts: impl Iterator<Item = (WriteKey, u64)>, cumulative: bool) {
         let mut keys = Vec::with_capacity(BATCH);
         let mut found = [None; BATCH];
         let mut batch = Vec::with_capacity(BATCH);
@@ -1063,11 +1094,12 @@ impl Model {
             for (&(k, v), at) in keys.iter().zip(found) {
                 let at = at.or_else(|| self.counts.find(&k)).unwrap_or_else(|| self.counts.add(k));
                 let c = &mut self.counts.entries[at].1;
-                if v <= c.count {
+                let n = if cumulative { v.saturating_sub(c.count) } else { v };
+                if n == 0 {
                     continue;
                 }
-                let n = v - c.count;
-                c.count = v;
+                c.count += n;
+                let v = c.count;
                 let c = if c.goroutine == u32::MAX {
                     let linked = self.link(&k, v);
                     self.counts.entries[at].1 = linked;
@@ -1098,7 +1130,8 @@ impl Model {
         });
         let thread =
             self.threads.slot(&mut a.threads, (k.pid, k.tid), || ThreadRow { pid: k.pid, tid: k.tid, ..Default::default() });
-        let map = self.maps.slot(&mut a.maps, (k.pid, k.map), || MapRow { pid: k.pid, addr: k.map, ..Default::default() });
+        let mid = MapId::of(k);
+        let map = self.maps.slot(&mut a.maps, (k.pid, mid), || MapRow { pid: k.pid, map: mid, ..Default::default() });
         let site = self.sites.slot(&mut a.sites, (k.pid, k.pc), || SiteRow { pid: k.pid, pc: k.pc, ..Default::default() });
 
         let m = &mut a.maps.rows[map as usize];
@@ -1112,7 +1145,7 @@ impl Model {
                 self.threads.touch(&mut a.threads, thread);
             }
             let s = &mut a.sites.rows[site as usize];
-            if s.maps.insert(k.map) {
+            if s.maps.insert(mid) {
                 self.sites.touch(&mut a.sites, site);
             }
             return Counter { count, goroutine, thread, map, site, ..READER };
@@ -1128,7 +1161,7 @@ impl Model {
         // A goroutine's maps are the maps it is a writer of, a thread's
         // goroutines those that ran on it, a site's maps those written there.
         if new_writer {
-            g.maps.push_new(k.map);
+            g.maps.push_new(mid);
         }
         if new_site || new_tid || new_writer {
             self.goroutines.touch(&mut a.goroutines, goroutine);
@@ -1138,7 +1171,7 @@ impl Model {
             self.threads.touch(&mut a.threads, thread);
         }
         if new_map_site {
-            a.sites.rows[site as usize].maps.push_new(k.map);
+            a.sites.rows[site as usize].maps.push_new(mid);
             self.sites.touch(&mut a.sites, site);
         }
         Counter { count, goroutine, thread, map, site, goroutine_site, map_writer, map_site }
@@ -1196,8 +1229,8 @@ impl Model {
         self.threads.get(&self.agg.threads, &(pid, tid))
     }
 
-    pub fn map(&self, pid: u32, addr: u64) -> Option<&MapRow> {
-        self.maps.get(&self.agg.maps, &(pid, addr))
+    pub fn map(&self, pid: u32, map: MapId) -> Option<&MapRow> {
+        self.maps.get(&self.agg.maps, &(pid, map))
     }
 
     pub fn site(&self, pid: u32, pc: u64) -> Option<&SiteRow> {
@@ -1262,7 +1295,7 @@ impl Model {
         });
         rows_to_name(&self.maps, &mut a.maps, grew(2), |m| {
             if m.type_name.is_none() {
-                m.type_name = names.map_types.get(&(m.pid, m.addr)).cloned();
+                m.type_name = names.map_types.get(&(m.pid, m.map)).cloned();
             }
         });
         rows_to_name(&self.sites, &mut a.sites, grew(3), |s| {
@@ -1292,7 +1325,7 @@ impl Model {
         self.overlaps = keep;
         for m in &mut maps {
             m.rate = 0.0;
-            m.overlaps = overlaps.iter().filter(|o| o.map == m.addr && !o.read).count() as u64;
+            m.overlaps = overlaps.iter().filter(|o| o.map == m.map && !o.read).count() as u64;
         }
         let findings = derive_findings(&overlaps, &maps, &self.names);
         let sites = self.names.sites.iter().filter(|(k, _)| k.0 == pid).map(|(k, v)| (k.1, v.clone())).collect();
@@ -1379,7 +1412,7 @@ impl Model {
         let old = std::mem::replace(&mut self.agg.findings, overlap_findings(&self.overlaps, names));
         let mut old = old.into_iter().filter(|f| f.kind == FindingKind::SharedMap).peekable();
         // Last tick's findings in map order; once the order differs, by map.
-        let mut by_map: Option<FxHashMap<(u32, u64), Finding>> = None;
+        let mut by_map: Option<FxHashMap<(u32, MapId), Finding>> = None;
         let mut site_cache: FxHashMap<(u32, u64), (String, bool)> = FxHashMap::default();
         let a = &mut self.agg;
         for &slot in &a.maps.order {
@@ -1387,7 +1420,7 @@ impl Model {
             if m.writers.len() < 2 {
                 continue;
             }
-            let key = (m.pid, m.addr);
+            let key = (m.pid, m.map);
             let cached = if let Some(rest) = &mut by_map {
                 rest.remove(&key)
             } else if old.peek().is_some_and(|f| (f.pid, f.map) == key) {
@@ -1426,7 +1459,7 @@ fn site_name(names: &Names, pid: u32, pc: u64) -> (String, bool) {
 
 /// The overlapping-writes findings, most recent first.
 fn overlap_findings(overlaps_seen: &[OverlapEvent], names: &Names) -> Vec<Finding> {
-    let mut overlaps: BTreeMap<(FindingKind, u32, u64), Finding> = BTreeMap::new();
+    let mut overlaps: BTreeMap<(FindingKind, u32, MapId), Finding> = BTreeMap::new();
     for ov in overlaps_seen {
         let kind = if ov.read { FindingKind::ReadDuringWrite } else { FindingKind::OverlappingWrites };
         let f = overlaps.entry((kind, ov.pid, ov.map)).or_insert_with(|| Finding {
@@ -1477,7 +1510,7 @@ fn shared_finding(m: &MapRow, names: &Names, cache: &mut FxHashMap<(u32, u64), (
     let f = Finding {
         kind: FindingKind::SharedMap,
         pid: m.pid,
-        map: m.addr,
+        map: m.map,
         type_name: m.type_name.clone(),
         goroutines: m.writers.keys().copied().collect(),
         sites,
@@ -1501,7 +1534,7 @@ mod tests {
     use probe_common::uprobe::routine::*;
 
     fn key(pid: u32, tid: u32, goid: u64, map: u64, pc: u64, r: u8) -> WriteKey {
-        WriteKey { pid, tid, goid, map, pc, routine: r, _pad: [0; 7] }
+        WriteKey { pid, tid, goid, map, pc, routine: r, _pad: [0; 3], inst: 0 }
     }
 
     fn loc(f: &str, line: u32) -> Location {
@@ -1519,7 +1552,7 @@ mod tests {
         ]);
         m.names.sites.insert((10, 0x100), loc("main.worker", 27));
         m.names.sites.insert((10, 0x200), loc("main.other", 40));
-        m.names.map_types.insert((10, 0xa), "map[string]int".into());
+        m.names.map_types.insert((10, MapId { addr: 0xa, inst: 0 }), "map[string]int".into());
         m.names.created_by.insert((10, 7), loc("main.main", 12));
         m
     }
@@ -1537,10 +1570,10 @@ mod tests {
         assert_eq!(g7.created_by.as_ref().map(Location::short).as_deref(), Some("main.main main.go:12"));
         let t12 = a.threads.iter().find(|t| t.tid == 12).unwrap();
         assert_eq!((t12.ops.writes, t12.ops.deletes), (20, 5));
-        let ma = a.maps.iter().find(|x| x.addr == 0xa).unwrap();
+        let ma = a.maps.iter().find(|x| x.map.addr == 0xa).unwrap();
         assert_eq!((ma.ops.writes, ma.ops.deletes), (60, 5));
         assert_eq!(ma.writers.keys().copied().collect::<Vec<_>>(), vec![7, 8]);
-        let mb = a.maps.iter().find(|x| x.addr == 0xb).unwrap();
+        let mb = a.maps.iter().find(|x| x.map.addr == 0xb).unwrap();
         assert_eq!(mb.ops.clears, 2);
         assert_eq!(a.sites[0].pc, 0x100);
         assert_eq!(a.sites[0].ops.writes, 50);
@@ -1552,7 +1585,7 @@ mod tests {
         m.tick(Duration::ZERO);
         let f: Vec<_> = m.agg.findings.iter().filter(|f| f.kind == FindingKind::SharedMap).collect();
         assert_eq!(f.len(), 1);
-        assert_eq!(f[0].map, 0xa);
+        assert_eq!(f[0].map.addr, 0xa);
         assert_eq!(f[0].goroutines, vec![7, 8]);
         assert_eq!(f[0].type_name.as_deref(), Some("map[string]int"));
         assert!(f[0].sites.contains(&"main.worker main.go:27".to_string()));
@@ -1587,7 +1620,7 @@ mod tests {
         }
         for x in &a.maps {
             let (w, ss): (Vec<_>, Vec<_>) = (x.writers.iter().collect(), x.sites.iter().collect());
-            let _ = writeln!(s, "m {} {} {:?} {} {w:?} {ss:?} {}", x.pid, x.addr, x.ops, x.rate, x.overlaps);
+            let _ = writeln!(s, "m {} {} {:?} {} {w:?} {ss:?} {}", x.pid, x.map.addr, x.ops, x.rate, x.overlaps);
         }
         for x in &a.sites {
             let _ = writeln!(s, "s {} {} {:?} {} {:?}", x.pid, x.pc, x.ops, x.rate, x.maps.as_slice());
@@ -1672,7 +1705,7 @@ mod tests {
         for t in [5, 9] {
             m.add_overlap(OverlapEvent {
                 pid: 10,
-                map: 0xa,
+                map: MapId { addr: 0xa, inst: 0 },
                 goid: 8,
                 tid: 13,
                 site: Some(loc("main.other", 40)),
@@ -1691,7 +1724,7 @@ mod tests {
         assert_eq!(f.goroutines, vec![8, 7]);
         assert_eq!(f.sites, vec!["main.other main.go:40", "main.worker main.go:27"]);
         assert_eq!(f.count, 2);
-        assert_eq!(m.agg.maps.iter().find(|x| x.addr == 0xa).unwrap().overlaps, 2);
+        assert_eq!(m.agg.maps.iter().find(|x| x.map.addr == 0xa).unwrap().overlaps, 2);
     }
 
     #[test]
@@ -1705,7 +1738,7 @@ mod tests {
         ]);
         m.add_overlap(OverlapEvent {
             pid: 10,
-            map: 0xa,
+            map: MapId { addr: 0xa, inst: 0 },
             goid: 9,
             tid: 14,
             site: Some(loc("main.reader", 50)),
@@ -1720,7 +1753,7 @@ mod tests {
         m.tick(Duration::ZERO);
         let a = &m.agg;
         assert_eq!(a.totals, Ops { writes: 60, deletes: 5, clears: 2, reads: 146 });
-        let ma = a.maps.iter().find(|x| x.addr == 0xa).unwrap();
+        let ma = a.maps.iter().find(|x| x.map.addr == 0xa).unwrap();
         assert_eq!((ma.ops.writes, ma.ops.reads), (60, 146));
         assert_eq!(ma.writers.keys().copied().collect::<Vec<_>>(), vec![7, 8], "a reader is not a writer");
         assert_eq!(ma.sites.keys().copied().collect::<Vec<_>>(), vec![0x100, 0x104, 0x200], "read sites stay out");

@@ -176,6 +176,10 @@ pub struct ThreadReport {
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
 pub struct MapReport {
     pub addr: String,
+    /// Which map at `addr`: a map freed and another made at the same
+    /// address are two instances (two rows). Opaque; unique per process.
+    #[serde(default)]
+    pub instance: u32,
     #[serde(rename = "type")]
     pub type_name: Option<String>,
     pub writes: u64,
@@ -229,6 +233,9 @@ pub struct FindingReport {
     pub kind: String,
     pub pid: u32,
     pub map: String,
+    /// The map instance at `map` (see `MapReport::instance`).
+    #[serde(default)]
+    pub instance: u32,
     #[serde(rename = "type")]
     pub type_name: Option<String>,
     pub goroutines: Vec<u64>,
@@ -311,7 +318,8 @@ fn process_report(p: &ProgramRows<'_>, site_name: &dyn Fn(u64) -> Option<Locatio
                 }
                 sites.sort_by(|a, b| b.writes.cmp(&a.writes).then(a.pc.cmp(&b.pc)));
                 MapReport {
-                    addr: hex(m.addr),
+                    addr: hex(m.map.addr),
+                    instance: m.map.inst,
                     type_name: m.type_name.clone(),
                     writes: m.ops.writes,
                     deletes: m.ops.deletes,
@@ -331,7 +339,8 @@ fn finding_report(f: &Finding) -> FindingReport {
     FindingReport {
         kind: f.kind.as_str().into(),
         pid: f.pid,
-        map: hex(f.map),
+        map: hex(f.map.addr),
+        instance: f.map.inst,
         type_name: f.type_name.clone(),
         goroutines: f.goroutines.clone(),
         sites: f.sites.clone(),
@@ -510,6 +519,7 @@ fn write_atomic(path: &Path, data: &[u8]) -> anyhow::Result<()> {
 
 #[cfg(test)]
 mod tests {
+    use crate::model::MapId;
     use super::*;
     use crate::model::OverlapEvent;
     use probe_common::uprobe::{WriteKey, routine};
@@ -517,12 +527,12 @@ mod tests {
 
     fn model() -> Model {
         let mut m = Model::new();
-        let k = |tid, goid, pc, r| WriteKey { pid: 5, tid, goid, map: 0xc000010000, pc, routine: r, _pad: [0; 7] };
+        let k = |tid, goid, pc, r| WriteKey { pid: 5, tid, goid, map: 0xc000010000, pc, routine: r, _pad: [0; 3], inst: 0 };
         m.set_counts([(k(6, 1, 0x10, routine::MAPASSIGN_FASTSTR), 3), (k(7, 2, 0x20, routine::MAPDELETE_FASTSTR), 1)]);
         m.names.sites.insert((5, 0x10), Location { function: "main.a".into(), file: "/x/main.go".into(), line: 9 });
-        m.names.map_types.insert((5, 0xc000010000), "map[string]int".into());
+        m.names.map_types.insert((5, MapId { addr: 0xc000010000, inst: 0 }), "map[string]int".into());
         m.add_overlap(OverlapEvent {
-            pid: 5, map: 0xc000010000, goid: 2, tid: 7, site: None,
+            pid: 5, map: MapId { addr: 0xc000010000, inst: 0 }, goid: 2, tid: 7, site: None,
             other_goid: Some(1), other_tid: Some(6), other_site: None, ktime_ns: 1, by_go_runtime: false, read: false, pc: 0,
         });
         m.tick(Duration::ZERO);

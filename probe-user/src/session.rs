@@ -281,7 +281,6 @@ impl Session {
                 log::warn!("snapshot before pid {pid} exec'd: {e}");
             }
             self.model.retire(pid);
-            self.collector.delete_pid(pid);
             self.probes.forget_map_state(pid);
         }
         self.collector.forget(pid);
@@ -369,7 +368,7 @@ impl Session {
     /// period would estimate none of it).
     pub fn finish(&mut self) -> anyhow::Result<()> {
         self.drain();
-        self.collector.snapshot(&mut self.model)?;
+        self.collector.snapshot_all(&mut self.model)?;
         self.drain();
         if self.duty.is_some() {
             self.count_hits()?;

@@ -46,7 +46,7 @@ pub fn render(rep: &Report, model: &Model) -> String {
                 s,
                 "    pid {:<7} 0x{:<14x} {:<28} {:>10} ops  {} writer(s)",
                 m.pid,
-                m.addr,
+                m.map.addr,
                 m.type_name.as_deref().unwrap_or("?"),
                 m.ops.total(),
                 m.writers.len()

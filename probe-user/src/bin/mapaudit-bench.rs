@@ -138,7 +138,7 @@ fn model(goroutines: usize, maps: usize) -> anyhow::Result<serde_json::Value> {
         map: 0xc000_0000 + ((g * 7 + j) % maps.max(1)) as u64 * 0x40,
         pc: 0x40_0000 + ((g + j) % 256) as u64 * 0x10,
         routine: if j == 0 { routine::MAPASSIGN_FASTSTR } else { routine::MAPDELETE_FASTSTR },
-        _pad: [0; 7],
+        _pad: [0; 3], inst: 0,
     };
     for pc in 0..256u64 {
         m.names.sites.insert((1000, 0x40_0000 + pc * 0x10), Location { function: format!("main.f{pc}"), file: "/src/main.go".into(), line: pc as u32 });

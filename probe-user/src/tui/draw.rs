@@ -194,10 +194,10 @@ fn row_label(row: &RowData) -> String {
     match row.id {
         RowId::Goroutine { goid, .. } => format!("goroutine {goid}"),
         RowId::Thread { tid, .. } => format!("thread {tid}"),
-        RowId::Map { addr, .. } => format!("map {}", fmt_addr(addr)),
+        RowId::Map { map, .. } => format!("map {}", fmt_addr(map.addr)),
         RowId::Site { .. } => row.cells.first().cloned().unwrap_or_default(),
         RowId::Bpf { .. } => format!("bpf map {}", row.cells.get(3).cloned().unwrap_or_default()),
-        RowId::Finding { map, .. } => format!("map {}", fmt_addr(map)),
+        RowId::Finding { map, .. } => format!("map {}", fmt_addr(map.addr)),
     }
 }
 
@@ -394,21 +394,21 @@ pub fn detail_lines(app: &App, model: &Model, row: &RowData) -> Vec<Line<'static
             let maps = a
                 .maps
                 .iter()
-                .filter(|m| m.pid == pid && g.maps.contains(&m.addr))
+                .filter(|m| m.pid == pid && g.maps.contains(&m.map))
                 .map(|m| {
                     let n = m.writers.get(&goid).map(Ops::total).unwrap_or(0);
-                    (format!("{} {}", fmt_addr(m.addr), map_type(model, pid, m.addr)), n)
+                    (format!("{} {}", fmt_addr(m.map.addr), map_type(model, pid, m.map)), n)
                 })
                 .collect();
             out.extend(ranked(maps, N));
             out.push(section(&format!("sites ({})", g.sites.len())));
             out.extend(ranked(g.sites.iter().map(|(&pc, &n)| (site_name(model, pid, pc), n)).collect(), N));
         }
-        RowId::Map { pid, addr } => {
-            let Some(m) = a.maps.iter().find(|m| m.pid == pid && m.addr == addr) else { return out };
+        RowId::Map { pid, map } => {
+            let Some(m) = a.maps.iter().find(|m| m.pid == pid && m.map == map) else { return out };
             out.push(Line::from(vec![
-                Span::styled(format!("map {}", fmt_addr(addr)), bold()),
-                Span::raw(format!("  {}", map_type(model, pid, addr))),
+                Span::styled(format!("map {}", fmt_addr(map.addr)), bold()),
+                Span::raw(format!("  {}", map_type(model, pid, map))),
                 Span::styled(format!(" · {}", process_name(model, pid)), dim()),
             ]));
             out.push(kv("ops", ops_line(&m.ops)));
@@ -459,10 +459,10 @@ pub fn detail_lines(app: &App, model: &Model, row: &RowData) -> Vec<Line<'static
             out.extend(ranked(
                 a.maps
                     .iter()
-                    .filter(|m| m.pid == pid && s.maps.contains(&m.addr))
+                    .filter(|m| m.pid == pid && s.maps.contains(&m.map))
                     .map(|m| {
                         let n = m.sites.get(&pc).map(Ops::total).unwrap_or(0);
-                        (format!("{} {}", fmt_addr(m.addr), map_type(model, pid, m.addr)), n)
+                        (format!("{} {}", fmt_addr(m.map.addr), map_type(model, pid, m.map)), n)
                     })
                     .collect(),
                 N,
@@ -487,7 +487,7 @@ pub fn detail_lines(app: &App, model: &Model, row: &RowData) -> Vec<Line<'static
                 FindingKind::ReadDuringWrite => ("READ DURING WRITE", Alert::Bad),
             };
             out.push(Line::from(Span::styled(title, alert_style(alert))));
-            out.push(kv("map", format!("{} {}", fmt_addr(map), f.type_name.as_deref().unwrap_or("?"))));
+            out.push(kv("map", format!("{} {}", fmt_addr(map.addr), f.type_name.as_deref().unwrap_or("?"))));
             out.push(kv("process", process_name(model, pid)));
             out.push(kv(if kind == FindingKind::SharedMap { "ops" } else { "times" }, f.count.to_string()));
             out.push(section(&format!("goroutines ({})", f.goroutines.len())));
@@ -825,7 +825,7 @@ mod tests {
     fn a_long_table_scrolls_to_the_selection() {
         use probe_common::uprobe::{WriteKey, routine};
         let mut m = Model::new();
-        let k = |goid| WriteKey { pid: 1, tid: 2, goid, map: 0xc0, pc: 0x10, routine: routine::MAPASSIGN, _pad: [0; 7] };
+        let k = |goid| WriteKey { pid: 1, tid: 2, goid, map: 0xc0, pc: 0x10, routine: routine::MAPASSIGN, _pad: [0; 3], inst: 0 };
         // Goroutine g wrote 1000 - g times: ranked 1, 2, … 300.
         m.set_counts((1..=300).map(|g| (k(g), 1000 - g)));
         m.tick(Duration::from_secs(1));

@@ -19,7 +19,7 @@ use std::time::Duration;
 use hdrhistogram::Histogram;
 use rustc_hash::FxHashMap;
 
-use crate::model::{FindingKind, Model};
+use crate::model::{FindingKind, MapId, Model};
 
 pub use draw::draw;
 pub use keys::{Action, action};
@@ -79,10 +79,10 @@ impl Tab {
 pub enum RowId {
     Goroutine { pid: u32, goid: u64 },
     Thread { pid: u32, tid: u32 },
-    Map { pid: u32, addr: u64 },
+    Map { pid: u32, map: MapId },
     Site { pid: u32, pc: u64 },
     Bpf { pid: u32, tid: u32, fd: u32 },
-    Finding { kind: FindingKind, pid: u32, map: u64 },
+    Finding { kind: FindingKind, pid: u32, map: MapId },
 }
 
 /// How a table is ordered: `col: None` keeps the model's order (busiest
@@ -234,7 +234,7 @@ impl App {
             .iter()
             .map(|g| (RowId::Goroutine { pid: g.pid, goid: g.goid }, g.rate))
             .chain(a.threads.iter().map(|t| (RowId::Thread { pid: t.pid, tid: t.tid }, t.rate)))
-            .chain(a.maps.iter().map(|m| (RowId::Map { pid: m.pid, addr: m.addr }, m.rate)))
+            .chain(a.maps.iter().map(|m| (RowId::Map { pid: m.pid, map: m.map }, m.rate)))
             .chain(a.sites.iter().map(|s| (RowId::Site { pid: s.pid, pc: s.pc }, s.rate)))
             .chain(model.bpf.iter().map(|b| (RowId::Bpf { pid: b.pid, tid: b.tid, fd: b.fd }, b.rate)));
         let tick = self.ticks;
@@ -352,12 +352,12 @@ pub(crate) mod testutil {
 
     use probe_common::uprobe::{WriteKey, routine::*};
 
-    use crate::model::{BpfRow, Location, Model, OverlapEvent, ProcessInfo};
+    use crate::model::{BpfRow, Location, MapId, Model, OverlapEvent, ProcessInfo};
 
     pub const PID: u32 = 4242;
 
     fn key(tid: u32, goid: u64, map: u64, pc: u64, r: u8) -> WriteKey {
-        WriteKey { pid: PID, tid, goid, map, pc, routine: r, _pad: [0; 7] }
+        WriteKey { pid: PID, tid, goid, map, pc, routine: r, _pad: [0; 3], inst: 0 }
     }
 
     fn loc(f: &str, line: u32) -> Location {
@@ -383,10 +383,10 @@ pub(crate) mod testutil {
             ProcessInfo { pid: PID, exe: "/src/writers/writers".into(), comm: "writers".into(), go_version: "go1.27.3".into(), ..Default::default() },
         );
         m.set_counts(counts().into_iter().map(|(k, a, _)| (k, a)));
-        m.names.map_types.insert((PID, 0xc000010000), "map[string][]string".into());
-        m.names.map_types.insert((PID, 0xc000020000), "map[int64]int".into());
-        m.names.map_types.insert((PID, 0xc000030000), "map[string]int".into());
-        m.names.map_types.insert((PID, 0xc000040000), "map[int32]int".into());
+        m.names.map_types.insert((PID, MapId { addr: 0xc000010000, inst: 0 }), "map[string][]string".into());
+        m.names.map_types.insert((PID, MapId { addr: 0xc000020000, inst: 0 }), "map[int64]int".into());
+        m.names.map_types.insert((PID, MapId { addr: 0xc000030000, inst: 0 }), "map[string]int".into());
+        m.names.map_types.insert((PID, MapId { addr: 0xc000040000, inst: 0 }), "map[int32]int".into());
         m.names.sites.insert((PID, 0x4a0100), loc("main.strWriter", 81));
         m.names.sites.insert((PID, 0x4a0110), loc("main.strWriter", 85));
         m.names.sites.insert((PID, 0x4a0200), loc("main.intWriter", 95));
@@ -417,7 +417,7 @@ pub(crate) mod testutil {
         m.bpf[0].updates = 60;
         m.add_overlap(OverlapEvent {
             pid: PID,
-            map: 0xc000030000,
+            map: MapId { addr: 0xc000030000, inst: 0 },
             goid: 10,
             tid: 104,
             site: Some(loc("main.sharedWriter", 123)),

@@ -7,7 +7,7 @@ use std::cmp::Ordering;
 use rustc_hash::FxHashMap;
 
 use super::{App, RowId, Sort, Tab};
-use crate::model::{FindingKind, Location, Model};
+use crate::model::{FindingKind, Location, MapId, Model};
 
 /// How a column sorts and aligns.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -184,8 +184,8 @@ pub fn site_name(model: &Model, pid: u32, pc: u64) -> String {
     model.names.sites.get(&(pid, pc)).map(Location::short).unwrap_or_else(|| fmt_addr(pc))
 }
 
-pub fn map_type(model: &Model, pid: u32, addr: u64) -> String {
-    model.names.map_types.get(&(pid, addr)).cloned().unwrap_or_else(|| "?".into())
+pub fn map_type(model: &Model, pid: u32, map: MapId) -> String {
+    model.names.map_types.get(&(pid, map)).cloned().unwrap_or_else(|| "?".into())
 }
 
 /// A value from an HDR histogram (1% resolution): no more digits than that.
@@ -252,7 +252,7 @@ fn item_id(tab: Tab, model: &Model, i: usize) -> RowId {
         }
         Tab::Maps => {
             let m = &a.maps[i];
-            RowId::Map { pid: m.pid, addr: m.addr }
+            RowId::Map { pid: m.pid, map: m.map }
         }
         Tab::Sites => {
             let s = &a.sites[i];
@@ -311,7 +311,7 @@ fn cell(tab: Tab, model: &Model, i: usize, col: usize) -> (String, Option<f64>) 
         Tab::Maps => {
             let m = &a.maps[i];
             match col {
-                0 => (fmt_addr(m.addr), Some(m.addr as f64)),
+                0 => (fmt_addr(m.map.addr), Some(m.map.addr as f64)),
                 1 => text(m.type_name.clone().unwrap_or_else(|| "?".into())),
                 2 => rate(m.rate),
                 3 => num(m.ops.total()),
@@ -359,7 +359,7 @@ fn cell(tab: Tab, model: &Model, i: usize, col: usize) -> (String, Option<f64>) 
                     .into(),
                 ),
                 1 => (process_name(model, f.pid), Some(f.pid as f64)),
-                2 => (fmt_addr(f.map), Some(f.map as f64)),
+                2 => (fmt_addr(f.map.addr), Some(f.map.addr as f64)),
                 3 => text(f.type_name.clone().unwrap_or_else(|| "?".into())),
                 4 => {
                     let gs: Vec<String> = f.goroutines.iter().map(u64::to_string).collect();
@@ -402,7 +402,7 @@ fn sort_key(tab: Tab, model: &Model, i: usize, col: usize) -> Option<f64> {
         (Tab::Maps, _) => {
             let m = &a.maps[i];
             match col {
-                0 => Some(m.addr as f64),
+                0 => Some(m.map.addr as f64),
                 2 => Some(m.rate),
                 3 => Some(m.ops.total() as f64),
                 4 => Some(m.writers.len() as f64),
@@ -749,7 +749,7 @@ mod tests {
         let bpf = rows_for(Tab::Bpf, &m, &app);
         assert_eq!(bpf[0].cells, ["77", "cilium-agent", "31", "cilium_ct4", "lru_hash", "60", "2", "50"]);
         let f = rows_for(Tab::Findings, &m, &app);
-        assert_eq!(f[0].id, RowId::Finding { kind: FindingKind::OverlappingWrites, pid: PID, map: 0xc000030000 });
+        assert_eq!(f[0].id, RowId::Finding { kind: FindingKind::OverlappingWrites, pid: PID, map: crate::model::MapId { addr: 0xc000030000, inst: 0 } });
         assert_eq!(f[0].cells[4], "10, 9");
         assert_eq!(f[1].cells[0], "SHARED");
     }

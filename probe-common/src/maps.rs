@@ -12,15 +12,24 @@ pub const WRITES: [&str; 2] = ["WRITES0", "WRITES1"];
 /// tick can hold.
 pub const WRITES_DEFAULT_ENTRIES: u32 = 65_536;
 
+/// LRU hash: tgid → `u32` GC cycles started (`uprobe::routine::GC_START`).
+pub const GC_CYCLES: &str = "GC_CYCLES";
+pub const GC_CYCLES_ENTRIES: u32 = 8_192;
+
 /// Array with one `u32`: which `WRITES` table the probe counts into (0/1).
 pub const GEN: &str = "GEN";
 
 /// Per-CPU array with one `u32`: the CPU's map-instance sequence.
 pub const INST_SEQ: &str = "INST_SEQ";
 
-/// Hash: `MapKey` → `MapState` (last writer per Go map, for overlaps).
+/// LRU hash: `MapKey` → `MapState` (per map address: the instance there and
+/// its last writers, for overlaps). Real programs touch many more map
+/// addresses over time than are live at once; the least recently written
+/// are evicted, never the insert refused. An evicted map written again
+/// starts a new instance with no writers: at worst a split row, never a
+/// false finding.
 pub const MAP_STATE: &str = "MAP_STATE";
-pub const MAP_STATE_DEFAULT_ENTRIES: u32 = 16_384;
+pub const MAP_STATE_DEFAULT_ENTRIES: u32 = 65_536;
 
 /// Per-CPU array of `uprobe::LastEntry`, slot `tid % LAST_ENTRY_SLOTS`: the
 /// write a thread entered last on this CPU (writes to shared maps only).

@@ -31,7 +31,11 @@ pub mod routine {
     pub const MAPACCESS2_FASTSTR: u8 = 19;
     pub const MAPACCESS1_FAT: u8 = 20;
     pub const MAPACCESS2_FAT: u8 = 21;
-    pub const COUNT: usize = 22;
+    /// Not a map operation: `runtime.gcStart`, once per GC cycle. A heap
+    /// map can only be freed (and its address reused) after a cycle
+    /// starts: see `MapState::gc_at_reseed`.
+    pub const GC_START: u8 = 22;
+    pub const COUNT: usize = 23;
 
     /// Symbol names, indexed by routine id.
     pub const SYMBOLS: [&str; COUNT] = [
@@ -57,6 +61,7 @@ pub mod routine {
         "runtime.mapaccess2_faststr",
         "runtime.mapaccess1_fat",
         "runtime.mapaccess2_fat",
+        "runtime.gcStart",
     ];
 
     /// What a routine does to the map.
@@ -230,16 +235,21 @@ pub struct MapState {
     pub inst: u32,
     /// The header's seed when last read (low 32 bits).
     pub seed: u32,
-    /// `STATE_RESEED`: a clear, or a delete that may have emptied the map,
-    /// may have re-seeded it: the next write re-reads the seed as this
-    /// instance's.
-    pub flags: u32,
+    /// The goroutine whose clear, or delete of what may have been the last
+    /// element, may have re-seeded the map (0: none since the seed was
+    /// read). Its next write re-reads the seed as this instance's.
+    pub reseeder: u64,
+    /// The process's GC cycles (`runtime.gcStart` hits) when `reseeder` was
+    /// set. Another goroutine finding a new seed then has two stories to
+    /// tell apart: the map re-seeded itself when emptied (a set of live
+    /// connections), or it was freed and another made at its address (a
+    /// context's children, a request's header). A heap object is freed
+    /// only by a GC cycle that starts after it was last used: no cycle
+    /// since, no new map. (Stack maps are told apart by the stack.)
+    pub gc_at_reseed: u32,
     pub _pad: u32,
 }
-const _: () = assert!(core::mem::size_of::<MapState>() == 64);
-
-/// `MapState::flags`: see there.
-pub const STATE_RESEED: u32 = 1;
+const _: () = assert!(core::mem::size_of::<MapState>() == 72);
 
 impl MapState {
     /// The writer to blame for an overlap detected by goroutine `goid`.

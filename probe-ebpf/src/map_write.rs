@@ -14,12 +14,12 @@ use probe_common::{
     lost,
     maps::{LAST_ENTRY_SLOTS, NEST_SLOTS},
     uprobe::{
-        COUNT_OFF, Cookie, LastEntry, MapKey, MapState, NEST_WRAPPER, NestEntry, STATE_RESEED, WriteKey, WriteValue,
+        COUNT_OFF, Cookie, LastEntry, MapKey, MapState, NEST_WRAPPER, NestEntry, WriteKey, WriteValue,
         Writer, routine, routine::Op,
     },
 };
 
-use crate::maps::{EVENTS, GEN, INST_SEQ, LAST_ENTRY, MAP_STATE, NEST, WRITES0, WRITES1, count_lost};
+use crate::maps::{EVENTS, GC_CYCLES, GEN, INST_SEQ, LAST_ENTRY, MAP_STATE, NEST, WRITES0, WRITES1, count_lost};
 use crate::util::{BPF_NOEXIST, pid_tid, read_user, submit_flags};
 
 #[uprobe]
@@ -27,7 +27,14 @@ pub fn map_write(ctx: ProbeContext) -> u32 {
     // SAFETY: helper valid for uprobe programs attached through a perf link.
     let cookie = Cookie::decode(unsafe { bpf_get_attach_cookie(ctx.as_ptr()) });
     let call = go_call(&ctx);
-    let _ = if cookie.routine == routine::FATAL { try_go_fatal(&ctx, &call, &cookie) } else { try_map_write(&call, &cookie) };
+    let _ = match cookie.routine {
+        routine::FATAL => try_go_fatal(&ctx, &call, &cookie),
+        routine::GC_START => {
+            gc_started();
+            Ok(())
+        }
+        _ => try_map_write(&call, &cookie),
+    };
     0
 }
 
@@ -69,7 +76,7 @@ fn try_map_write(call: &GoCall, cookie: &Cookie) -> Result<(), ()> {
     // write records itself and learns whether the map has had several
     // writers; a read (`--reads`) only looks.
     let me = Writer { goid, pc, tid, _pad: 0 };
-    let Seen { inst, contended, other_entered } = note_access(&mkey, me, op, cookie);
+    let Seen { inst, contended, other_entered } = note_access(&mkey, me, op, cookie, call.g);
     let key = WriteKey { pid, tid, goid, map, pc, routine: cookie.routine, _pad: [0; 3], inst };
     if contended {
         // The header's write-in-progress state is set by a write that has
@@ -147,24 +154,34 @@ fn new_instance() -> u32 {
 /// Records the access in the map's state: the last writers (writes only)
 /// and which instance of the map this is.
 ///
-/// A map's identity is (process, address, seed). The seed is read only
-/// when it can matter: when the state is made, and when the writing
-/// goroutine changes — so a map one goroutine writes pays nothing. A seed
-/// that changed without a clear or an emptying delete before it means the
-/// address holds another map now: a new instance, with no writers yet, so
-/// a freed map's writers are never blamed on its successor. Reads never
-/// change the instance (a read-mostly map would pay a read per lookup).
+/// A map's identity is (process, address, instance). It is looked at only
+/// when the writing goroutine changes, so a map one goroutine writes pays
+/// nothing. Then:
+/// - a map header on the writer's own stack is that goroutine's alone (Go
+///   never shares a stack object with another goroutine): a new writer
+///   means the address holds a new map, whose predecessor died with its
+///   frame;
+/// - a heap map keeps its seed for life, except that a clear or an
+///   emptying delete re-seeds it: a new seed means a new map, unless such
+///   an operation came first and no GC cycle has started since (a heap
+///   object is only freed by a cycle that starts after its last use).
+/// A new instance starts with no writers, so a freed map's writers are
+/// never blamed on its successor. Reads never change the instance (a
+/// read-mostly map would pay a read per lookup).
 #[inline(always)]
-fn note_access(mkey: &MapKey, me: Writer, op: Op, cookie: &Cookie) -> Seen {
+fn note_access(mkey: &MapKey, me: Writer, op: Op, cookie: &Cookie, g: u64) -> Seen {
     let write = op != Op::Read;
     let seed_at = mkey.map + cookie.seed_off();
     let Some(p) = MAP_STATE.get_ptr_mut(mkey) else {
         let seed = read_user::<u32>(seed_at).unwrap_or(0);
         let inst = new_instance();
         let last = if write { me } else { Writer::default() };
-        let st = MapState { last, prev: Writer::default(), inst, seed, flags: reseed_flag(mkey.map, op), _pad: 0 };
+        let mut st = MapState { last, prev: Writer::default(), inst, seed, ..MapState::default() };
+        note_reseed(&mut st, mkey, op, me.goid);
         if MAP_STATE.insert(mkey, &st, 0).is_err() {
+            // Instance 0: every such write would otherwise start a new one.
             count_lost(lost::MAP_STATE_FULL);
+            return Seen { inst: 0, contended: false, other_entered: false };
         }
         return Seen { inst, contended: false, other_entered: false };
     };
@@ -175,42 +192,83 @@ fn note_access(mkey: &MapKey, me: Writer, op: Op, cookie: &Cookie) -> Seen {
         return Seen { inst: s.inst, contended: s.other_than(me.goid).is_some(), other_entered: s.last.goid != me.goid };
     }
     let other = s.last.goid != me.goid;
-    if s.flags & STATE_RESEED != 0 {
-        // Re-seeded in place (or not): still this instance.
+    if s.reseeder == me.goid {
+        // Re-seeded in place by this goroutine (or not): still this instance.
         if let Ok(seed) = read_user::<u32>(seed_at) {
             s.seed = seed;
         }
-        s.flags = 0;
-    } else if other
-        && s.last.pc != 0
-        && let Ok(seed) = read_user::<u32>(seed_at)
-        && seed != s.seed
-    {
-        s.seed = seed;
+        s.reseeder = 0;
+    } else if other && s.last.pc != 0 && is_new_map(s, mkey, g, seed_at) {
         s.inst = new_instance();
         s.last = Writer::default();
         s.prev = Writer::default();
+        s.reseeder = 0;
     }
     let other = s.last.goid != me.goid;
     if other {
         s.prev = s.last;
     }
     s.last = me;
-    s.flags |= reseed_flag(mkey.map, op);
+    note_reseed(s, mkey, op, me.goid);
     Seen { inst: s.inst, contended: s.prev.pc != 0, other_entered: other }
 }
 
-/// `STATE_RESEED` when `op` may re-seed the map: a clear always, a delete
-/// when it may remove the last element.
+/// Another goroutine than the last writer writes the map at `mkey`: is it a
+/// new map at that address (see `note_access`)? Updates the seed.
 #[inline(always)]
-fn reseed_flag(map: u64, op: Op) -> u32 {
+fn is_new_map(s: &mut MapState, mkey: &MapKey, g: u64, seed_at: u64) -> bool {
+    // `g.stack` {lo, hi} is the first field of `runtime.g` in every version.
+    if let Ok(stack) = read_user::<[u64; 2]>(g)
+        && mkey.map >= stack[0]
+        && mkey.map < stack[1]
+    {
+        return true;
+    }
+    let Ok(seed) = read_user::<u32>(seed_at) else { return false };
+    if seed == s.seed {
+        return false;
+    }
+    s.seed = seed;
+    !(s.reseeder != 0 && gc_cycles(mkey.pid) == s.gc_at_reseed)
+}
+
+/// Marks `s` as possibly re-seeded by `goid` when `op` may do that.
+#[inline(always)]
+fn note_reseed(s: &mut MapState, mkey: &MapKey, op: Op, goid: u64) {
+    if may_reseed(mkey.map, op) {
+        s.reseeder = goid;
+        s.gc_at_reseed = gc_cycles(mkey.pid);
+    }
+}
+
+#[inline(always)]
+fn gc_cycles(pid: u32) -> u32 {
+    // SAFETY: plain data, copied out.
+    unsafe { GC_CYCLES.get(&pid) }.copied().unwrap_or(0)
+}
+
+/// `runtime.gcStart`: one more GC cycle in this process.
+#[inline(always)]
+fn gc_started() {
+    let (pid, _) = pid_tid();
+    match GC_CYCLES.get_ptr_mut(&pid) {
+        // SAFETY: a racing start elsewhere in the process can only lose a
+        // count while another is counted: the number still moves.
+        Some(p) => unsafe { *p = (*p).wrapping_add(1) },
+        None => {
+            let _ = GC_CYCLES.insert(&pid, &1, 0);
+        }
+    }
+}
+
+/// Whether `op` may re-seed the map: a clear always, a delete when it may
+/// remove the last element.
+#[inline(always)]
+fn may_reseed(map: u64, op: Op) -> bool {
     match op {
-        Op::Clear => STATE_RESEED,
-        Op::Delete => match read_user::<u64>(map + COUNT_OFF) {
-            Ok(n) if n > 1 => 0,
-            _ => STATE_RESEED,
-        },
-        _ => 0,
+        Op::Clear => true,
+        Op::Delete => !matches!(read_user::<u64>(map + COUNT_OFF), Ok(n) if n > 1),
+        _ => false,
     }
 }
 

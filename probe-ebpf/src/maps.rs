@@ -3,7 +3,7 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{Array, HashMap, PerCpuArray, PerCpuHashMap, RingBuf},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, PerCpuHashMap, RingBuf},
 };
 use probe_common::{
     bpfmap::{BpfWriteKey, BpfWriteValue},
@@ -22,6 +22,9 @@ pub static WRITES0: PerCpuHashMap<WriteKey, WriteValue> =
 pub static WRITES1: PerCpuHashMap<WriteKey, WriteValue> =
     PerCpuHashMap::with_max_entries(names::WRITES_DEFAULT_ENTRIES, 0);
 
+#[map(name = "GC_CYCLES")]
+pub static GC_CYCLES: LruHashMap<u32, u32> = LruHashMap::with_max_entries(names::GC_CYCLES_ENTRIES, 0);
+
 #[map(name = "GEN")]
 pub static GEN: Array<u32> = Array::with_max_entries(1, 0);
 
@@ -29,8 +32,8 @@ pub static GEN: Array<u32> = Array::with_max_entries(1, 0);
 pub static INST_SEQ: PerCpuArray<u32> = PerCpuArray::with_max_entries(1, 0);
 
 #[map(name = "MAP_STATE")]
-pub static MAP_STATE: HashMap<MapKey, MapState> =
-    HashMap::with_max_entries(names::MAP_STATE_DEFAULT_ENTRIES, 0);
+pub static MAP_STATE: LruHashMap<MapKey, MapState> =
+    LruHashMap::with_max_entries(names::MAP_STATE_DEFAULT_ENTRIES, 0);
 
 #[map(name = "LAST_ENTRY")]
 pub static LAST_ENTRY: PerCpuArray<LastEntry> = PerCpuArray::with_max_entries(names::LAST_ENTRY_SLOTS, 0);

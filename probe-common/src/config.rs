@@ -20,6 +20,13 @@ pub struct Global {
     pub bpf_uattr_off: u32,
     /// Benchmark only: the pid whose getppid() calls pump events.
     pub bench_pid: u32,
+    /// Non-zero: map accesses count only in processes in `TRACKED`
+    /// (`record -- CMD`). The probes are then attached once per executable
+    /// for every process running it, instead of once per process: a command
+    /// that execs the same compiler 100 times attaches once, and nothing is
+    /// detached before the end.
+    pub maps_tracked_only: u32,
+    pub _pad: u32,
 }
 
 /// Value of `TRACKED`.

@@ -19,7 +19,7 @@ use probe_common::{
     },
 };
 
-use crate::maps::{EVENTS, GC_CYCLES, GEN, INST_SEQ, LAST_ENTRY, MAP_STATE, NEST, WRITES0, WRITES1, count_lost};
+use crate::maps::{EVENTS, GC_CYCLES, GEN, GLOBAL, INST_SEQ, TRACKED, LAST_ENTRY, MAP_STATE, NEST, WRITES0, WRITES1, count_lost};
 use crate::util::{BPF_NOEXIST, pid_tid, read_user, submit_flags};
 
 #[uprobe]
@@ -64,6 +64,14 @@ fn try_map_write(call: &GoCall, cookie: &Cookie) -> Result<(), ()> {
         return Ok(());
     }
     let (pid, tid) = pid_tid();
+    if let Some(g) = GLOBAL.get(0)
+        && g.maps_tracked_only != 0
+        // SAFETY: plain data, only tested for presence.
+        && unsafe { TRACKED.get(&pid) }.is_none()
+    {
+        // Another process running the same executable as the command's.
+        return Ok(());
+    }
     let goid: u64 = read_user(call.g + cookie.goid_off as u64)?;
     if cookie.nest != 0 && nested(cookie.nest, tid, goid, call.sp) {
         return Ok(());

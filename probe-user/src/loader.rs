@@ -32,6 +32,8 @@ pub struct LoadOptions {
     pub ringbuf_bytes: u32,
     pub bpf_maps: bool,
     pub bpf_tracked_only: bool,
+    /// Count map accesses of `TRACKED` processes only (`-- CMD`).
+    pub maps_tracked_only: bool,
     pub exec_all: bool,
     pub log_level: LogLevel,
     /// Hidden test knobs: tiny maps to prove losses are counted.
@@ -57,6 +59,7 @@ impl LoadOptions {
             ringbuf_bytes,
             bpf_maps: !p.no_bpf_maps,
             bpf_tracked_only: false,
+            maps_tracked_only: false,
             exec_all: false,
             log_level,
             map_state_entries: p.debug_map_state_entries.max(1),
@@ -131,6 +134,8 @@ pub struct Probes {
     /// `--reads`: probe the lookup routines too.
     reads: bool,
     logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
+    /// The tracepoints attached, detached together at the end.
+    tracepoints: Vec<(&'static str, aya::programs::trace_point::TracePointLinkId)>,
 }
 
 impl Probes {
@@ -161,7 +166,7 @@ impl Probes {
             None
         };
         let uprobe = if opts.floor { names::PROG_FLOOR } else { names::PROG_MAP_WRITE };
-        let mut me = Self { ebpf, global: Global::default(), uprobe, attached: HashMap::new(), suspended: false, reads: opts.reads, logger };
+        let mut me = Self { ebpf, global: Global::default(), uprobe, attached: HashMap::new(), suspended: false, reads: opts.reads, logger, tracepoints: Vec::new() };
         me.set_global(Global {
             self_pid: std::process::id(),
             exec_all: opts.exec_all as u32,
@@ -172,6 +177,8 @@ impl Probes {
             bpf_cmd_off: tracefs_offset("syscalls", "sys_enter_bpf", "cmd").unwrap_or(probe_common::bpfmap::TP_CMD),
             bpf_uattr_off: tracefs_offset("syscalls", "sys_enter_bpf", "uattr").unwrap_or(probe_common::bpfmap::TP_UATTR),
             bench_pid: 0,
+            maps_tracked_only: opts.maps_tracked_only as u32,
+            _pad: 0,
         })?;
         {
             let prog: &mut UProbe = me.program(uprobe)?.try_into()?;
@@ -188,8 +195,10 @@ impl Probes {
             }
             let prog: &mut TracePoint = me.program(name)?.try_into()?;
             prog.load().with_context(|| format!("loading {name}"))?;
-            prog.attach(category, event)
+            let link = prog
+                .attach(category, event)
                 .with_context(|| format!("attaching tracepoint {category}/{event} (is tracefs mounted at /sys/kernel/tracing?)"))?;
+            me.tracepoints.push((name, link));
         }
         Ok(me)
     }
@@ -316,16 +325,20 @@ impl Probes {
         Ok((n, warnings))
     }
 
-    /// Detaches what `attach_binary` attached for a process that is gone.
+    /// Detaches what `attach_binary` attached for a process that is gone,
+    /// on a thread of its own: the kernel's grace periods never hold up
+    /// the caller (an exec waiting to be resumed, a refresh).
     pub fn detach_pid(&mut self, pid: u32) {
         let ids: Vec<_> = self.attached.keys().filter(|k| k.2 == pid && pid != 0).copied().collect();
+        let Some(prog) = self.ebpf.program_mut(self.uprobe).and_then(|p| <&mut UProbe>::try_from(p).ok()) else { return };
+        let mut links = Vec::new();
         for id in ids {
-            if let Some(mut a) = self.attached.remove(&id)
-                && let Some(p) = self.ebpf.program_mut(self.uprobe)
-                && let Ok(prog) = <&mut UProbe>::try_from(p)
-            {
-                a.unlink(prog);
+            if let Some(mut a) = self.attached.remove(&id) {
+                links.extend(a.take_links(prog));
             }
+        }
+        if !links.is_empty() {
+            std::thread::spawn(move || drop_all_at_once(links));
         }
     }
 
@@ -339,13 +352,7 @@ impl Probes {
         let t = std::time::Instant::now();
         let links: Vec<_> = self.attached.values_mut().flat_map(|a| a.take_links(prog)).collect();
         let n = links.len();
-        // The kernel waits for a grace period per uprobe it unregisters
-        // (~100 ms here): drop them all at once so the waits overlap.
-        std::thread::scope(|sc| {
-            for l in links {
-                sc.spawn(move || drop(l));
-            }
-        });
+        drop_all_at_once(links);
         log::debug!("detached {n} uprobes in {:?}", t.elapsed());
     }
 
@@ -422,6 +429,51 @@ impl Probes {
     pub fn attached_count(&self) -> usize {
         self.attached.len()
     }
+}
+
+impl Drop for Probes {
+    /// Detaches every uprobe at once (see `drop_all_at_once`): one after
+    /// another, a command that ran a few Go programs would take seconds to
+    /// end, one grace period per probe.
+    fn drop(&mut self) {
+        let mut links: Vec<Link> = Vec::new();
+        if let Some(prog) = self.ebpf.program_mut(self.uprobe).and_then(|p| <&mut UProbe>::try_from(p).ok()) {
+            links.extend(self.attached.values_mut().flat_map(|a| a.take_links(prog)).map(Link::Uprobe));
+        }
+        // Tracepoints too: each waits for a grace period when detached.
+        for (name, id) in std::mem::take(&mut self.tracepoints) {
+            if let Some(prog) = self.ebpf.program_mut(name).and_then(|p| <&mut TracePoint>::try_from(p).ok())
+                && let Ok(l) = prog.take_link(id)
+            {
+                links.push(Link::TracePoint(l));
+            }
+        }
+        let (n, t) = (links.len(), std::time::Instant::now());
+        drop_all_at_once(links);
+        log::debug!("detached {n} probes at exit in {:?}", t.elapsed());
+    }
+}
+
+/// A link whose drop detaches a probe.
+#[expect(dead_code, reason = "held only to be dropped")]
+enum Link {
+    Uprobe(aya::programs::uprobe::UProbeLink),
+    TracePoint(aya::programs::trace_point::TracePointLink),
+}
+
+/// Drops links (detaching their probes) concurrently. The kernel waits for
+/// a grace period per uprobe or tracepoint it unregisters (~0.1 s here);
+/// concurrent waits share grace periods.
+fn drop_all_at_once<L: Send>(links: Vec<L>) {
+    const THREADS: usize = 256;
+    let per = links.len().div_ceil(THREADS).max(1);
+    let mut links = links;
+    std::thread::scope(|sc| {
+        while !links.is_empty() {
+            let chunk: Vec<_> = links.drain(..per.min(links.len())).collect();
+            sc.spawn(move || drop(chunk));
+        }
+    });
 }
 
 /// Offset of `field` in a tracepoint's record, from its tracefs format file

@@ -143,6 +143,42 @@ pub struct ProcessReport {
     pub goroutines: Vec<GoroutineReport>,
     pub threads: Vec<ThreadReport>,
     pub maps: Vec<MapReport>,
+    /// Maps by type and the site that wrote them most, busiest first: the
+    /// view of per-request maps (`classes`).
+    #[serde(default)]
+    pub map_classes: Vec<MapClassReport>,
+    /// Goroutines by where they were created, busiest first.
+    #[serde(default)]
+    pub goroutine_classes: Vec<GoroutineClassReport>,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct MapClassReport {
+    #[serde(rename = "type")]
+    pub type_name: Option<String>,
+    /// `function file:line` of the site that wrote its instances most.
+    pub site: Option<String>,
+    pub instances: u64,
+    pub writes: u64,
+    pub deletes: u64,
+    pub clears: u64,
+    #[serde(default)]
+    pub reads: u64,
+    /// Instances written by more than one goroutine.
+    pub shared_instances: u64,
+    /// Mutations of the busiest instance.
+    pub max_instance_writes: u64,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct GoroutineClassReport {
+    pub created_by: Option<String>,
+    pub goroutines: u64,
+    pub writes: u64,
+    pub deletes: u64,
+    pub clears: u64,
+    #[serde(default)]
+    pub reads: u64,
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
@@ -242,6 +278,15 @@ pub struct FindingReport {
     pub sites: Vec<String>,
     #[serde(default)]
     pub count: u64,
+    /// Map instances this finding stands for: `shared_map` findings of
+    /// instances with the same type and sites are one finding (a shared
+    /// map of a per-request kind), with their goroutines together.
+    #[serde(default = "one")]
+    pub instances: u64,
+}
+
+fn one() -> u64 {
+    1
 }
 
 fn hex(v: u64) -> String {
@@ -299,6 +344,31 @@ fn process_report(p: &ProgramRows<'_>, site_name: &dyn Fn(u64) -> Option<Locatio
                 reads: t.ops.reads,
             })
             .collect(),
+        map_classes: crate::classes::map_classes(p.maps.iter().copied(), |_, pc| site_name(pc))
+            .into_iter()
+            .map(|c| MapClassReport {
+                type_name: c.type_name,
+                site: c.site.as_ref().map(Location::short),
+                instances: c.instances,
+                writes: c.ops.writes,
+                deletes: c.ops.deletes,
+                clears: c.ops.clears,
+                reads: c.ops.reads,
+                shared_instances: c.shared_instances,
+                max_instance_writes: c.max_instance_ops,
+            })
+            .collect(),
+        goroutine_classes: crate::classes::goroutine_classes(p.goroutines.iter().copied())
+            .into_iter()
+            .map(|c| GoroutineClassReport {
+                created_by: c.created_by.as_ref().map(Location::short),
+                goroutines: c.goroutines,
+                writes: c.ops.writes,
+                deletes: c.ops.deletes,
+                clears: c.ops.clears,
+                reads: c.ops.reads,
+            })
+            .collect(),
         maps: p
             .maps
             .iter()
@@ -345,7 +415,40 @@ fn finding_report(f: &Finding) -> FindingReport {
         goroutines: f.goroutines.clone(),
         sites: f.sites.clone(),
         count: f.count,
+        instances: 1,
     }
+}
+
+/// One `shared_map` finding per (process, type, sites): see
+/// `FindingReport::instances`. Other kinds are kept as they are.
+fn merge_shared(findings: Vec<FindingReport>) -> Vec<FindingReport> {
+    let mut out: Vec<FindingReport> = Vec::with_capacity(findings.len());
+    let mut at: std::collections::HashMap<(u32, Option<String>, Vec<String>), usize> = std::collections::HashMap::new();
+    for f in findings {
+        if f.kind != "shared_map" {
+            out.push(f);
+            continue;
+        }
+        let mut sites = f.sites.clone();
+        sites.sort();
+        match at.entry((f.pid, f.type_name.clone(), sites)) {
+            std::collections::hash_map::Entry::Occupied(e) => {
+                let m = &mut out[*e.get()];
+                m.instances += f.instances;
+                m.count += f.count;
+                for g in f.goroutines {
+                    if !m.goroutines.contains(&g) {
+                        m.goroutines.push(g);
+                    }
+                }
+            }
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert(out.len());
+                out.push(f);
+            }
+        }
+    }
+    out
 }
 
 /// Builds the report from a model that has had its final `tick`. Programs
@@ -388,7 +491,8 @@ pub fn build(model: &Model, started_at: &str, duration_s: f64) -> Report {
         live.entry(m.pid).and_modify(|p| p.maps.push(m));
     }
     processes.extend(live.values().map(|p| process_report(p, &|pc| model.names.sites.get(&(p.pid, pc)).cloned(), secs)));
-    let findings = model.retired.iter().flat_map(|r| r.findings.iter()).chain(agg.findings.iter()).map(finding_report).collect();
+    let findings =
+        merge_shared(model.retired.iter().flat_map(|r| r.findings.iter()).chain(agg.findings.iter()).map(finding_report).collect());
     Report {
         schema: SCHEMA.into(),
         started_at: started_at.into(),

@@ -86,6 +86,7 @@ impl Session {
         let mut opts = LoadOptions::from_args(probe, log_level)?;
         opts.bpf_tracked_only = matches!(target, Target::Pid(_) | Target::Command(_));
         opts.exec_all = matches!(target, Target::SystemWide | Target::Exe(_));
+        opts.maps_tracked_only = matches!(target, Target::Command(_));
         let mut probes = Probes::load(&opts)?;
         let collector = Collector::new(&mut probes)?;
         let now = Instant::now();
@@ -266,7 +267,10 @@ impl Session {
             // --exe: the file's attachment already covers its processes; only name them.
             Target::Exe(_) if Some(exe.key()) != self.exe_key => return,
             Target::Exe(_) => self.collector.binary(&exe).map(|bin| self.collector.add_process(exe.clone(), bin, &mut self.model)).map_err(Into::into),
-            Target::Command(_) | Target::Pid(_) => self.attach_process(exe.clone(), true),
+            // The command's descendants: one attachment per executable,
+            // counting only tracked processes (`maps_tracked_only`).
+            Target::Command(_) => self.attach_process(exe.clone(), false),
+            Target::Pid(_) => self.attach_process(exe.clone(), true),
             Target::SystemWide => self.attach_process(exe.clone(), false),
         };
         match result {

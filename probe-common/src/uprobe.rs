@@ -248,8 +248,11 @@ pub struct MapState {
     /// since, no new map. (Stack maps are told apart by the stack.)
     pub gc_at_reseed: u32,
     pub _pad: u32,
+    /// `*maptype` of the instance: a write of another type at the address
+    /// is another map, whoever makes it (free to check: it is an argument).
+    pub maptype: u64,
 }
-const _: () = assert!(core::mem::size_of::<MapState>() == 72);
+const _: () = assert!(core::mem::size_of::<MapState>() == 80);
 
 impl MapState {
     /// The writer to blame for an overlap detected by goroutine `goid`.

@@ -84,7 +84,7 @@ fn try_map_write(call: &GoCall, cookie: &Cookie) -> Result<(), ()> {
     // write records itself and learns whether the map has had several
     // writers; a read (`--reads`) only looks.
     let me = Writer { goid, pc, tid, _pad: 0 };
-    let Seen { inst, contended, other_entered } = note_access(&mkey, me, op, cookie, call.g);
+    let Seen { inst, contended, other_entered } = note_access(&mkey, me, op, cookie, call.g, maptype);
     let key = WriteKey { pid, tid, goid, map, pc, routine: cookie.routine, _pad: [0; 3], inst };
     if contended {
         // The header's write-in-progress state is set by a write that has
@@ -162,9 +162,11 @@ fn new_instance() -> u32 {
 /// Records the access in the map's state: the last writers (writes only)
 /// and which instance of the map this is.
 ///
-/// A map's identity is (process, address, instance). It is looked at only
-/// when the writing goroutine changes, so a map one goroutine writes pays
-/// nothing. Then:
+/// A map's identity is (process, address, instance). A map of another type
+/// (an argument, free to compare) is always a new instance. Beyond that,
+/// identity is looked at only when the writing goroutine changes, so a map
+/// one goroutine writes pays nothing (and a goroutine that makes map after
+/// map of one type at one address makes one instance). Then:
 /// - a map header on the writer's own stack is that goroutine's alone (Go
 ///   never shares a stack object with another goroutine): a new writer
 ///   means the address holds a new map, whose predecessor died with its
@@ -174,17 +176,17 @@ fn new_instance() -> u32 {
 ///   an operation came first and no GC cycle has started since (a heap
 ///   object is only freed by a cycle that starts after its last use).
 /// A new instance starts with no writers, so a freed map's writers are
-/// never blamed on its successor. Reads never change the instance (a
+/// never blamed on its successor. Reads change the instance only by type (a
 /// read-mostly map would pay a read per lookup).
 #[inline(always)]
-fn note_access(mkey: &MapKey, me: Writer, op: Op, cookie: &Cookie, g: u64) -> Seen {
+fn note_access(mkey: &MapKey, me: Writer, op: Op, cookie: &Cookie, g: u64, maptype: u64) -> Seen {
     let write = op != Op::Read;
     let seed_at = mkey.map + cookie.seed_off();
     let Some(p) = MAP_STATE.get_ptr_mut(mkey) else {
         let seed = read_user::<u32>(seed_at).unwrap_or(0);
         let inst = new_instance();
         let last = if write { me } else { Writer::default() };
-        let mut st = MapState { last, prev: Writer::default(), inst, seed, ..MapState::default() };
+        let mut st = MapState { last, prev: Writer::default(), inst, seed, maptype, ..MapState::default() };
         note_reseed(&mut st, mkey, op, me.goid);
         if MAP_STATE.insert(mkey, &st, 0).is_err() {
             // Instance 0: every such write would otherwise start a new one.
@@ -196,6 +198,17 @@ fn note_access(mkey: &MapKey, me: Writer, op: Op, cookie: &Cookie, g: u64) -> Se
     // SAFETY: points into the map's value; racy stores only blur which of
     // two concurrent writers is named, never memory safety.
     let s = unsafe { &mut *p };
+    if s.maptype != maptype {
+        // Another type at this address: another map.
+        s.maptype = maptype;
+        s.inst = new_instance();
+        s.last = Writer::default();
+        s.prev = Writer::default();
+        s.reseeder = 0;
+        if let Ok(seed) = read_user::<u32>(seed_at) {
+            s.seed = seed;
+        }
+    }
     if !write {
         return Seen { inst: s.inst, contended: s.other_than(me.goid).is_some(), other_entered: s.last.goid != me.goid };
     }

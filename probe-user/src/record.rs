@@ -71,6 +71,8 @@ async fn record_loop(s: &mut Session, target: &Target, duration: Option<Duration
     let events = s.events_ready()?;
     let mut tick = tokio::time::interval(TICK);
     let mut duty_timer = tokio::time::interval(crate::budget::STEP);
+    let mut drain_timer = tokio::time::interval(crate::session::DRAIN_EVERY);
+    drain_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let sampling = s.duty.is_some();
     let deadline = tokio::time::sleep(duration.unwrap_or(Duration::from_secs(u64::MAX / 4)));
     tokio::pin!(deadline);
@@ -99,6 +101,7 @@ async fn record_loop(s: &mut Session, target: &Target, duration: Option<Duration
                 return Ok(End::CommandExited(status?));
             }
             _ = duty_timer.tick(), if sampling => s.duty_step()?,
+            _ = drain_timer.tick() => s.drain_counters()?,
             _ = &mut deadline, if duration.is_some() => return Ok(End::Duration),
             _ = sigint.recv() => return Ok(End::Signal(libc::SIGINT)),
             _ = sigterm.recv() => return Ok(End::Signal(libc::SIGTERM)),

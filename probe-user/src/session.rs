@@ -26,6 +26,11 @@ pub enum TargetError {
     NoCommand(String),
 }
 
+/// How often the kernel's counter tables are emptied (`drain_counters`).
+/// A table holds `--max-entries` distinct tuples: a busy server making
+/// per-request maps fills 65,536 in well under a second.
+pub const DRAIN_EVERY: Duration = Duration::from_millis(100);
+
 pub struct Session {
     pub probes: Probes,
     pub collector: Collector,
@@ -354,6 +359,13 @@ impl Session {
         }
         self.last_total = total;
         Ok(())
+    }
+
+    /// Empties the kernel's counter tables into the model (see `counters`):
+    /// often enough that one period's distinct tuples fit in a table,
+    /// whatever the model's tick costs.
+    pub fn drain_counters(&mut self) -> anyhow::Result<()> {
+        self.collector.snapshot(&mut self.model)
     }
 
     /// One tick: drain, snapshot counters, recompute the model.

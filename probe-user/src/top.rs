@@ -100,6 +100,8 @@ async fn live(
     };
     let mut child_running = s.child.is_some();
     let mut duty_timer = tokio::time::interval(crate::budget::STEP);
+    let mut drain_timer = tokio::time::interval(crate::session::DRAIN_EVERY);
+    drain_timer.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let sampling = s.duty.is_some();
     app.page = usize::from(term.size()?.height.saturating_sub(CHROME_ROWS));
     let mut redraw = true;
@@ -127,6 +129,8 @@ async fn live(
                 redraw = true;
             }
             _ = duty_timer.tick(), if sampling => s.duty_step()?,
+            // Also while paused: the kernel's tables must not fill.
+            _ = drain_timer.tick() => s.drain_counters()?,
             _ = tick.tick() => {
                 let exited = if app.paused {
                     // Frozen view, live collection: the ring buffer keeps

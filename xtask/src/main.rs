@@ -131,7 +131,10 @@ fn test(extra: &[String]) -> anyhow::Result<()> {
     let mut c = cargo();
     // Root tests must run, not skip: MAPAUDIT_REQUIRE_ROOT_TESTS turns a skip
     // into a failure. One test thread: root tests share the kernel's probes.
+    // The end-to-end tests run the release mapaudit just built: the binary
+    // that ships, at the speed users see.
     c.env("MAPAUDIT_REQUIRE_ROOT_TESTS", "1")
+        .env("MAPAUDIT_BIN", root().join("target/release/mapaudit"))
         .args(["test", "--workspace", "--exclude", "probe-ebpf", "--no-fail-fast"])
         .args(extra)
         .args(["--", "--test-threads=1"]);

@@ -11,8 +11,11 @@ use serde_json::Value;
 
 pub use mapaudit::fixtures::{self, Variant};
 
+/// The mapaudit under test: `$MAPAUDIT_BIN` (`cargo xtask test` sets it to
+/// the release build, the one that ships), else this test build's.
 pub fn mapaudit_bin() -> &'static str {
-    env!("CARGO_BIN_EXE_mapaudit")
+    static BIN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| std::env::var("MAPAUDIT_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_mapaudit").to_string()))
 }
 
 /// True when the test may run. Not root: under `cargo xtask test`

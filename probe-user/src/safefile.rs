@@ -42,7 +42,7 @@ impl Entry {
             Self::Other(FileType::Fifo) => "a fifo",
             Self::Other(FileType::Socket) => "a socket",
             Self::Other(FileType::CharacterDevice | FileType::BlockDevice) => "a device",
-            Self::Other(_) => "not a regular file",
+            Self::Other(_) => "a special file",
         }
     }
 }

@@ -107,7 +107,8 @@ pub struct ProbeArgs {
     /// attached), except plain system-wide `mapaudit top`, which uses 5%.
     #[arg(long, value_name = "PCT", value_parser = parse_percent)]
     pub max_overhead: Option<f64>,
-    /// Under sudo, run CMD as this user instead of the invoking one.
+    /// Run CMD, and write the report and logs, as this user (default under
+    /// sudo: the invoking user; as plain root: root).
     #[arg(long, value_name = "NAME")]
     pub user: Option<String>,
     /// Benchmark only: attach an empty program at the same points (the cost floor).

@@ -11,15 +11,19 @@ pub mod budget;
 pub mod classes;
 pub mod cli;
 pub mod collector;
+pub mod command;
 pub mod counters;
 pub mod fixtures;
 pub mod gate;
 pub mod gobin;
+pub mod identity;
 pub mod loader;
 pub mod model;
+pub mod pidctl;
 pub mod preflight;
 pub mod record;
 pub mod report;
+pub mod safefile;
 pub mod session;
 pub mod summary;
 pub mod target;
@@ -31,18 +35,24 @@ pub use cli::Cli;
 /// Runs mapaudit; returns the process exit code (0 ok, 1 gate failed,
 /// 2 usage or environment error; `record -- CMD`: CMD's status).
 pub fn run(cli: Cli) -> i32 {
+    // Before anything is opened: what is ours to keep from a started command.
+    command::note_inherited_descriptors();
     let mut logger = env_logger::Builder::new();
     logger.filter_level(cli.log_level.filter()).format_timestamp_millis();
     // The live view owns the terminal: its logs go to a file instead.
     let is_top = matches!(cli.command, None | Some(cli::Command::Top(_)));
     if is_top && cli.log_level != cli::LogLevel::Off {
-        let path = std::env::temp_dir().join(format!("mapaudit-{}.log", std::process::id()));
-        match std::fs::File::create(&path) {
-            Ok(f) => {
+        // A fresh file under an unguessable name, as the user mapaudit acts for.
+        let user = match &cli.command {
+            Some(cli::Command::Top(a)) => a.probe.user.as_deref(),
+            _ => None,
+        };
+        match open_log("mapaudit", user) {
+            Ok((f, path)) => {
                 eprintln!("mapaudit: logging to {}", path.display());
                 logger.target(env_logger::Target::Pipe(Box::new(f)));
             }
-            Err(e) => eprintln!("mapaudit: cannot log to {}: {e}; logging is off", path.display()),
+            Err(e) => eprintln!("mapaudit: cannot log to a file in {}: {e:#}; logging is off", std::env::temp_dir().display()),
         }
     }
     logger.init();
@@ -77,4 +87,14 @@ fn check(a: cli::CheckArgs) -> anyhow::Result<i32> {
         eprintln!("mapaudit: {} is a valid report ({} findings); give --fail-on or a threshold to gate on it", a.report.display(), rep.findings.len());
     }
     Ok(gate::conclude(&failures))
+}
+
+/// A fresh log file `STEM-PID-RANDOM.log` in the temp directory, created as
+/// the user mapaudit acts for (`--user NAME`, or the sudo user).
+pub fn open_log(stem: &str, user: Option<&str>) -> anyhow::Result<(std::fs::File, std::path::PathBuf)> {
+    let create = || safefile::create_log(stem);
+    Ok(match identity::Identity::resolve(user)? {
+        Some(who) => who.run_as(create)??,
+        None => create()?,
+    })
 }

@@ -26,7 +26,9 @@ enum End {
 
 pub async fn run(args: RecordArgs, log_level: LogLevel) -> anyhow::Result<i32> {
     // Refuse an unwritable report path before attaching anything.
-    let output = args.json.as_deref().map(Output::prepare).transpose()?;
+    // The report is written as the user mapaudit acts for (README "Threat model").
+    let owner = crate::identity::Identity::resolve(args.probe.user.as_deref())?;
+    let output = args.json.as_deref().map(|spec| Output::prepare(spec, owner.as_ref())).transpose()?;
     let target = args.target.target();
     let mut s = Session::start(&target, &args.probe, log_level, None)?;
     for w in &s.warnings {

@@ -2,12 +2,15 @@
 //! which writes it, and `check`, which reads it), building it from the model,
 //! and writing it atomically. Field names are a contract: add, never rename.
 
-use std::fs;
+use std::ffi::OsString;
 use std::io::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use crate::identity::Identity;
+use crate::safefile;
 use crate::model::{Finding, GoroutineRow, Location, MapRow, Model, ProcessInfo, ThreadRow};
 
 pub const SCHEMA: &str = "mapaudit/v1";
@@ -556,41 +559,75 @@ pub enum OutputError {
 #[derive(Debug, Clone)]
 pub enum Output {
     Stdout,
-    File(PathBuf),
+    File(ReportFile),
+}
+
+/// A report file: its directory, opened once (as the owner) and used by
+/// descriptor, its name there, and whom it is written as.
+#[derive(Debug, Clone)]
+pub struct ReportFile {
+    pub path: PathBuf,
+    dir: Arc<safefile::Dir>,
+    name: OsString,
+    owner: Option<Identity>,
 }
 
 impl Output {
-    /// Checks that `spec` can be written: its directory exists and is
-    /// writable, and an existing file is a regular file (never write through
-    /// a device, fifo or symlink to one).
-    pub fn prepare(spec: &str) -> Result<Self, OutputError> {
+    /// Checks that `spec` can be written by `owner` (None: mapaudit itself):
+    /// its directory exists and `owner` can create files in it, and whatever
+    /// is at the name already is a regular file (never a device, fifo or
+    /// symlink). Creates and removes a fresh temp file to prove it; never
+    /// touches the report path itself.
+    pub fn prepare(spec: &str, owner: Option<&Identity>) -> Result<Self, OutputError> {
         if spec == "-" {
             return Ok(Self::Stdout);
         }
         let path = PathBuf::from(spec);
         let err = |why: String| OutputError::Unwritable { path: path.clone(), why };
-        match fs::metadata(&path) {
-            Ok(m) if !m.is_file() => {
-                return Err(err("it exists and is not a regular file; choose a file path".into()));
-            }
-            _ => {}
-        }
-        let dir = match path.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-            _ => PathBuf::from("."),
+        let Some((dir_path, name)) = safefile::split(&path) else {
+            return Err(err("it names no file; give a file path such as report.json".into()));
         };
-        if !dir.is_dir() {
-            return Err(err(format!("directory {} does not exist; create it first", dir.display())));
-        }
-        // Prove we can create the temp file the atomic write will use.
-        let probe = temp_path(&path);
-        fs::File::create(&probe)
-            .and_then(|_| fs::remove_file(&probe))
-            .map_err(|e| err(format!("{e}; choose a writable directory")))?;
-        Ok(Self::File(path))
+        // Err((message, is_about_permission)).
+        let check = || -> Result<safefile::Dir, (String, bool)> {
+            let dir = safefile::Dir::open(&dir_path).map_err(|e| match e.kind() {
+                std::io::ErrorKind::NotFound => (format!("directory {} does not exist; create it first", dir_path.display()), false),
+                std::io::ErrorKind::NotADirectory => (format!("{} is not a directory", dir_path.display()), false),
+                _ => (format!("opening directory {}: {e}", dir_path.display()), true),
+            })?;
+            match dir.entry(&name) {
+                Ok(safefile::Entry::Nothing | safefile::Entry::Regular) => {}
+                Ok(other) => {
+                    let why = format!(
+                        "it exists and is {} (not a regular file); mapaudit only writes regular files: choose a file path",
+                        other.describe()
+                    );
+                    return Err((why, false));
+                }
+                Err(e) => return Err((e.to_string(), true)),
+            }
+            let prefix = format!(".{}.", name.to_string_lossy());
+            let (_, tmp) = dir.create_unique(&prefix, ".mapaudit-tmp", 0o600).map_err(|e| (e.to_string(), true))?;
+            let _ = dir.remove(&tmp);
+            Ok(dir)
+        };
+        let checked = match owner {
+            Some(o) => o.run_as(check).map_err(|e| err(format!("{e:#}")))?,
+            None => check(),
+        };
+        let dir = checked.map_err(|(why, permission)| match owner {
+            _ if !permission => err(why),
+            Some(o) => err(format!(
+                "{why}; mapaudit writes its files as {} (the user it acts for): choose a directory that user can \
+                 write, or `--json -`",
+                o.describe()
+            )),
+            None => err(format!("{why}; choose a writable directory")),
+        })?;
+        Ok(Self::File(ReportFile { path, dir: Arc::new(dir), name, owner: owner.cloned() }))
     }
 
-    /// Writes the report: stdout, or temp file + fsync + rename.
+    /// Writes the report: stdout, or temp file + fsync + guarded rename, as
+    /// the owner.
     pub fn write(&self, report: &Report) -> anyhow::Result<()> {
         let mut json = serde_json::to_vec_pretty(report)?;
         json.push(b'\n');
@@ -600,25 +637,16 @@ impl Output {
                 out.write_all(&json)?;
                 out.flush()?;
             }
-            Self::File(path) => write_atomic(path, &json)?,
+            Self::File(f) => {
+                let write = || safefile::write_atomic(&f.dir, &f.name, &json);
+                match &f.owner {
+                    Some(o) => o.run_as(write)??,
+                    None => write()?,
+                }
+            }
         }
         Ok(())
     }
-}
-
-fn temp_path(path: &Path) -> PathBuf {
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    path.with_file_name(format!(".{name}.mapaudit-tmp.{}", std::process::id()))
-}
-
-fn write_atomic(path: &Path, data: &[u8]) -> anyhow::Result<()> {
-    use anyhow::Context as _;
-    let tmp = temp_path(path);
-    let mut f = fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-    f.write_all(data).with_context(|| format!("writing {}", tmp.display()))?;
-    f.sync_all()?;
-    fs::rename(&tmp, path).with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
-    Ok(())
 }
 
 #[cfg(test)]
@@ -669,15 +697,24 @@ mod tests {
 
     #[test]
     fn output_refuses_non_regular_files_and_missing_dirs() {
-        assert!(Output::prepare("/dev/null").is_err());
-        assert!(Output::prepare("/nonexistent-dir/r.json").is_err());
+        use std::fs;
+        assert!(Output::prepare("/dev/null", None).is_err());
+        assert!(Output::prepare("/nonexistent-dir/r.json", None).is_err());
         let dir = std::env::temp_dir().join(format!("mapaudit-out-{}", std::process::id()));
         fs::create_dir_all(&dir).unwrap();
         let p = dir.join("r.json");
-        let out = Output::prepare(p.to_str().unwrap()).unwrap();
+        let out = Output::prepare(p.to_str().unwrap(), None).unwrap();
+        // Preparing proves the directory writable without creating the report.
+        assert!(!p.exists());
+        assert_eq!(fs::read_dir(&dir).unwrap().count(), 0, "the probe temp file is gone");
         out.write(&build(&model(), "t", 1.0)).unwrap();
         let back: Report = serde_json::from_slice(&fs::read(&p).unwrap()).unwrap();
         assert_eq!(back.schema, SCHEMA);
+        // A symlink at the report's name is refused up front.
+        let q = dir.join("link.json");
+        std::os::unix::fs::symlink(&p, &q).unwrap();
+        let e = Output::prepare(q.to_str().unwrap(), None).unwrap_err().to_string();
+        assert!(e.contains("symbolic link"), "{e}");
         fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -5,7 +5,7 @@
 use std::os::fd::AsRawFd as _;
 use std::time::{Duration, Instant, SystemTime};
 
-use anyhow::{Context as _, bail};
+use anyhow::Context as _;
 
 use crate::cli::{LogLevel, ProbeArgs, Target};
 use crate::collector::{Collector, Control};
@@ -197,9 +197,8 @@ impl Session {
         self.probes.track(me, true)?;
         let mut cmd = tokio::process::Command::new(path);
         cmd.args(args).kill_on_drop(false);
-        if let Some((uid, gid)) = run_as(user)? {
-            cmd.uid(uid).gid(gid);
-        }
+        let who = crate::identity::Identity::resolve(user)?;
+        crate::command::configure(&mut cmd, who.as_ref());
         if let Some(out) = output {
             cmd.stdin(std::process::Stdio::null()).stdout(out.try_clone()?).stderr(out.try_clone()?);
         }
@@ -246,9 +245,10 @@ impl Session {
             match c {
                 Control::Exec { pid, stopped, ktime_ns } => {
                     self.on_exec(pid, ktime_ns);
-                    if stopped {
-                        // SAFETY: plain kill(2).
-                        unsafe { libc::kill(pid as i32, libc::SIGCONT) };
+                    // Through a pidfd, and only if the process at `pid`
+                    // started before this exec: a reused pid is never continued.
+                    if stopped && let Err(e) = crate::pidctl::continue_if_same(pid, ktime_ns) {
+                        log::warn!("cannot continue pid {pid} after its exec: {e}");
                     }
                 }
                 Control::Exit { pid } => exited.push(pid),
@@ -407,6 +407,8 @@ impl Session {
         let child = self.child.as_mut()?;
         if let Some(pid) = child.id() {
             // SAFETY: plain kill(2); SIGCONT in case it is stopped at exec.
+            // `id()` is Some only until tokio reaps the child, and an unreaped
+            // child's pid cannot be reused: the signals reach our child.
             unsafe {
                 libc::kill(pid as i32, libc::SIGTERM);
                 libc::kill(pid as i32, libc::SIGCONT);
@@ -449,25 +451,4 @@ fn resolve_command(name: &str) -> Result<std::path::PathBuf, TargetError> {
         .map(|d| d.join(name))
         .find(|c| c.is_file())
         .ok_or_else(|| TargetError::NoCommand(name.into()))
-}
-
-/// Under sudo, CMD runs as the invoking user (least privilege), unless
-/// `--user` names another; as plain root without sudo, as root.
-fn run_as(user: Option<&str>) -> anyhow::Result<Option<(u32, u32)>> {
-    if let Some(name) = user {
-        let c = std::ffi::CString::new(name)?;
-        // SAFETY: getpwnam with a valid C string; the result is read at once.
-        let pw = unsafe { libc::getpwnam(c.as_ptr()) };
-        if pw.is_null() {
-            bail!("--user {name}: no such user");
-        }
-        // SAFETY: non-null passwd entry.
-        return Ok(Some(unsafe { ((*pw).pw_uid, (*pw).pw_gid) }));
-    }
-    let uid = std::env::var("SUDO_UID").ok().and_then(|v| v.parse().ok());
-    let gid = std::env::var("SUDO_GID").ok().and_then(|v| v.parse().ok());
-    Ok(match (uid, gid) {
-        (Some(u), Some(g)) if u != 0 => Some((u, g)),
-        _ => None,
-    })
 }

@@ -2,9 +2,8 @@
 //! refresh tick, ring-buffer readiness, the command's exit and signals; the
 //! terminal is restored on every way out (quit, error, signal, panic).
 
-use std::fs::File;
 use std::io::IsTerminal as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -38,7 +37,7 @@ pub async fn run(args: TopArgs, log_level: LogLevel) -> anyhow::Result<i32> {
     // A command started under the view must not draw over it or read its
     // keys: it gets /dev/null for input and a log file for output.
     let output = match &target {
-        Target::Command(_) => Some(command_log()?),
+        Target::Command(_) => Some(crate::open_log("mapaudit-top", args.probe.user.as_deref())?),
         _ => None,
     };
     // On a production node (system-wide), the live view keeps its cost under
@@ -260,11 +259,4 @@ impl Drop for Screen {
         }
         ratatui::restore();
     }
-}
-
-/// A log file for the command's output, in the temp directory.
-fn command_log() -> anyhow::Result<(File, PathBuf)> {
-    let path = std::env::temp_dir().join(format!("mapaudit-top-{}.log", std::process::id()));
-    let f = File::create(&path).with_context(|| format!("creating {}", path.display()))?;
-    Ok((f, path))
 }

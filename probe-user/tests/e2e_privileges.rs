@@ -8,7 +8,8 @@ mod support;
 use support::*;
 
 fn uid_of_command(name: &str, env: &[(&str, &str)], extra: &[&str]) -> String {
-    let json = scratch(name).join("r.json");
+    // The report is written as the user CMD runs as: a directory nobody can write.
+    let json = scratch_owned(name, 65534, 65534).join("r.json");
     let mut cmd = std::process::Command::new(mapaudit_bin());
     cmd.args(["record", "--no-bpf-maps", "--json", json.to_str().unwrap()]).args(extra).args(["--", "/usr/bin/id", "-u"]);
     cmd.env_remove("SUDO_UID").env_remove("SUDO_GID");

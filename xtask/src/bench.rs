@@ -500,6 +500,9 @@ fn budget_cost(bins: &Bins, args: &BenchArgs, per_goroutine: u64, work: u64) -> 
         b.unprobed_ns.push(ns as f64);
 
         let mut cmd = Command::new(&bins.mapaudit);
+        // Under `sudo -E cargo xtask bench`, mapaudit would write the report
+        // as the sudo user, and target/ may be root's: record as root.
+        cmd.env_remove("SUDO_UID").env_remove("SUDO_GID");
         cmd.args(["record", "--no-bpf-maps", "--max-overhead"])
             .arg(BUDGET_PCT.to_string())
             .arg("--json")

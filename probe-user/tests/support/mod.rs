@@ -37,11 +37,27 @@ pub fn root_or_skip(test: &str) -> bool {
     false
 }
 
-/// A scratch directory per test.
+/// A scratch directory per test. Under `sudo -E cargo xtask test` it
+/// belongs to the sudo user: mapaudit writes its reports as that user.
 pub fn scratch(name: &str) -> PathBuf {
     let d = fixtures::workspace_root().join("target/e2e").join(name);
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).expect("scratch dir");
+    let sudo = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<u32>().ok());
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0
+        && let (Some(uid), Some(gid)) = (sudo("SUDO_UID"), sudo("SUDO_GID"))
+    {
+        std::os::unix::fs::chown(&d, Some(uid), Some(gid)).expect("chown scratch dir to the sudo user");
+    }
+    d
+}
+
+/// A scratch directory that belongs to `uid:gid` (mapaudit writes reports
+/// as the user it acts for).
+pub fn scratch_owned(name: &str, uid: u32, gid: u32) -> PathBuf {
+    let d = scratch(name);
+    std::os::unix::fs::chown(&d, Some(uid), Some(gid)).expect("chown scratch dir");
     d
 }
 

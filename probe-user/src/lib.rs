@@ -18,6 +18,7 @@ pub mod model;
 pub mod preflight;
 pub mod record;
 pub mod report;
+pub mod sanity;
 pub mod session;
 pub mod summary;
 pub mod target;

@@ -82,9 +82,20 @@ pub fn process(report: &Value, pid: u64) -> &Value {
         .unwrap_or_else(|| panic!("pid {pid} not in report: {report:#}"))
 }
 
+/// The fixture source a runtime-reported file name refers to: itself, or
+/// for a `-trimpath` build (`mapaudit.dev/fixtures/NAME/main.go`) the file
+/// under `fixtures/go/NAME/`.
+pub fn source_path(file: &str) -> PathBuf {
+    if Path::new(file).is_absolute() {
+        return PathBuf::from(file);
+    }
+    let rel = file.strip_prefix("mapaudit.dev/fixtures/").unwrap_or(file);
+    fixtures::workspace_root().join("fixtures/go").join(rel)
+}
+
 /// 1-based line of the first line in `file` containing `marker`.
 pub fn line_of(file: &str, marker: &str) -> u64 {
-    let src = std::fs::read_to_string(file).expect("fixture source");
+    let src = std::fs::read_to_string(source_path(file)).expect("fixture source");
     src.lines().position(|l| l.contains(marker)).map(|i| i as u64 + 1).unwrap_or_else(|| panic!("{marker} not in {file}"))
 }
 
@@ -149,7 +160,10 @@ pub fn assert_writers_truth(report: &Value, truth: &Value, ctx: &str) {
     for (line, n) in expect {
         let s = sites.iter().find(|s| s["line"] == line).unwrap_or_else(|| panic!("{ctx}: no site at line {line}: {sites:?}"));
         assert_eq!(s["function"], "main.strWriter", "{ctx}");
-        assert!(s["file"].as_str().unwrap().ends_with("fixtures/go/writers/main.go"), "{ctx}: {}", s["file"]);
+        // Exactly the file name the runtime itself reports (absolute, or the
+        // module path under -trimpath).
+        assert_eq!(s["file"], file, "{ctx}");
+        assert!(file.ends_with("writers/main.go"), "{ctx}: {file}");
         assert_eq!(s["writes"], n, "{ctx}: site line {line}");
     }
     // The mutex-protected shared map: a shared_map finding, no overlap.

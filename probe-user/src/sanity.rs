@@ -212,7 +212,7 @@ mod tests {
     #[test]
     fn pointer_like_ids_are_suspect_at_once() {
         // An offset 8 bytes off reads e.g. a pointer into the heap.
-        let w = check(&[s(0xc000_0a2d_80, 0x4a8b10, Some("main.main"))], D);
+        let w = check(&[s(0x00c0_000a_2d80, 0x4a8b10, Some("main.main"))], D);
         let w = w.warning().unwrap();
         assert!(w.contains("0xc0000a2d80 is pointer-like"), "{w}");
         assert!(w.contains("g.goid offset 152"), "{w}");

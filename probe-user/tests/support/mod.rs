@@ -177,4 +177,24 @@ pub fn assert_writers_truth(report: &Value, truth: &Value, ctx: &str) {
     assert_eq!(f[0]["goroutines"], serde_json::json!(both), "{ctx}");
     assert!(!findings.iter().any(|f| f["kind"] == "overlapping_writes" && f["pid"] == pid), "{ctx}: unexpected overlap");
     assert_eq!(report["totals"]["lost_events"], 0, "{ctx}: lost events");
+    assert_goids_plausible(p, ctx);
+}
+
+/// The goroutine ids of a real recording pass `sanity::check` (what the
+/// collector should run on the first hits): guards the check against false
+/// alarms on every build of the matrix.
+pub fn assert_goids_plausible(process: &Value, ctx: &str) {
+    use mapaudit::sanity::{self, Decoded, Sample, Verdict};
+    let samples: Vec<Sample> = process["goroutines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| Sample {
+            goid: g["goid"].as_u64().unwrap(),
+            gopc: 0,
+            creator: g["created_by"].as_str().and_then(|c| c.split(' ').next()).map(str::to_string),
+        })
+        .collect();
+    let decoded = Decoded { goid_offset: 0, gopc_offset: 0, source: "the binary" };
+    assert_eq!(sanity::check(&samples, decoded), Verdict::Plausible, "{ctx}: {:#}", process["goroutines"]);
 }

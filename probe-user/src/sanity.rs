@@ -78,6 +78,17 @@ impl Verdict {
     }
 }
 
+/// How to name where offsets came from in the warning, e.g.
+/// `describe_source(offsets.source, bin.go_version())`.
+pub fn describe_source(source: crate::gobin::OffsetSource, go_version: &str) -> String {
+    use crate::gobin::OffsetSource;
+    match source {
+        OffsetSource::Dwarf => "the binary's DWARF".into(),
+        OffsetSource::VersionTable => format!("the {go_version} table"),
+        OffsetSource::VersionTableGuess => format!("the newest known table, a guess for {go_version}"),
+    }
+}
+
 /// Judges the samples of one process.
 pub fn check(samples: &[Sample], decoded: Decoded<'_>) -> Verdict {
     let Decoded {
@@ -192,6 +203,16 @@ mod tests {
             s(22, 0x4a8c00, Some("main.main")),
             s(23, 0x4a8c50, Some("main.main")),
         ]
+    }
+
+    #[test]
+    fn sources_are_named() {
+        use crate::gobin::OffsetSource;
+        assert_eq!(describe_source(OffsetSource::Dwarf, "go1.27.3"), "the binary's DWARF");
+        assert_eq!(describe_source(OffsetSource::VersionTable, "go1.27.3"), "the go1.27.3 table");
+        let src = describe_source(OffsetSource::VersionTableGuess, "go1.30.1");
+        let w = check(&[s(1, 0x4a8b10, Some("main.main"))], Decoded { goid_offset: 152, gopc_offset: 288, source: &src });
+        assert!(w.warning().unwrap().contains("from the newest known table, a guess for go1.30.1"), "{w:?}");
     }
 
     #[test]

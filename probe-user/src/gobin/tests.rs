@@ -926,3 +926,28 @@ fn no_build_info_and_no_version_string_is_refused_clearly() {
          cannot tell which Go version built it"
     );
 }
+
+/// Every build of the matrix (PIE, cgo, external linker, -trimpath…) with
+/// its build info wiped: the inferred version is the recorded one, and
+/// nothing else changes.
+#[test]
+fn every_build_infers_its_recorded_version() {
+    for (ver, variant) in matrix() {
+        if variant == Variant::StrippedNoBuildInfo {
+            continue;
+        }
+        let (path, bin) = fixture(ver, variant);
+        let what = label(ver, variant);
+        let mut data = std::fs::read(&path).unwrap();
+        let s = bin.img.section(".go.buildinfo").unwrap();
+        data[s.offset as usize..s.offset as usize + 32].fill(0);
+        let bare = GoBinary::parse(data).unwrap_or_else(|e| panic!("{what}: {e}"));
+        assert_eq!(bare.version_source(), VersionSource::Inferred, "{what}");
+        assert_eq!(bare.go_version(), bin.go_version(), "{what}");
+        assert_eq!(bare.routines(), bin.routines(), "{what}");
+        assert_eq!(bare.runtime_offsets().unwrap(), bin.runtime_offsets().unwrap(), "{what}");
+        let sched = bare.function("runtime.schedinit").unwrap();
+        let named = infer::build_version(&bare.img, &bare.data, Some((bare.code(&sched).unwrap(), sched.entry))).unwrap();
+        assert!(named.by_code, "{what}: found through schedinit");
+    }
+}

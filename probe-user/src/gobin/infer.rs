@@ -11,9 +11,9 @@
 //! `if buildVersion == "" { buildVersion = "unknown" }` in every supported
 //! version (golang/go src/runtime/proc.go), so the RIP-relative operands of
 //! `schedinit` include the variable's address, whose (ptr, len) names the
-//! string. Without a decodable `schedinit` (non-amd64, damage) every string
-//! header in the data segments that holds a well-formed version counts, and
-//! all of them must agree.
+//! string. Only without `schedinit` to decode (non-amd64, a damaged function
+//! table) does every string header in the data segments that holds a
+//! well-formed version count, and then all of them must agree.
 //!
 //! The string is then checked against facts of the binary that depend on the
 //! toolchain, not on anything a user sets:
@@ -104,17 +104,17 @@ pub(crate) fn build_version(
             .collect();
         found.sort();
         found.dedup();
-        match found.as_slice() {
-            [one] => {
-                return Ok(Named {
-                    version: one.clone(),
-                    by_code: true,
-                });
-            }
-            [] => {}
+        return match found.as_slice() {
+            [one] => Ok(Named {
+                version: one.clone(),
+                by_code: true,
+            }),
+            // The variable holds no toolchain name (`-X runtime.buildVersion=…`
+            // or damage): any other `go1.x` string would be a guess.
+            [] => Err(InferError::NotFound),
             // Two version strings read by schedinit: not a Go runtime we know.
-            _ => return Err(InferError::Ambiguous(found)),
-        }
+            _ => Err(InferError::Ambiguous(found)),
+        };
     }
     let mut all = scan_string_headers(img, data);
     all.sort();

@@ -871,6 +871,10 @@ fn version_inferred_without_build_info() {
         let sched = without.function("runtime.schedinit").unwrap();
         let named = infer::build_version(&without.img, &without.data, Some((without.code(&sched).unwrap(), sched.entry))).unwrap();
         assert!(named.by_code, "{what}");
+        // Without that code (another architecture), the string headers of
+        // the data segments: here exactly one names a version.
+        let scanned = infer::build_version(&without.img, &without.data, None).unwrap();
+        assert_eq!((scanned.version.as_str(), scanned.by_code), (without.go_version(), false), "{what}");
     }
 }
 

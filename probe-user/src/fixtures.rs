@@ -28,6 +28,19 @@ pub enum Variant {
     /// `-ldflags=-s -w`: no symbol table, no DWARF; only `.gopclntab`.
     Stripped,
     PieStripped,
+    /// Stripped, then `objcopy --remove-section .go.buildinfo`: what some
+    /// release binaries ship; the version must be inferred.
+    StrippedNoBuildInfo,
+    /// `CGO_ENABLED=1` with a package that imports "C" (build tag
+    /// `mapaudit_cgo`): dynamically linked against libc by the external
+    /// linker, `.text` starts before `runtime.text`.
+    Cgo,
+    /// `-ldflags=-linkmode=external` (gcc links; runtime/cgo linked in).
+    External,
+    /// `-buildmode=pie -ldflags=-linkmode=external`.
+    ExternalPie,
+    /// `-trimpath`: file names are module paths, not absolute paths.
+    Trimpath,
 }
 
 impl Variant {
@@ -37,7 +50,27 @@ impl Variant {
             Self::Pie => "pie",
             Self::Stripped => "stripped",
             Self::PieStripped => "pie-stripped",
+            Self::StrippedNoBuildInfo => "stripped-nobuildinfo",
+            Self::Cgo => "cgo",
+            Self::External => "external",
+            Self::ExternalPie => "external-pie",
+            Self::Trimpath => "trimpath",
         }
+    }
+
+    /// Whether the build needs a C toolchain (gcc), installed by `cargo xtask setup`.
+    pub fn needs_cgo(self) -> bool {
+        matches!(self, Self::Cgo | Self::External | Self::ExternalPie)
+    }
+
+    /// Whether the binary is position independent.
+    pub fn is_pie(self) -> bool {
+        matches!(self, Self::Pie | Self::PieStripped | Self::ExternalPie)
+    }
+
+    /// Whether symbols and DWARF were left out.
+    pub fn is_stripped(self) -> bool {
+        matches!(self, Self::Stripped | Self::PieStripped | Self::StrippedNoBuildInfo)
     }
 }
 
@@ -85,33 +118,60 @@ pub fn build(name: &str, version: &str, variant: Variant) -> anyhow::Result<Path
         return Ok(out);
     }
     let go = go_binary(version)?;
+    // Build next to the output and rename: tests of several binaries run in
+    // parallel and must never see a half-written (or not yet objcopied) file.
+    let tmp = out_dir.join(format!(".{name}.tmp"));
     let mut cmd = Command::new(&go);
     cmd.current_dir(&src)
         .env("GOTOOLCHAIN", "local")
         .env("GOFLAGS", "-mod=mod")
-        .env("CGO_ENABLED", "0")
+        .env("CGO_ENABLED", if variant.needs_cgo() { "1" } else { "0" })
         .env("GOCACHE", go_dir().join(format!("cache-{version}")))
         .env("GOPATH", go_dir().join("gopath"))
         .arg("build")
         .arg("-o")
-        .arg(&out);
+        .arg(&tmp);
     match variant {
         Variant::Plain => {}
         Variant::Pie => {
             cmd.arg("-buildmode=pie");
         }
-        Variant::Stripped => {
+        Variant::Stripped | Variant::StrippedNoBuildInfo => {
             cmd.arg("-ldflags=-s -w");
         }
         Variant::PieStripped => {
             cmd.arg("-buildmode=pie").arg("-ldflags=-s -w");
         }
+        Variant::Cgo => {
+            cmd.arg("-tags=mapaudit_cgo");
+        }
+        Variant::External => {
+            cmd.arg("-ldflags=-linkmode=external");
+        }
+        Variant::ExternalPie => {
+            cmd.arg("-buildmode=pie").arg("-ldflags=-linkmode=external");
+        }
+        Variant::Trimpath => {
+            cmd.arg("-trimpath");
+        }
     }
     cmd.arg(".");
     let status = cmd.status().with_context(|| format!("running {}", go.display()))?;
     if !status.success() {
-        bail!("building fixture {name} with Go {version} ({}) failed", variant.name());
+        let hint = if variant.needs_cgo() { " (needs gcc: run `cargo xtask setup`)" } else { "" };
+        bail!("building fixture {name} with Go {version} ({}) failed{hint}", variant.name());
     }
+    if variant == Variant::StrippedNoBuildInfo {
+        let status = Command::new("objcopy")
+            .args(["--remove-section", ".go.buildinfo"])
+            .arg(&tmp)
+            .status()
+            .context("running objcopy (binutils; `cargo xtask setup` installs it)")?;
+        if !status.success() {
+            bail!("objcopy --remove-section .go.buildinfo on {} failed", tmp.display());
+        }
+    }
+    std::fs::rename(&tmp, &out).with_context(|| format!("renaming {} to {}", tmp.display(), out.display()))?;
     Ok(out)
 }
 

@@ -24,6 +24,7 @@ pub mod preflight;
 pub mod record;
 pub mod report;
 pub mod safefile;
+pub mod sanity;
 pub mod session;
 pub mod summary;
 pub mod target;

@@ -143,6 +143,11 @@ pub struct ProcessReport {
     pub generation: u32,
     pub exe: String,
     pub go_version: String,
+    /// How `go_version` was decided: `buildinfo` (recorded by the toolchain)
+    /// or `inferred` (no `.go.buildinfo`; `gobin::VersionSource`). Absent
+    /// when the binary is no longer known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub go_version_source: Option<String>,
     pub goroutines: Vec<GoroutineReport>,
     pub threads: Vec<ThreadReport>,
     pub maps: Vec<MapReport>,
@@ -321,6 +326,12 @@ fn process_report(p: &ProgramRows<'_>, site_name: &dyn Fn(u64) -> Option<Locatio
         generation: p.info.map(|i| i.generation).unwrap_or(0),
         exe: p.info.map(|i| i.exe.clone()).unwrap_or_default(),
         go_version: p.info.map(|i| i.go_version.clone()).unwrap_or_default(),
+        // TODO(#14): read it from ProcessInfo once the collector records it
+        // there; until then gobin remembers it per executable path.
+        go_version_source: p
+            .info
+            .and_then(|i| crate::gobin::recorded_version_source(&i.exe))
+            .map(|s| s.as_str().to_string()),
         goroutines: p
             .goroutines
             .iter()

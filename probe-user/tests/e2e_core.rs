@@ -30,6 +30,8 @@ fn record_command(version: &str, variant: Variant) {
     let t = truth(&out.stdout);
     let p = process(&report, t["pid"].as_u64().unwrap());
     assert_eq!(p["go_version"], format!("go{version}"));
+    let source = if variant == Variant::StrippedNoBuildInfo { "inferred" } else { "buildinfo" };
+    assert_eq!(p["go_version_source"], source, "{name}");
     assert_writers_truth(&report, &t, &name);
 }
 
@@ -44,6 +46,18 @@ fn exact_counts_go_matrix_plain() {
 fn exact_counts_pie_and_stripped_oldest_and_newest() {
     for v in [fixtures::GO_OLDEST, fixtures::GO_NEWEST] {
         for variant in [Variant::Pie, Variant::Stripped, Variant::PieStripped] {
+            record_command(v, variant);
+        }
+    }
+}
+
+/// Builds users run that the toolchain's defaults do not make (issue #14):
+/// build info removed, cgo (dynamically linked), the external linker (plain
+/// and PIE), -trimpath.
+#[test]
+fn exact_counts_wild_builds_oldest_and_newest() {
+    for v in [fixtures::GO_OLDEST, fixtures::GO_NEWEST] {
+        for variant in [Variant::StrippedNoBuildInfo, Variant::Cgo, Variant::External, Variant::ExternalPie, Variant::Trimpath] {
             record_command(v, variant);
         }
     }

@@ -169,3 +169,38 @@ fn not_root_names_the_missing_capabilities() {
         assert!(err.contains(s), "expected {s:?} in: {err}");
     }
 }
+
+/// A binary without build info whose `runtime.buildVersion` contradicts the
+/// binary itself (a go1.27 build relabelled go1.23: swiss maps, no pclntab
+/// text start) is refused, by file and by pid, naming both sides.
+#[test]
+fn version_without_build_info_that_contradicts_the_binary() {
+    if !root_or_skip("version_without_build_info_that_contradicts_the_binary") {
+        return;
+    }
+    let bin = fixtures::build("writers", fixtures::GO_NEWEST, Variant::StrippedNoBuildInfo).unwrap();
+    let mut data = std::fs::read(&bin).unwrap();
+    let (from, to) = (b"go1.27.3", b"go1.23.3");
+    let mut n = 0;
+    for i in 0..data.len() - from.len() {
+        if &data[i..i + from.len()] == from {
+            data[i..i + from.len()].copy_from_slice(to);
+            n += 1;
+        }
+    }
+    assert!(n > 0);
+    let f = scratch("version_contradicts").join("relabelled");
+    std::fs::write(&f, data).unwrap();
+    std::fs::set_permissions(&f, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let says = ["without build info", "runtime.buildVersion says go1.23.3", "Go 1.20–1.25", "refusing"];
+    fails_with(&["record", "--exe", f.to_str().unwrap(), "--json", &json_arg("version_contradicts_exe")], &says);
+
+    // The same program running: still refused, and it keeps running.
+    let mut child = Command::new(&f).args(["-n", "10", "-wait-signal"]).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stderr.take().unwrap()), &mut line).unwrap();
+    assert!(line.starts_with("READY"), "{line}");
+    fails_with(&["record", "--pid", &child.id().to_string(), "--json", &json_arg("version_contradicts_pid")], &says);
+    let _ = child.kill();
+    let _ = child.wait();
+}

@@ -72,6 +72,41 @@ fn report_parse() {
     replay("report_parse");
 }
 
+#[test]
+fn version_inference() {
+    replay("version_inference");
+}
+
+/// The inference target reaches what it means to: its bases parse with an
+/// inferred version, every region is found, and damage in each region (a
+/// deterministic sweep, as the fuzzer would start) is an error or a parse,
+/// never a panic.
+#[test]
+fn version_inference_regions_are_reached_and_damage_never_panics() {
+    let mut state: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    for (i, (version, _)) in harness::INFER_BASES.iter().enumerate() {
+        let (base, regions) = harness::infer_base(i).unwrap();
+        let bin = mapaudit::gobin::GoBinary::parse(base.data.clone()).unwrap();
+        assert_eq!(bin.version_source(), mapaudit::gobin::VersionSource::Inferred, "go{version}");
+        assert_eq!(regions.len(), 4, "go{version}: pclntab, schedinit, string, header: {regions:?}");
+        for k in 0..regions.len() {
+            for round in 0..40 {
+                let mut input = vec![(i as u8) | ((k as u8) << 1)];
+                input.extend_from_slice(&(next() as u32).to_le_bytes());
+                let n = 1 + (next() % 24) as usize;
+                input.extend((0..n).map(|_| if round % 4 == 0 { b"go1.2"[(next() % 5) as usize] } else { next() as u8 }));
+                harness::version_inference(&input);
+            }
+        }
+    }
+}
+
 /// Every stored input belongs to a target that replays it.
 #[test]
 fn every_stored_input_has_a_target() {

@@ -24,6 +24,7 @@ const TARGETS: &[(&str, usize)] = &[
     ("types", 4096),
     ("dwarf_offsets", 16384),
     ("report_parse", 65536),
+    ("version_inference", 4096),
 ];
 
 fn fuzz_dir() -> PathBuf {

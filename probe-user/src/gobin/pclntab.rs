@@ -14,8 +14,8 @@ use std::ops::Range;
 use super::elf::ElfImage;
 use super::read::{self, us};
 
-const MAGIC_GO118: u32 = 0xffff_fff0;
-const MAGIC_GO120: u32 = 0xffff_fff1;
+pub(crate) const MAGIC_GO118: u32 = 0xffff_fff0;
+pub(crate) const MAGIC_GO120: u32 = 0xffff_fff1;
 const HEADER_LEN: usize = 72;
 /// `_func` fixed part; the pcdata and funcdata offset arrays follow it.
 const FUNC_LEN: usize = 44;

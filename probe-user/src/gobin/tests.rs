@@ -34,9 +34,19 @@ fn matrix() -> Vec<(&'static str, Variant)> {
     for v in [GO_OLDEST, GO_NEWEST] {
         m.push((v, Variant::Pie));
         m.push((v, Variant::PieStripped));
+        m.extend(WILD.iter().map(|&w| (v, w)));
     }
     m
 }
+
+/// Builds users run that the toolchain's defaults do not make (issue #14).
+const WILD: &[Variant] = &[
+    Variant::StrippedNoBuildInfo,
+    Variant::Cgo,
+    Variant::External,
+    Variant::ExternalPie,
+    Variant::Trimpath,
+];
 
 /// Builds (once; tests run in parallel and must not race one `go build -o`)
 /// and parses a fixture.
@@ -66,7 +76,7 @@ fn fixture(version: &str, variant: Variant) -> (PathBuf, Arc<GoBinary>) {
 /// The same build with symbols, for `go tool objdump` (which needs them).
 fn unstripped(variant: Variant) -> Variant {
     match variant {
-        Variant::Stripped => Variant::Plain,
+        Variant::Stripped | Variant::StrippedNoBuildInfo => Variant::Plain,
         Variant::PieStripped => Variant::Pie,
         v => v,
     }
@@ -246,8 +256,14 @@ fn version_and_container() {
         assert_eq!(bin.go_version(), format!("go{ver}"), "{what}");
         let want: Vec<u32> = ver.split('.').map(|p| p.parse().unwrap()).collect();
         assert_eq!(bin.version(), (want[0], want[1], want[2]), "{what}");
-        let pie = matches!(variant, Variant::Pie | Variant::PieStripped);
-        let stripped = matches!(variant, Variant::Stripped | Variant::PieStripped);
+        let pie = variant.is_pie();
+        let stripped = variant.is_stripped();
+        let source = if variant == Variant::StrippedNoBuildInfo {
+            VersionSource::Inferred
+        } else {
+            VersionSource::BuildInfo
+        };
+        assert_eq!(bin.version_source(), source, "{what}");
         assert_eq!(bin.is_pie(), pie, "{what}");
         assert_eq!(bin.has_dwarf(), !stripped, "{what}");
         assert_eq!(bin.has_symtab(), !stripped, "{what}");
@@ -256,7 +272,10 @@ fn version_and_container() {
         assert!(segs.iter().any(|s| s.executable), "{what}");
         let text = segs.iter().find(|s| s.executable).unwrap();
         assert_eq!(bin.vaddr_to_offset(text.vaddr), Some(text.offset), "{what}");
-        assert_eq!(bin.vaddr_to_offset(0), None, "{what}");
+        // gcc's PIE maps its first (read-only) segment at address 0.
+        let zero = segs.iter().any(|s| s.vaddr == 0).then_some(0);
+        assert_eq!(bin.vaddr_to_offset(0), zero, "{what}");
+        assert_eq!(zero.is_some(), variant == Variant::ExternalPie, "{what}");
     }
 }
 
@@ -344,7 +363,7 @@ fn runtime_offsets_from_dwarf_match_the_table() {
         let what = label(ver, variant);
         let got = bin.runtime_offsets().unwrap();
         let table = offsets::from_table(bin.version().1, None).unwrap();
-        let stripped = matches!(variant, Variant::Stripped | Variant::PieStripped);
+        let stripped = variant.is_stripped();
         let want_source = if stripped {
             OffsetSource::VersionTable
         } else {
@@ -387,11 +406,16 @@ fn symbolize_the_fixture() {
         // Any pc of the function: its own name, file, a line in its body.
         let loc = bin.symbolize(f.entry + 1).unwrap();
         assert_eq!(loc.function, "main.strWriter", "{what}");
-        assert!(
-            loc.file.ends_with("fixtures/go/writers/main.go"),
-            "{what}: {}",
-            loc.file
-        );
+        // -trimpath records the module path instead of the directory.
+        let want_file = if variant == Variant::Trimpath {
+            "mapaudit.dev/fixtures/writers/main.go"
+        } else {
+            "fixtures/go/writers/main.go"
+        };
+        assert!(loc.file.ends_with(want_file), "{what}: {}", loc.file);
+        if variant == Variant::Trimpath {
+            assert_eq!(loc.file, want_file, "{what}");
+        }
         assert!(
             (start..=end).contains(&loc.line),
             "{what}: line {} outside {start}..={end}",
@@ -406,7 +430,7 @@ fn symbolize_the_fixture() {
             ("main.strWriter", assign_line),
             "{what}"
         );
-        assert!(loc.file.ends_with("fixtures/go/writers/main.go"), "{what}");
+        assert!(loc.file.ends_with("writers/main.go"), "{what}");
         let (ret, _, _) = call_site(&bin, "main.strWriter", "runtime.mapdelete_faststr");
         assert_eq!(bin.symbolize(ret).unwrap().line, delete_line, "{what}");
 
@@ -481,12 +505,11 @@ fn moduledata_is_found_without_names() {
         let scanned = moduledata::scan(&bin.img, &bin.data, &bin.pcln, bin.version().1).unwrap();
         assert_eq!(scanned.addr, by_name.addr, "{what}");
         assert_eq!(scanned.text, bin.pcln.text, "{what}");
-        if bin.version().1 < 26 {
-            assert_eq!(
-                bin.pcln.header_text_start, scanned.text,
-                "{what}: pcHeader.textStart"
-            );
-        }
+        // pcHeader.textStart (through its relocation in an externally
+        // linked PIE) up to 1.25; zero since.
+        let text_start = bin.img.ptr(&bin.data, bin.pcln.vaddr + 24).unwrap();
+        let want = if bin.version().1 < 26 { scanned.text } else { 0 };
+        assert_eq!(text_start, want, "{what}: pcHeader.textStart");
     }
 }
 
@@ -785,5 +808,150 @@ fn nested_calls_between_read_routines_are_found_with_their_stack_distance() {
         let call_addr = u64::from_str_radix(call.split_whitespace().nth(1).unwrap().trim_start_matches("0x"), 16).unwrap();
         let call_len = call.split_whitespace().nth(2).unwrap().len() as u64 / 2;
         assert_eq!(n.ret, call_addr + call_len, "go{ver}: {call}");
+    }
+}
+
+/// Function entries and attach offsets computed independently of `gobin`:
+/// symbol values from the ELF symbol table, file offsets from the section
+/// headers. In cgo and externally linked builds `.text` starts with C code
+/// before `runtime.text`, so a text base taken from `.text` would shift
+/// every function.
+#[test]
+fn cgo_and_external_linking_addresses() {
+    use object::{Object as _, ObjectSection as _, ObjectSymbol as _};
+    for ver in [GO_OLDEST, GO_NEWEST] {
+        for variant in [Variant::Plain, Variant::Pie, Variant::Cgo, Variant::External, Variant::ExternalPie] {
+            let (path, bin) = fixture(ver, variant);
+            let what = label(ver, variant);
+            let data = std::fs::read(&path).unwrap();
+            let file = object::File::parse(&*data).unwrap();
+            let text = file.section_by_name(".text").unwrap().address();
+            let md = bin.moduledata.unwrap();
+            if variant.needs_cgo() {
+                assert!(text < md.text, "{what}: .text {text:#x} should start before runtime.text {:#x}", md.text);
+                // Dynamically linked against libc.
+                assert!(file.section_by_name(".interp").is_some(), "{what}: not dynamically linked");
+            }
+            let syms: HashMap<String, u64> = file.symbols().filter_map(|s| Some((s.name().ok()?.to_string(), s.address()))).collect();
+            assert_eq!(syms.get("runtime.text"), Some(&md.text), "{what}");
+            for name in ["main.strWriter", "runtime.schedinit", "runtime.mapassign_faststr", "runtime.mapdelete", "runtime.mapclear"] {
+                let f = bin.function(name).unwrap_or_else(|| panic!("{what}: {name}"));
+                assert_eq!(Some(&f.entry), syms.get(name), "{what}: {name} entry");
+            }
+            for r in bin.routines() {
+                let sec = file
+                    .sections()
+                    .find(|s| (s.address()..s.address() + s.size()).contains(&r.attach_vaddr))
+                    .unwrap();
+                let (off, _) = sec.file_range().unwrap();
+                assert_eq!(r.attach_offset, off + (r.attach_vaddr - sec.address()), "{what}: {}", r.symbol);
+            }
+        }
+    }
+}
+
+/// `objcopy --remove-section .go.buildinfo` on a stripped build: the version
+/// comes from `runtime.buildVersion`, and everything else is what the same
+/// build with build info gives.
+#[test]
+fn version_inferred_without_build_info() {
+    for ver in [GO_OLDEST, GO_NEWEST] {
+        let (_, with) = fixture(ver, Variant::Stripped);
+        let (path, without) = fixture(ver, Variant::StrippedNoBuildInfo);
+        let what = label(ver, Variant::StrippedNoBuildInfo);
+        let data = std::fs::read(&path).unwrap();
+        assert!(!data.windows(14).any(|w| w == b"\xff Go buildinf:"), "{what}: build info left");
+        assert_eq!(without.go_version(), format!("go{ver}"), "{what}");
+        assert_eq!(without.version_source(), VersionSource::Inferred, "{what}");
+        assert_eq!(with.version_source(), VersionSource::BuildInfo, "{what}");
+        assert_eq!(without.routines(), with.routines(), "{what}");
+        assert_eq!(without.runtime_offsets().unwrap(), with.runtime_offsets().unwrap(), "{what}");
+        assert_eq!(without.moduledata.map(|m| m.addr), with.moduledata.map(|m| m.addr), "{what}");
+        // Found through the code that reads it, not by picking a string.
+        let sched = without.function("runtime.schedinit").unwrap();
+        let named = infer::build_version(&without.img, &without.data, Some((without.code(&sched).unwrap(), sched.entry))).unwrap();
+        assert!(named.by_code, "{what}");
+        // Without that code (another architecture), the string headers of
+        // the data segments: here exactly one names a version.
+        let scanned = infer::build_version(&without.img, &without.data, None).unwrap();
+        assert_eq!((scanned.version.as_str(), scanned.by_code), (without.go_version(), false), "{what}");
+    }
+}
+
+fn replace_all(data: &mut [u8], from: &[u8], to: &[u8]) -> usize {
+    assert_eq!(from.len(), to.len());
+    let mut n = 0;
+    for i in 0..data.len() - from.len() {
+        if &data[i..i + from.len()] == from {
+            data[i..i + from.len()].copy_from_slice(to);
+            n += 1;
+        }
+    }
+    n
+}
+
+#[test]
+fn inferred_versions_that_contradict_the_binary_are_refused() {
+    // (build, its version, a same-length lie, what gives the lie away)
+    let cases = [
+        (GO_NEWEST, "go1.27.3", "go1.23.3", "Go 1.20–1.25 always write"),
+        (GO_NEWEST, "go1.27.3", "go1.25.3", "Go 1.20–1.25 always write"),
+        (GO_OLDEST, "go1.21.13", "go1.26.13", "Go ≥ 1.26 no longer writes"),
+        (GO_OLDEST, "go1.21.13", "go1.19.13", "Go ≥ 1.20 format"),
+        ("1.24.11", "go1.24.11", "go1.23.11", "swiss maps"),
+    ];
+    for (ver, from, to, why) in cases {
+        let path = fixtures::build("writers", ver, Variant::StrippedNoBuildInfo).unwrap();
+        let mut data = std::fs::read(&path).unwrap();
+        assert!(replace_all(&mut data, from.as_bytes(), to.as_bytes()) > 0, "go{ver}");
+        let err = GoBinary::parse(data).unwrap_err();
+        assert!(matches!(err, GoBinError::VersionDisagrees { .. }), "go{ver} as {to}: {err}");
+        let msg = err.to_string();
+        assert!(msg.contains(to) && msg.contains(why), "go{ver} as {to}: {msg}");
+        assert!(msg.starts_with("Go binary without build info (.go.buildinfo): runtime.buildVersion says"), "{msg}");
+    }
+    // A consistent lie about the patch level is not detectable, and harmless:
+    // nothing mapaudit reads depends on it.
+    let path = fixtures::build("writers", GO_NEWEST, Variant::StrippedNoBuildInfo).unwrap();
+    let mut data = std::fs::read(&path).unwrap();
+    replace_all(&mut data, b"go1.27.3", b"go1.27.9");
+    assert_eq!(GoBinary::parse(data).unwrap().go_version(), "go1.27.9");
+}
+
+#[test]
+fn no_build_info_and_no_version_string_is_refused_clearly() {
+    let path = fixtures::build("writers", GO_NEWEST, Variant::StrippedNoBuildInfo).unwrap();
+    let mut data = std::fs::read(&path).unwrap();
+    assert!(replace_all(&mut data, b"go1.27.3", b"xx1.27.3") > 0);
+    let err = GoBinary::parse(data).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "Go binary without readable build info (.go.buildinfo), and no runtime.buildVersion string was found: \
+         cannot tell which Go version built it"
+    );
+}
+
+/// Every build of the matrix (PIE, cgo, external linker, -trimpath…) with
+/// its build info wiped: the inferred version is the recorded one, and
+/// nothing else changes.
+#[test]
+fn every_build_infers_its_recorded_version() {
+    for (ver, variant) in matrix() {
+        if variant == Variant::StrippedNoBuildInfo {
+            continue;
+        }
+        let (path, bin) = fixture(ver, variant);
+        let what = label(ver, variant);
+        let mut data = std::fs::read(&path).unwrap();
+        let s = bin.img.section(".go.buildinfo").unwrap();
+        data[s.offset as usize..s.offset as usize + 32].fill(0);
+        let bare = GoBinary::parse(data).unwrap_or_else(|e| panic!("{what}: {e}"));
+        assert_eq!(bare.version_source(), VersionSource::Inferred, "{what}");
+        assert_eq!(bare.go_version(), bin.go_version(), "{what}");
+        assert_eq!(bare.routines(), bin.routines(), "{what}");
+        assert_eq!(bare.runtime_offsets().unwrap(), bin.runtime_offsets().unwrap(), "{what}");
+        let sched = bare.function("runtime.schedinit").unwrap();
+        let named = infer::build_version(&bare.img, &bare.data, Some((bare.code(&sched).unwrap(), sched.entry))).unwrap();
+        assert!(named.by_code, "{what}: found through schedinit");
     }
 }

@@ -101,9 +101,20 @@ pub fn process(report: &Value, pid: u64) -> &Value {
         .unwrap_or_else(|| panic!("pid {pid} not in report: {report:#}"))
 }
 
+/// The fixture source a runtime-reported file name refers to: itself, or
+/// for a `-trimpath` build (`mapaudit.dev/fixtures/NAME/main.go`) the file
+/// under `fixtures/go/NAME/`.
+pub fn source_path(file: &str) -> PathBuf {
+    if Path::new(file).is_absolute() {
+        return PathBuf::from(file);
+    }
+    let rel = file.strip_prefix("mapaudit.dev/fixtures/").unwrap_or(file);
+    fixtures::workspace_root().join("fixtures/go").join(rel)
+}
+
 /// 1-based line of the first line in `file` containing `marker`.
 pub fn line_of(file: &str, marker: &str) -> u64 {
-    let src = std::fs::read_to_string(file).expect("fixture source");
+    let src = std::fs::read_to_string(source_path(file)).expect("fixture source");
     src.lines().position(|l| l.contains(marker)).map(|i| i as u64 + 1).unwrap_or_else(|| panic!("{marker} not in {file}"))
 }
 
@@ -168,7 +179,10 @@ pub fn assert_writers_truth(report: &Value, truth: &Value, ctx: &str) {
     for (line, n) in expect {
         let s = sites.iter().find(|s| s["line"] == line).unwrap_or_else(|| panic!("{ctx}: no site at line {line}: {sites:?}"));
         assert_eq!(s["function"], "main.strWriter", "{ctx}");
-        assert!(s["file"].as_str().unwrap().ends_with("fixtures/go/writers/main.go"), "{ctx}: {}", s["file"]);
+        // Exactly the file name the runtime itself reports (absolute, or the
+        // module path under -trimpath).
+        assert_eq!(s["file"], file, "{ctx}");
+        assert!(file.ends_with("writers/main.go"), "{ctx}: {file}");
         assert_eq!(s["writes"], n, "{ctx}: site line {line}");
     }
     // The mutex-protected shared map: a shared_map finding, no overlap.
@@ -182,4 +196,24 @@ pub fn assert_writers_truth(report: &Value, truth: &Value, ctx: &str) {
     assert_eq!(f[0]["goroutines"], serde_json::json!(both), "{ctx}");
     assert!(!findings.iter().any(|f| f["kind"] == "overlapping_writes" && f["pid"] == pid), "{ctx}: unexpected overlap");
     assert_eq!(report["totals"]["lost_events"], 0, "{ctx}: lost events");
+    assert_goids_plausible(p, ctx);
+}
+
+/// The goroutine ids of a real recording pass `sanity::check` (what the
+/// collector should run on the first hits): guards the check against false
+/// alarms on every build of the matrix.
+pub fn assert_goids_plausible(process: &Value, ctx: &str) {
+    use mapaudit::sanity::{self, Decoded, Sample, Verdict};
+    let samples: Vec<Sample> = process["goroutines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| Sample {
+            goid: g["goid"].as_u64().unwrap(),
+            gopc: 0,
+            creator: g["created_by"].as_str().and_then(|c| c.split(' ').next()).map(str::to_string),
+        })
+        .collect();
+    let decoded = Decoded { goid_offset: 0, gopc_offset: 0, source: "the binary" };
+    assert_eq!(sanity::check(&samples, decoded), Verdict::Plausible, "{ctx}: {:#}", process["goroutines"]);
 }

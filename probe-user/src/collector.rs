@@ -73,6 +73,9 @@ pub struct Collector {
     bpf_ids: HashMap<(u32, u32), Option<bpfmaps::BpfMapId>>,
     /// Benchmark filler events drained (`cargo xtask bench`).
     pub bench_events: u64,
+    /// Per process: goroutines first seen, until the decoded `g` offsets
+    /// were judged (`sanity`); None once judged.
+    sanity: HashMap<u32, Option<Vec<crate::sanity::Sample>>>,
 }
 
 impl Collector {
@@ -96,6 +99,7 @@ impl Collector {
             bpf_resolver: bpfmaps::Resolver::default(),
             bpf_ids: HashMap::new(),
             bench_events: 0,
+            sanity: HashMap::new(),
         })
     }
 
@@ -138,6 +142,7 @@ impl Collector {
                 exe: exe.display.clone(),
                 comm: target::comm(exe.pid, exe.pid),
                 go_version: bin.go_version().to_string(),
+                go_version_source: Some(bin.version_source()),
             },
         );
         self.not_go.remove(&exe.pid);
@@ -272,11 +277,12 @@ impl Collector {
         {
             e.insert(t);
         }
-        if gopc != 0
-            && !model.names.created_by.contains_key(&(k.pid, k.goid))
-            && let Some(l) = self.symbolize(k.pid, gopc)
-        {
-            model.names.created_by.insert((k.pid, k.goid), l);
+        if gopc != 0 && !model.names.created_by.contains_key(&(k.pid, k.goid)) {
+            let creator = self.symbolize(k.pid, gopc);
+            self.judge_offsets(k.pid, k.goid, gopc, creator.as_ref().map(|l| l.function.clone()), model, false);
+            if let Some(l) = creator {
+                model.names.created_by.insert((k.pid, k.goid), l);
+            }
         }
         self.name_key(k, model);
     }
@@ -288,6 +294,40 @@ impl Collector {
             model.names.sites.insert((k.pid, k.pc), l);
         }
         model.names.comms.entry((k.pid, k.tid)).or_insert_with(|| target::comm(k.pid, k.tid));
+    }
+
+    /// Checks the decoded `g.goid`/`g.gopc` offsets of `pid` against the
+    /// goroutines seen (a wrong offset would count under wrong ids, quietly):
+    /// once `sanity::MIN_SAMPLES` were seen, or with what there is when
+    /// `now`. A suspect verdict becomes a warning in the view and report.
+    fn judge_offsets(&mut self, pid: u32, goid: u64, gopc: u64, creator: Option<String>, model: &mut Model, now: bool) {
+        let Some(p) = self.procs.get(&pid) else { return };
+        let slot = self.sanity.entry(pid).or_insert_with(|| Some(Vec::new()));
+        let Some(samples) = slot else { return };
+        if gopc != 0 && !samples.iter().any(|s| s.goid == goid) {
+            samples.push(crate::sanity::Sample { goid, gopc: gopc.wrapping_sub(p.bias), creator });
+        }
+        if samples.len() < crate::sanity::MIN_SAMPLES && !now {
+            return;
+        }
+        let Ok(offs) = p.bin.runtime_offsets() else { return };
+        let source = crate::sanity::describe_source(offs.source, p.bin.go_version());
+        let decoded = crate::sanity::Decoded { goid_offset: offs.goid, gopc_offset: offs.gopc, source: &source };
+        if let Some(w) = crate::sanity::check(samples, decoded).warning() {
+            let w = format!("{} (pid {pid}): {w}", p.exe.display);
+            log::warn!("{w}");
+            model.warnings.push(w);
+        }
+        *slot = None;
+    }
+
+    /// Judges the offsets of processes that had too few goroutines to be
+    /// judged during the recording (the hard checks still apply).
+    pub fn judge_remaining(&mut self, model: &mut Model) {
+        let pending: Vec<u32> = self.sanity.iter().filter(|(_, s)| s.is_some()).map(|(&p, _)| p).collect();
+        for pid in pending {
+            self.judge_offsets(pid, 0, 0, None, model, true);
+        }
     }
 
     /// The kernel's loss counters, summed over CPUs.
@@ -384,7 +424,11 @@ impl Collector {
     }
 
     /// Forgets a process that exited (after its counts were read).
-    pub fn forget(&mut self, pid: u32) {
+    pub fn forget(&mut self, pid: u32, model: &mut Model) {
+        if self.sanity.get(&pid).is_some_and(Option::is_some) {
+            self.judge_offsets(pid, 0, 0, None, model, true);
+        }
+        self.sanity.remove(&pid);
         self.procs.remove(&pid);
         self.nested.retain(|k| k.0 != pid);
         self.bpf_resolver.forget(pid);

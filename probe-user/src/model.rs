@@ -63,6 +63,8 @@ pub struct ProcessInfo {
     pub exe: String,
     pub comm: String,
     pub go_version: String,
+    /// How `go_version` was decided (None: not known, e.g. in tests).
+    pub go_version_source: Option<crate::gobin::VersionSource>,
 }
 
 /// Op counts.
@@ -1055,6 +1057,9 @@ pub struct Model {
     pub sampling: Option<f64>,
     /// Map reads are probed (`--reads`).
     pub reads_probed: bool,
+    /// What the user should know about the data itself (e.g. offsets that
+    /// look wrong: `sanity`).
+    pub warnings: Vec<String>,
 }
 
 impl Model {

@@ -32,6 +32,10 @@ pub struct Report {
     pub sampling: Option<Sampling>,
     #[serde(default)]
     pub diagnostics: Option<Diagnostics>,
+    /// What the user should know about the data (e.g. `g` offsets that
+    /// look wrong for a binary: counts may be under wrong goroutine ids).
+    #[serde(default)]
+    pub warnings: Vec<String>,
     pub processes: Vec<ProcessReport>,
     pub bpf_maps: Vec<BpfMapReport>,
     pub findings: Vec<FindingReport>,
@@ -326,12 +330,7 @@ fn process_report(p: &ProgramRows<'_>, site_name: &dyn Fn(u64) -> Option<Locatio
         generation: p.info.map(|i| i.generation).unwrap_or(0),
         exe: p.info.map(|i| i.exe.clone()).unwrap_or_default(),
         go_version: p.info.map(|i| i.go_version.clone()).unwrap_or_default(),
-        // TODO(#14): read it from ProcessInfo once the collector records it
-        // there; until then gobin remembers it per executable path.
-        go_version_source: p
-            .info
-            .and_then(|i| crate::gobin::recorded_version_source(&i.exe))
-            .map(|s| s.as_str().to_string()),
+        go_version_source: p.info.and_then(|i| i.go_version_source).map(|s| s.as_str().to_string()),
         goroutines: p
             .goroutines
             .iter()
@@ -526,6 +525,7 @@ pub fn build(model: &Model, started_at: &str, duration_s: f64) -> Report {
             .chain(std::iter::once(("unresolved_events".to_string(), model.unresolved)))
             .collect(),
         sampling: None,
+        warnings: model.warnings.clone(),
         diagnostics: Some(Diagnostics {
             counter_keys: model.counts().len() as u64,
             events_received: [

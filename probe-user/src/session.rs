@@ -292,7 +292,7 @@ impl Session {
             self.model.retire(pid);
             self.probes.forget_map_state(pid);
         }
-        self.collector.forget(pid);
+        self.collector.forget(pid, &mut self.model);
         self.probes.detach_pid(pid);
     }
 
@@ -386,6 +386,7 @@ impl Session {
         self.drain();
         self.collector.snapshot_all(&mut self.model)?;
         self.drain();
+        self.collector.judge_remaining(&mut self.model);
         if self.duty.is_some() {
             self.count_hits()?;
             if let Some(d) = &mut self.duty {

@@ -149,7 +149,7 @@ async fn live(
                     app.status.ended = Some(format!("pid {p} exited"));
                 }
                 app.status.attached = s.probes.attached_count();
-                for w in &s.warnings {
+                for w in s.warnings.iter().chain(&s.model.warnings) {
                     if !app.status.warnings.contains(w) {
                         app.status.warnings.push(w.clone());
                     }

@@ -75,34 +75,6 @@ pub enum GoBinError {
     NoOffsets(String),
 }
 
-/// How the version of each opened executable was decided, by path (the
-/// path given and, for `/proc/PID/exe`, what it links to: the `exe` the
-/// report shows). Interim until `model::ProcessInfo` carries it (the
-/// collector and model are being reworked; TODO(#14)).
-static VERSION_SOURCES: Mutex<Option<HashMap<String, VersionSource>>> = Mutex::new(None);
-/// A node-wide audit opens every Go executable it sees: keep this bounded.
-const MAX_REMEMBERED: usize = 4096;
-
-fn remember_version_source(path: &Path, source: VersionSource) {
-    let Ok(mut guard) = VERSION_SOURCES.lock() else {
-        return;
-    };
-    let map = guard.get_or_insert_with(HashMap::new);
-    if map.len() >= MAX_REMEMBERED {
-        map.clear();
-    }
-    map.insert(path.display().to_string(), source);
-    if let Ok(target) = std::fs::read_link(path) {
-        map.insert(target.display().to_string(), source);
-    }
-}
-
-/// How the version of the executable at `exe` (as the report shows it)
-/// was decided, if mapaudit opened it.
-pub fn recorded_version_source(exe: &str) -> Option<VersionSource> {
-    VERSION_SOURCES.lock().ok()?.as_ref()?.get(exe).copied()
-}
-
 /// A map-write routine linked into the binary, and where to probe it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Routine {
@@ -202,7 +174,6 @@ impl GoBinary {
             source,
         })?;
         let bin = Self::parse(data)?;
-        remember_version_source(path, bin.version_source);
         Ok(bin)
     }
 

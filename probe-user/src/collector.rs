@@ -355,7 +355,9 @@ impl Collector {
     fn read_counters(&mut self, model: &mut Model, all: bool) -> anyhow::Result<()> {
         let mut drained = std::mem::take(&mut self.drained);
         drained.clear();
+        let t = std::time::Instant::now();
         let r = if all { self.writes.drain_all(&mut drained) } else { self.writes.drain(&mut drained) };
+        model.note_drain(drained.len(), t.elapsed());
         drained.retain(|(k, d)| {
             // The process is registered (and its nested calls known) first.
             if !self.ensure_process(k.pid, model) {

@@ -1060,7 +1060,17 @@ pub struct Model {
     /// What the user should know about the data itself (e.g. offsets that
     /// look wrong: `sanity`).
     pub warnings: Vec<String>,
+    /// How long processes stood stopped at exec until their probes were
+    /// attached, ns (the most recent `EXEC_STOPS_KEPT`).
+    pub exec_stops_ns: VecDeque<u64>,
+    /// The slowest drain of the kernel's counters: (keys, time).
+    pub slowest_drain: (usize, Duration),
+    /// The most keys one drain read, and how long that took.
+    pub largest_drain: (usize, Duration),
 }
+
+/// How many exec stops `Model::exec_stops_ns` keeps.
+pub const EXEC_STOPS_KEPT: usize = 100_000;
 
 impl Model {
     pub fn new() -> Self {
@@ -1358,6 +1368,22 @@ impl Model {
         self.sites.rerank(&mut a.sites);
         self.refresh_findings();
         self.retired.push(Retired { info, goroutines, threads, maps, sites, findings });
+    }
+
+    pub fn note_drain(&mut self, keys: usize, took: Duration) {
+        if took > self.slowest_drain.1 {
+            self.slowest_drain = (keys, took);
+        }
+        if keys > self.largest_drain.0 {
+            self.largest_drain = (keys, took);
+        }
+    }
+
+    pub fn note_exec_stop(&mut self, ns: u64) {
+        if self.exec_stops_ns.len() == EXEC_STOPS_KEPT {
+            self.exec_stops_ns.pop_front();
+        }
+        self.exec_stops_ns.push_back(ns);
     }
 
     /// The generation the next program registered at `pid` gets.

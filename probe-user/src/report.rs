@@ -60,6 +60,49 @@ pub struct Diagnostics {
     pub counter_keys: u64,
     /// Ring-buffer events received, by kind.
     pub events_received: std::collections::BTreeMap<String, u64>,
+    /// How long processes stood stopped at exec until their probes were
+    /// attached (`-- CMD`): none when nothing was stopped.
+    #[serde(default)]
+    pub exec_stops: Option<ExecStops>,
+    /// The largest drain of the kernel's counter tables: keys read and how
+    /// long the flip, grace period and batch reads took.
+    #[serde(default)]
+    pub largest_drain: Option<Drain>,
+    /// The slowest drain.
+    #[serde(default)]
+    pub slowest_drain: Option<Drain>,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq)]
+pub struct Drain {
+    pub keys: u64,
+    pub ms: f64,
+}
+
+impl Drain {
+    fn of((keys, took): (usize, std::time::Duration)) -> Option<Self> {
+        (keys > 0 || !took.is_zero()).then_some(Self { keys: keys as u64, ms: took.as_secs_f64() * 1e3 })
+    }
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq)]
+pub struct ExecStops {
+    pub count: u64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+}
+
+impl ExecStops {
+    fn of(ns: &std::collections::VecDeque<u64>) -> Option<Self> {
+        let mut v: Vec<u64> = ns.iter().copied().collect();
+        if v.is_empty() {
+            return None;
+        }
+        v.sort_unstable();
+        let at = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize] as f64 / 1e6;
+        Some(Self { count: v.len() as u64, p50_ms: at(0.5), p99_ms: at(0.99), max_ms: at(1.0) })
+    }
 }
 
 /// Present only when counts were sampled (`--max-overhead`): every count is
@@ -527,6 +570,9 @@ pub fn build(model: &Model, started_at: &str, duration_s: f64) -> Report {
         sampling: None,
         warnings: model.warnings.clone(),
         diagnostics: Some(Diagnostics {
+            exec_stops: ExecStops::of(&model.exec_stops_ns),
+            largest_drain: Drain::of(model.largest_drain),
+            slowest_drain: Drain::of(model.slowest_drain),
             counter_keys: model.counts().len() as u64,
             events_received: [
                 ("new_tuple", model.events.new_tuple),

@@ -247,8 +247,12 @@ impl Session {
                     self.on_exec(pid, ktime_ns);
                     // Through a pidfd, and only if the process at `pid`
                     // started before this exec: a reused pid is never continued.
-                    if stopped && let Err(e) = crate::pidctl::continue_if_same(pid, ktime_ns) {
-                        log::warn!("cannot continue pid {pid} after its exec: {e}");
+                    if stopped {
+                        if let Err(e) = crate::pidctl::continue_if_same(pid, ktime_ns) {
+                            log::warn!("cannot continue pid {pid} after its exec: {e}");
+                        }
+                        // How long it stood stopped: the price of exactness.
+                        self.model.note_exec_stop(crate::collector::monotonic_ns().saturating_sub(ktime_ns));
                     }
                 }
                 Control::Exit { pid } => exited.push(pid),

@@ -20,6 +20,10 @@
 //! 4. Probe cost with `--reads` on the read-heavy workload (`-reads`: G
 //!    goroutines × N lookups under a read lock), the same four
 //!    configurations, bpftrace on `runtime.mapaccess1_faststr`.
+//! 6. to 9. Real programs at real scale (`real`): a net/http churn server
+//!    against `-race`, a cold-cache `go build`, fixed costs, drains.
+
+mod real;
 
 use std::fmt::Write as _;
 use std::io::Read as _;
@@ -91,6 +95,13 @@ pub struct BenchArgs {
     /// 0 skips them.
     #[arg(long, default_value_t = 3)]
     pub budget_rounds: usize,
+    /// Interleaved rounds of the real-program rows (churn server, fixed
+    /// costs); 0 skips rows 6–9.
+    #[arg(long, default_value_t = 3)]
+    real_rounds: u32,
+    /// Rounds of the cold-cache `go build` (row 7; ~30 s unprobed here).
+    #[arg(long, default_value_t = 1)]
+    build_rounds: u32,
     /// Also replace the generated section of BENCHMARKS.md with this run.
     #[arg(long)]
     pub write_md: bool,
@@ -135,7 +146,9 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     ];
     let drain = drain_ladder(&bins, args)?;
     let model = model_cost(&bins, args)?;
-    let res = Results { probe, body, reads, budget, drain, model, goroutines: args.goroutines, writes_per_goroutine: args.writes };
+    let real = if args.real_rounds == 0 { Vec::new() } else { real::rows(&bins.mapaudit, args.real_rounds, args.build_rounds.max(1))? };
+    let res =
+        Results { probe, body, reads, budget, drain, model, real, goroutines: args.goroutines, writes_per_goroutine: args.writes };
 
     let mut machine = machine;
     machine.load_after = loadavg();
@@ -820,6 +833,8 @@ struct Results {
     budget: Vec<BudgetCost>,
     drain: Drain,
     model: ModelCost,
+    /// Rows 6–9.
+    real: Vec<real::Row>,
     goroutines: u64,
     writes_per_goroutine: u64,
 }
@@ -1043,6 +1058,12 @@ fn render_table(r: &Results) -> Table {
     // 5. Overhead budget.
     for b in &r.budget {
         budget_row(&mut t, b, r.goroutines);
+    }
+
+    // 6–9. Real programs.
+    for row in &r.real {
+        let (num, what) = row.measurement.split_once(' ').unwrap_or(("", &row.measurement));
+        t.row(&[num, what, &row.median, &row.derived, &row.target, &row.verdict]);
     }
     t
 }
@@ -1282,6 +1303,13 @@ mod tests {
             probe,
             reads,
             budget,
+            real: vec![real::Row {
+                measurement: "6 mapaudit's extra time / the race detector's".into(),
+                median: "0.90 s / 1.70 s".into(),
+                derived: "0.53×".into(),
+                target: "≤ 0.25×".into(),
+                verdict: verdict(false),
+            }],
             body: Some(BodyCost { floor: Some((58_000, 1000)), mapaudit: Some((876_000, 1000)) }),
             drain: Drain { steps: vec![step(1_000_000, 0.0, 2.0), step(2_000_000, 0.0, 2.0), step(4_000_000, 0.0, 2.4)], seconds: 2 },
             model: ModelCost {
@@ -1317,7 +1345,7 @@ mod tests {
             assert!(l.starts_with("| ") || l.starts_with("|-"), "{l}");
             assert_eq!(cols(l), n, "{l}");
         }
-        for section in ["| 1 |", "| 2 |", "| 3 |", "| 4 |", "| 5 |"] {
+        for section in ["| 1 |", "| 2 |", "| 3 |", "| 4 |", "| 5 |", "| 6 | mapaudit's extra time / the race detector's |"] {
             assert!(md.contains(section), "{section} missing:\n{md}");
         }
         assert!(md.contains("+3.00 µs/read"), "{md}");

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use aya::maps::{MapData, PerCpuArray, PerCpuHashMap, RingBuf};
 
-use crate::counters::{CounterTables, Drained};
+use crate::counters::{Batch, CounterTables, Drainer};
 use probe_common::{
     bpfmap::{BpfWriteKey, BpfWriteValue},
     events::{self, EventHeader},
@@ -53,9 +53,7 @@ pub fn monotonic_ns() -> u64 {
 
 pub struct Collector {
     pub events: RingBuf<MapData>,
-    writes: CounterTables,
-    /// Scratch for a drain.
-    drained: Vec<(WriteKey, Drained)>,
+    writes: Drainer,
     lost: PerCpuArray<MapData, u64>,
     bpf_writes: Option<PerCpuHashMap<MapData, BpfWriteKey, BpfWriteValue>>,
     /// Parsed executables by (dev, ino); None: not a Go binary.
@@ -83,13 +81,12 @@ impl Collector {
         let ebpf = &mut probes.ebpf;
         let take = |ebpf: &mut aya::Ebpf, n: &str| ebpf.take_map(n).with_context(|| format!("map {n} missing"));
         let events = RingBuf::try_from(take(ebpf, names::EVENTS)?)?;
-        let writes = CounterTables::new(ebpf)?;
+        let writes = Drainer::spawn(CounterTables::new(ebpf)?, crate::session::DRAIN_EVERY)?;
         let lost = PerCpuArray::try_from(take(ebpf, names::LOST)?)?;
         let bpf_writes = PerCpuHashMap::try_from(take(ebpf, names::BPF_WRITES)?).ok();
         Ok(Self {
             events,
             writes,
-            drained: Vec::new(),
             lost,
             bpf_writes,
             binaries: HashMap::new(),
@@ -341,41 +338,52 @@ impl Collector {
         out
     }
 
-    /// Reads what the kernel counted since the last call into the model,
-    /// emptying its tables (`counters`). `all`: both tables (the final read).
+    /// Drains the kernel's counters now and reads everything counted so
+    /// far into the model (the duty cycle's hit counts need it current).
     pub fn snapshot(&mut self, model: &mut Model) -> anyhow::Result<()> {
-        self.read_counters(model, false)
+        let batches = self.writes.sync(false)?;
+        self.fold_batches(batches, model)
     }
 
     /// The last read of a recording: everything still in the kernel.
     pub fn snapshot_all(&mut self, model: &mut Model) -> anyhow::Result<()> {
-        self.read_counters(model, true)
+        let batches = self.writes.sync(true)?;
+        self.fold_batches(batches, model)
     }
 
-    fn read_counters(&mut self, model: &mut Model, all: bool) -> anyhow::Result<()> {
-        let mut drained = std::mem::take(&mut self.drained);
-        drained.clear();
-        let t = std::time::Instant::now();
-        let r = if all { self.writes.drain_all(&mut drained) } else { self.writes.drain(&mut drained) };
-        model.note_drain(drained.len(), t.elapsed());
-        drained.retain(|(k, d)| {
-            // The process is registered (and its nested calls known) first.
-            if !self.ensure_process(k.pid, model) {
-                return true;
-            }
-            if !self.nested.is_empty() && self.nested.contains(&(k.pid, k.pc)) {
-                // An inner entry the kernel let through (see `nested`).
-                return false;
-            }
-            // What a new key carries, read once in the kernel.
-            self.note_tuple(k, d.maptype, d.gopc, model);
-            true
-        });
-        model.add_counts(drained.iter().map(|(k, d)| (*k, d.count)));
-        self.drained = drained;
+    /// Reads what the drainer thread emptied from the kernel's tables since
+    /// the last call into the model, without waiting for a drain.
+    pub fn collect(&mut self, model: &mut Model) -> anyhow::Result<()> {
+        let batches = self.writes.pending();
+        self.fold_batches(batches, model)
+    }
+
+    fn fold_batches(&mut self, batches: Vec<Batch>, model: &mut Model) -> anyhow::Result<()> {
+        let mut error = None;
+        for Batch { mut keys, took, error: e, .. } in batches {
+            model.note_drain(keys.len(), took);
+            keys.retain(|(k, d)| {
+                // The process is registered (and its nested calls known) first.
+                if !self.ensure_process(k.pid, model) {
+                    return true;
+                }
+                if !self.nested.is_empty() && self.nested.contains(&(k.pid, k.pc)) {
+                    // An inner entry the kernel let through (see `nested`).
+                    return false;
+                }
+                // What a new key carries, read once in the kernel.
+                self.note_tuple(k, d.maptype, d.gopc, model);
+                true
+            });
+            model.add_counts(keys.iter().map(|(k, d)| (*k, d.count)));
+            error = error.or(e);
+        }
         model.lost = self.lost();
         self.snapshot_bpf(model);
-        r.map(drop)
+        match error {
+            Some(e) => Err(anyhow::anyhow!(e)),
+            None => Ok(()),
+        }
     }
 
     fn snapshot_bpf(&mut self, model: &mut Model) {

@@ -162,3 +162,75 @@ fn map_create(map_type: u32, key: u32, value: u32, max: u32, inner: Option<RawFd
     // SAFETY: BPF_MAP_CREATE returned a new fd that nothing else owns.
     Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
 }
+
+/// One drain's keys, from the drainer thread.
+pub struct Batch {
+    pub keys: Vec<(WriteKey, Drained)>,
+    /// How long the flip, the grace period and the reads took.
+    pub took: std::time::Duration,
+    /// The `Drainer::sync` call this batch answers (None: a periodic one).
+    pub answers: Option<u64>,
+    pub error: Option<String>,
+}
+
+enum Request {
+    Drain { id: u64, all: bool },
+}
+
+/// The counter tables on a thread of their own: a drain waits for an RCU
+/// grace period (10–40 ms here), and the loop that resumes processes stopped
+/// at exec must never wait behind it. The thread drains every `every` and
+/// sends the batches; `sync` asks for a drain now and returns when its batch
+/// is in (every batch before it is received first, in order).
+pub struct Drainer {
+    requests: std::sync::mpsc::Sender<Request>,
+    batches: std::sync::mpsc::Receiver<Batch>,
+    next_id: u64,
+}
+
+impl Drainer {
+    pub fn spawn(mut tables: CounterTables, every: std::time::Duration) -> std::io::Result<Self> {
+        let (req_tx, req_rx) = std::sync::mpsc::channel::<Request>();
+        let (batch_tx, batch_rx) = std::sync::mpsc::channel::<Batch>();
+        std::thread::Builder::new().name("mapaudit-drain".into()).spawn(move || {
+            loop {
+                let (answers, all) = match req_rx.recv_timeout(every) {
+                    Ok(Request::Drain { id, all }) => (Some(id), all),
+                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => (None, false),
+                    // The collector is gone: so is the recording.
+                    Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
+                };
+                let t = std::time::Instant::now();
+                let mut keys = Vec::new();
+                let r = if all { tables.drain_all(&mut keys) } else { tables.drain(&mut keys) };
+                let batch = Batch { keys, took: t.elapsed(), answers, error: r.err().map(|e| format!("{e:#}")) };
+                if batch_tx.send(batch).is_err() {
+                    return;
+                }
+            }
+        })?;
+        Ok(Self { requests: req_tx, batches: batch_rx, next_id: 0 })
+    }
+
+    /// The batches drained since the last call, without waiting.
+    pub fn pending(&self) -> Vec<Batch> {
+        self.batches.try_iter().collect()
+    }
+
+    /// Drains now (`all`: both tables, the final read) and returns every
+    /// batch up to and including that drain's.
+    pub fn sync(&mut self, all: bool) -> anyhow::Result<Vec<Batch>> {
+        self.next_id += 1;
+        let id = self.next_id;
+        self.requests.send(Request::Drain { id, all }).map_err(|_| anyhow::anyhow!("the counter drainer thread is gone"))?;
+        let mut out = Vec::new();
+        loop {
+            let b = self.batches.recv().map_err(|_| anyhow::anyhow!("the counter drainer thread is gone"))?;
+            let done = b.answers == Some(id);
+            out.push(b);
+            if done {
+                return Ok(out);
+            }
+        }
+    }
+}

@@ -85,19 +85,21 @@ async fn record_loop(s: &mut Session, target: &Target, duration: Option<Duration
     loop {
         let has_child = s.child.is_some();
         tokio::select! {
-            _ = tick.tick() => {
-                let exited = s.tick()?;
-                if let Some(p) = watched_pid
-                    && (exited.contains(&p) || !std::path::Path::new(&format!("/proc/{p}")).exists())
-                {
-                    return Ok(End::TargetExited);
-                }
-            }
+            // Exec events first: a process stands stopped until handled.
+            biased;
             guard = events.readable(), if !s.drain_at_exit_only => {
                 // Only exec events wake us; act on them at once.
                 let mut guard = guard?;
                 guard.clear_ready();
                 s.drain();
+            }
+            _ = tick.tick() => {
+                let exited = s.collect()?;
+                if let Some(p) = watched_pid
+                    && (exited.contains(&p) || !std::path::Path::new(&format!("/proc/{p}")).exists())
+                {
+                    return Ok(End::TargetExited);
+                }
             }
             status = s.wait_child(), if has_child => {
                 return Ok(End::CommandExited(status?));

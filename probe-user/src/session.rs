@@ -355,7 +355,14 @@ impl Session {
 
     /// Credits the writes counted since the last call to the duty cycle.
     fn count_hits(&mut self) -> anyhow::Result<()> {
-        self.collector.snapshot(&mut self.model)?;
+        if self.duty.is_some() {
+            // The period being closed must have every one of its hits.
+            self.collector.snapshot(&mut self.model)?;
+        } else {
+            // Nothing to close: what the drainer has is enough, and the
+            // loop does not wait for a grace period.
+            self.collector.collect(&mut self.model)?;
+        }
         let total = self.model.agg.totals.total() + self.model.agg.totals.reads;
         if let Some(d) = &mut self.duty {
             d.add_hits(total.saturating_sub(self.last_total));
@@ -369,16 +376,26 @@ impl Session {
     /// often enough that one period's distinct tuples fit in a table,
     /// whatever the model's tick costs.
     pub fn drain_counters(&mut self) -> anyhow::Result<()> {
-        self.collector.snapshot(&mut self.model)
+        self.collector.collect(&mut self.model)
     }
 
     /// One tick: drain, snapshot counters, recompute the model.
     pub fn tick(&mut self) -> anyhow::Result<Vec<u32>> {
-        let exited = if self.drain_at_exit_only { Vec::new() } else { self.drain() };
-        self.count_hits()?;
+        let exited = self.collect()?;
         let now = Instant::now();
         self.model.tick(now - self.last_tick);
         self.last_tick = now;
+        Ok(exited)
+    }
+
+    /// A tick without the model's rates, rankings and findings, for
+    /// `record`: nobody looks at them before the end (`finish` makes them
+    /// over the whole recording), and on a program with hundreds of
+    /// thousands of goroutines and map instances re-ranking every tick
+    /// would take a CPU the target needs.
+    pub fn collect(&mut self) -> anyhow::Result<Vec<u32>> {
+        let exited = if self.drain_at_exit_only { Vec::new() } else { self.drain() };
+        self.count_hits()?;
         Ok(exited)
     }
 

@@ -111,6 +111,14 @@ async fn live(
             redraw = false;
         }
         tokio::select! {
+            // Exec events first: a process stands stopped until handled.
+            biased;
+            guard = events.readable() => {
+                // Only exec events wake us: attach (and let the process go) at once.
+                let mut guard = guard?;
+                guard.clear_ready();
+                s.drain();
+            }
             ev = keys.recv() => {
                 // The input thread ends only when the terminal fails.
                 let Some(ev) = ev else { return Ok(End::Quit) };
@@ -155,12 +163,6 @@ async fn live(
                     }
                 }
                 redraw = true;
-            }
-            guard = events.readable() => {
-                // Only exec events wake us: attach (and let the process go) at once.
-                let mut guard = guard?;
-                guard.clear_ready();
-                s.drain();
             }
             status = s.wait_child(), if child_running => {
                 child_running = false;

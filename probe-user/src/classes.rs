@@ -28,6 +28,27 @@ pub struct MapClass {
     pub max_instance_ops: u64,
 }
 
+impl MapClass {
+    /// Adds `other` (the same class) to this one.
+    pub fn absorb(&mut self, other: &MapClass) {
+        self.instances += other.instances;
+        add(&mut self.ops, &other.ops);
+        self.shared_instances += other.shared_instances;
+        self.max_instance_ops = self.max_instance_ops.max(other.max_instance_ops);
+        if self.site.is_none() {
+            self.site.clone_from(&other.site);
+        }
+    }
+}
+
+impl GoroutineClass {
+    /// Adds `other` (the same class) to this one.
+    pub fn absorb(&mut self, other: &GoroutineClass) {
+        self.goroutines += other.goroutines;
+        add(&mut self.ops, &other.ops);
+    }
+}
+
 /// Goroutines created at one site, in one process.
 #[derive(Clone, Debug, PartialEq)]
 pub struct GoroutineClass {
@@ -105,6 +126,37 @@ pub fn goroutine_classes<'a>(goroutines: impl IntoIterator<Item = &'a GoroutineR
     out
 }
 
+/// `live` with the `folded` classes of the same process added in (the same
+/// class: absorbed; else a class of its own), busiest first.
+pub fn merge_map_classes<'a>(mut live: Vec<MapClass>, folded: impl IntoIterator<Item = &'a MapClass>) -> Vec<MapClass> {
+    for f in folded {
+        match live.iter_mut().find(|c| (c.pid, &c.type_name, c.site_pc) == (f.pid, &f.type_name, f.site_pc)) {
+            Some(c) => c.absorb(f),
+            None => live.push(f.clone()),
+        }
+    }
+    live.sort_by(|a, b| {
+        b.ops.total().cmp(&a.ops.total()).then(a.pid.cmp(&b.pid)).then(a.type_name.cmp(&b.type_name)).then(a.site_pc.cmp(&b.site_pc))
+    });
+    live
+}
+
+/// Like `merge_map_classes`, for goroutine classes.
+pub fn merge_goroutine_classes<'a>(
+    mut live: Vec<GoroutineClass>,
+    folded: impl IntoIterator<Item = &'a GoroutineClass>,
+) -> Vec<GoroutineClass> {
+    for f in folded {
+        let key = |c: &GoroutineClass| (c.pid, c.created_by.as_ref().map(Location::short));
+        match live.iter_mut().find(|c| key(c) == key(f)) {
+            Some(c) => c.absorb(f),
+            None => live.push(f.clone()),
+        }
+    }
+    live.sort_by(|a, b| b.ops.total().cmp(&a.ops.total()).then(b.goroutines.cmp(&a.goroutines)));
+    live
+}
+
 /// Names sites from the model's live names.
 pub fn live_site_name(names: &Names) -> impl Fn(u32, u64) -> Option<Location> + '_ {
     move |pid, pc| names.sites.get(&(pid, pc)).cloned()
@@ -167,5 +219,65 @@ mod tests {
         assert_eq!(c.len(), 2);
         assert_eq!((c[0].created_by.as_ref().map(|l| l.line), c[0].goroutines, c[0].ops.writes), (Some(20), 1, 7));
         assert_eq!((c[1].created_by.as_ref().map(|l| l.line), c[1].goroutines, c[1].ops.writes), (Some(10), 2, 5));
+    }
+}
+
+#[cfg(test)]
+mod fold_tests {
+    use probe_common::uprobe::{WriteKey, routine};
+
+    use crate::model::{Location, MapId, Model};
+
+    fn key(goid: u64, map: u64, inst: u32, pc: u64) -> WriteKey {
+        WriteKey { pid: 1, tid: 2, goid, map, pc, routine: routine::MAPASSIGN_FASTSTR, _pad: [0; 3], inst }
+    }
+
+    #[test]
+    fn idle_rows_fold_into_their_classes_and_nothing_else_changes() {
+        let mut m = Model::new();
+        // 100 per-request instances (goroutines 10..110, one map each, 3
+        // writes at 0x10), one instance written by two goroutines (a shared
+        // per-request kind: 0x20), and a cache that stays busy (0x30).
+        let mut first = Vec::new();
+        for i in 0..100u64 {
+            first.push((key(10 + i, 0xa0 + i % 7, i as u32 + 1, 0x10), 3));
+        }
+        first.push((key(500, 0xb0, 900, 0x20), 1));
+        first.push((key(501, 0xb0, 900, 0x20), 2));
+        first.push((key(1, 0xc0, 1000, 0x30), 5));
+        m.add_counts(first);
+        for i in 0..100u64 {
+            m.names.map_types.insert((1, MapId { addr: 0xa0 + i % 7, inst: i as u32 + 1 }), "http.Header".into());
+            m.names.created_by.insert((1, 10 + i), Location { function: "net/http.(*Server).Serve".into(), file: "server.go".into(), line: 3454 });
+        }
+        m.names.map_types.insert((1, MapId { addr: 0xb0, inst: 900 }), "map[int]int".into());
+        m.names.sites.insert((1, 0x10), Location { function: "main.handle".into(), file: "main.go".into(), line: 7 });
+        m.tick(std::time::Duration::from_secs(1));
+        let totals = m.agg.totals;
+        // Only the cache keeps counting.
+        for _ in 0..10 {
+            m.add_counts([(key(1, 0xc0, 1000, 0x30), 1)]);
+        }
+        assert_eq!(m.fold_idle(100), (0, 0), "nothing is idle for 100 epochs yet");
+        assert_eq!(m.fold_idle(5), (101, 102));
+        m.tick(std::time::Duration::from_secs(1));
+        assert_eq!(m.agg.totals.writes, totals.writes + 10, "totals keep everything");
+        assert_eq!(m.agg.maps.len(), 1, "only the cache is a row");
+        assert_eq!(m.agg.goroutines.len(), 1);
+        assert_eq!(m.counts().len(), 1, "the counter keys of folded rows are gone");
+        assert_eq!(m.agg.sites.len(), 3, "sites stay");
+        assert!(m.agg.sites.iter().all(|s| s.maps.len() <= 1), "sites no longer name folded maps");
+        let c = m.folded.maps.values().find(|c| c.type_name.as_deref() == Some("http.Header")).unwrap();
+        assert_eq!((c.instances, c.ops.writes, c.site_pc), (100, 300, 0x10));
+        assert_eq!(c.site.as_ref().map(|l| l.line), Some(7));
+        let g = m.folded.goroutines.values().find(|g| g.created_by.as_ref().is_some_and(|l| l.line == 3454)).unwrap();
+        assert_eq!((g.goroutines, g.ops.writes), (100, 300));
+        assert_eq!(m.folded.findings.len(), 1, "the shared instance keeps its finding");
+        assert_eq!(m.folded.findings[0].goroutines, vec![500, 501]);
+        // A folded key seen again is counted anew, on a fresh row.
+        m.add_counts([(key(10, 0xa0, 1, 0x10), 2)]);
+        m.tick(std::time::Duration::from_secs(1));
+        assert_eq!(m.agg.maps.len(), 2);
+        assert_eq!(m.agg.totals.writes, totals.writes + 12);
     }
 }

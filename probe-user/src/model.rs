@@ -193,6 +193,26 @@ impl<K: Ord + Copy> IdSet<K> {
         self.ids[..self.sorted].binary_search(k).is_ok() || self.ids[self.sorted..].contains(k)
     }
 
+    /// Keeps the ids `keep` says (order kept, so a sorted set stays sorted).
+    fn retain(&mut self, keep: impl Fn(&K) -> bool) {
+        let before = self.ids.len();
+        let mut i = 0;
+        let mut sorted_kept = 0;
+        let sorted = self.sorted;
+        self.ids.retain(|k| {
+            let k_ok = keep(k);
+            if k_ok && i < sorted {
+                sorted_kept += 1;
+            }
+            i += 1;
+            k_ok
+        });
+        if self.ids.len() != before {
+            self.sorted = sorted_kept;
+            trim(&mut self.ids);
+        }
+    }
+
     /// Adds `k`, known to be new.
     fn push_new(&mut self, k: K) {
         self.ids.push(k);
@@ -374,11 +394,13 @@ struct RowMeta {
     prev: u64,
     /// Its sets grew during the running `set_counts` (queued in `Table::dirty`).
     dirty: bool,
+    /// `Model::epoch` when it last counted (goroutine and map rows).
+    active: u32,
 }
 
 impl Default for RowMeta {
     fn default() -> Self {
-        Self { prev: NO_BASELINE, dirty: false }
+        Self { prev: NO_BASELINE, dirty: false, active: 0 }
     }
 }
 
@@ -591,6 +613,9 @@ pub struct Retired {
     /// pc → call site, as resolved in that program.
     pub sites: HashMap<u64, Location>,
     pub findings: Vec<Finding>,
+    /// Its rows folded while it ran (`Model::fold_idle`).
+    pub folded_maps: Vec<crate::classes::MapClass>,
+    pub folded_goroutines: Vec<crate::classes::GoroutineClass>,
 }
 
 /// How many per-tick total rates the sparkline keeps.
@@ -1067,6 +1092,22 @@ pub struct Model {
     pub slowest_drain: (usize, Duration),
     /// The most keys one drain read, and how long that took.
     pub largest_drain: (usize, Duration),
+    /// Counts applied so far (`add_counts` calls): rows remember the epoch
+    /// they last counted in, so idle ones can be folded (`fold_idle`).
+    epoch: u32,
+    /// What `fold_idle` took out of the rows, by class, and the shared-map
+    /// findings of the instances it folded.
+    pub folded: Folded,
+}
+
+/// Rows folded into their classes because they went idle (`Model::fold_idle`).
+#[derive(Debug, Default)]
+pub struct Folded {
+    pub maps: FxHashMap<(u32, Option<String>, u64), crate::classes::MapClass>,
+    pub goroutines: FxHashMap<(u32, Option<String>), crate::classes::GoroutineClass>,
+    pub findings: Vec<Finding>,
+    pub map_rows: u64,
+    pub goroutine_rows: u64,
 }
 
 /// How many exec stops `Model::exec_stops_ns` keeps.
@@ -1091,6 +1132,7 @@ impl Model {
     }
 
     fn apply_counts(&mut self, mut counts: impl Iterator<Item = (WriteKey, u64)>, cumulative: bool) {
+        self.epoch = self.epoch.wrapping_add(1);
         let mut keys = Vec::with_capacity(BATCH);
         let mut found = [None; BATCH];
         let mut batch = Vec::with_capacity(BATCH);
@@ -1219,13 +1261,16 @@ impl Model {
             seen ^= w.writes ^ w.clears ^ s.writes ^ s.clears;
         }
         std::hint::black_box(seen);
+        let epoch = self.epoch;
         for &Growth { ref c, n, op } in batch {
             a.totals.add_op(op, n);
             let g = &mut goroutines[c.goroutine as usize];
             g.ops.add_op(op, n);
+            g.meta.active = epoch;
             threads[c.thread as usize].ops.add_op(op, n);
             let m = &mut maps[c.map as usize];
             m.ops.add_op(op, n);
+            m.meta.active = epoch;
             sites[c.site as usize].ops.add_op(op, n);
             if op != routine::Op::Read {
                 *g.sites.at(c.goroutine_site) += n;
@@ -1367,7 +1412,13 @@ impl Model {
         self.maps.rerank(&mut a.maps);
         self.sites.rerank(&mut a.sites);
         self.refresh_findings();
-        self.retired.push(Retired { info, goroutines, threads, maps, sites, findings });
+        let mut findings = findings;
+        let (mine, others) = std::mem::take(&mut self.folded.findings).into_iter().partition(|f| f.pid == pid);
+        self.folded.findings = others;
+        findings.extend::<Vec<Finding>>(mine);
+        let folded_maps = self.folded.maps.extract_if(|k, _| k.0 == pid).map(|(_, c)| c).collect();
+        let folded_goroutines = self.folded.goroutines.extract_if(|k, _| k.0 == pid).map(|(_, c)| c).collect();
+        self.retired.push(Retired { info, goroutines, threads, maps, sites, findings, folded_maps, folded_goroutines });
     }
 
     pub fn note_drain(&mut self, keys: usize, took: Duration) {
@@ -1384,6 +1435,98 @@ impl Model {
             self.exec_stops_ns.pop_front();
         }
         self.exec_stops_ns.push_back(ns);
+    }
+
+    /// Folds goroutines and map instances that have not counted for
+    /// `idle` epochs (drains) into their classes (`folded`), so the model's
+    /// memory is bounded by what was active in that window, not by how
+    /// long the recording runs: a server making maps and goroutines per
+    /// request would otherwise add rows forever. Totals, threads and sites
+    /// are unchanged; a folded instance written by several goroutines keeps
+    /// its shared-map finding; maps with overlaps are never folded.
+    /// Returns (map rows, goroutine rows) folded.
+    pub fn fold_idle(&mut self, idle: u32) -> (usize, usize) {
+        let Some(cutoff) = self.epoch.checked_sub(idle) else { return (0, 0) };
+        let with_overlaps: rustc_hash::FxHashSet<(u32, MapId)> = self.overlaps.iter().map(|o| (o.pid, o.map)).collect();
+        let idle_map = |m: &MapRow| m.meta.active < cutoff && !with_overlaps.contains(&(m.pid, m.map));
+        let idle_goroutine = |g: &GoroutineRow| g.meta.active < cutoff;
+        let a = &mut self.agg;
+        if !a.maps.rows.iter().any(idle_map) && !a.goroutines.rows.iter().any(idle_goroutine) {
+            return (0, 0);
+        }
+        self.fill_names();
+        let a = &mut self.agg;
+        let (maps, map_slots) = self.maps.take(&mut a.maps, idle_map);
+        let (goroutines, goroutine_slots) = self.goroutines.take(&mut a.goroutines, idle_goroutine);
+
+        // Their findings and classes.
+        let names = &self.names;
+        let mut cache = FxHashMap::default();
+        for m in maps.iter().filter(|m| m.writers.len() > 1) {
+            self.folded.findings.push(shared_finding(m, names, &mut cache).0);
+        }
+        let site = |pid: u32, pc: u64| names.sites.get(&(pid, pc)).cloned();
+        for c in crate::classes::map_classes(maps.iter(), site) {
+            let key = (c.pid, c.type_name.clone(), c.site_pc);
+            match self.folded.maps.get_mut(&key) {
+                Some(f) => f.absorb(&c),
+                None => {
+                    self.folded.maps.insert(key, c);
+                }
+            }
+        }
+        for c in crate::classes::goroutine_classes(goroutines.iter()) {
+            let key = (c.pid, c.created_by.as_ref().map(Location::short));
+            match self.folded.goroutines.get_mut(&key) {
+                Some(f) => f.absorb(&c),
+                None => {
+                    self.folded.goroutines.insert(key, c);
+                }
+            }
+        }
+        self.folded.map_rows += maps.len() as u64;
+        self.folded.goroutine_rows += goroutines.len() as u64;
+
+        // Counter keys of folded rows go (a key seen again is linked anew);
+        // the others follow their rows to their new slots.
+        let gone = |slots: &[u32], s: u32| slots[s as usize] == u32::MAX;
+        self.counts.entries.retain(|(_, c)| c.goroutine == u32::MAX || !(gone(&goroutine_slots, c.goroutine) || gone(&map_slots, c.map)));
+        for (_, c) in &mut self.counts.entries {
+            if c.goroutine != u32::MAX {
+                c.goroutine = goroutine_slots[c.goroutine as usize];
+                c.map = map_slots[c.map as usize];
+            }
+        }
+        self.counts.retain(|_| true);
+
+        // Sets that name folded rows, and their names.
+        let folded_maps: rustc_hash::FxHashSet<(u32, MapId)> = maps.iter().map(|m| (m.pid, m.map)).collect();
+        let folded_goroutines: rustc_hash::FxHashSet<(u32, u64)> = goroutines.iter().map(|g| (g.pid, g.goid)).collect();
+        for g in &mut a.goroutines.rows {
+            let pid = g.pid;
+            g.maps.retain(|m| !folded_maps.contains(&(pid, *m)));
+        }
+        for s in &mut a.sites.rows {
+            let pid = s.pid;
+            s.maps.retain(|m| !folded_maps.contains(&(pid, *m)));
+        }
+        for t in &mut a.threads.rows {
+            let pid = t.pid;
+            t.goroutines.retain(|g| !folded_goroutines.contains(&(pid, *g)));
+        }
+        self.names.map_types.retain(|k, _| !folded_maps.contains(k));
+        self.names.created_by.retain(|k, _| !folded_goroutines.contains(k));
+        self.named = None;
+        self.site_names = (usize::MAX, self.site_names.1.wrapping_add(1));
+        self.goroutines.rerank(&mut a.goroutines);
+        self.maps.rerank(&mut a.maps);
+        self.refresh_findings();
+        (maps.len(), goroutines.len())
+    }
+
+    /// Epochs so far (`add_counts` calls; see `fold_idle`).
+    pub fn epoch(&self) -> u32 {
+        self.epoch
     }
 
     /// The generation the next program registered at `pid` gets.

@@ -71,6 +71,13 @@ pub struct Diagnostics {
     /// The slowest drain.
     #[serde(default)]
     pub slowest_drain: Option<Drain>,
+    /// Map instances and goroutines folded into their classes after going
+    /// idle (they are in `map_classes`/`goroutine_classes`, not in `maps`
+    /// and `goroutines`): what keeps memory bounded on a long recording.
+    #[serde(default)]
+    pub folded_map_rows: u64,
+    #[serde(default)]
+    pub folded_goroutine_rows: u64,
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq)]
@@ -355,6 +362,15 @@ struct ProgramRows<'a> {
     goroutines: Vec<&'a GoroutineRow>,
     threads: Vec<&'a ThreadRow>,
     maps: Vec<&'a MapRow>,
+    /// Classes of rows folded while it ran (`Model::fold_idle`).
+    folded_maps: Vec<&'a crate::classes::MapClass>,
+    folded_goroutines: Vec<&'a crate::classes::GoroutineClass>,
+}
+
+impl ProgramRows<'_> {
+    fn empty(pid: u32) -> Self {
+        Self { info: None, pid, goroutines: vec![], threads: vec![], maps: vec![], folded_maps: vec![], folded_goroutines: vec![] }
+    }
 }
 
 fn process_report(p: &ProgramRows<'_>, site_name: &dyn Fn(u64) -> Option<Location>, secs: f64) -> ProcessReport {
@@ -400,8 +416,11 @@ fn process_report(p: &ProgramRows<'_>, site_name: &dyn Fn(u64) -> Option<Locatio
                 reads: t.ops.reads,
             })
             .collect(),
-        map_classes: crate::classes::map_classes(p.maps.iter().copied(), |_, pc| site_name(pc))
-            .into_iter()
+        map_classes: crate::classes::merge_map_classes(
+            crate::classes::map_classes(p.maps.iter().copied(), |_, pc| site_name(pc)),
+            p.folded_maps.iter().copied(),
+        )
+        .into_iter()
             .map(|c| MapClassReport {
                 type_name: c.type_name,
                 site: c.site.as_ref().map(Location::short),
@@ -414,8 +433,11 @@ fn process_report(p: &ProgramRows<'_>, site_name: &dyn Fn(u64) -> Option<Locatio
                 max_instance_writes: c.max_instance_ops,
             })
             .collect(),
-        goroutine_classes: crate::classes::goroutine_classes(p.goroutines.iter().copied())
-            .into_iter()
+        goroutine_classes: crate::classes::merge_goroutine_classes(
+            crate::classes::goroutine_classes(p.goroutines.iter().copied()),
+            p.folded_goroutines.iter().copied(),
+        )
+        .into_iter()
             .map(|c| GoroutineClassReport {
                 created_by: c.created_by.as_ref().map(Location::short),
                 goroutines: c.goroutines,
@@ -522,6 +544,8 @@ pub fn build(model: &Model, started_at: &str, duration_s: f64) -> Report {
                 goroutines: r.goroutines.iter().collect(),
                 threads: r.threads.iter().collect(),
                 maps: r.maps.iter().collect(),
+                folded_maps: r.folded_maps.iter().collect(),
+                folded_goroutines: r.folded_goroutines.iter().collect(),
             };
             process_report(&rows, &|pc| r.sites.get(&pc).cloned(), secs)
         })
@@ -529,11 +553,19 @@ pub fn build(model: &Model, started_at: &str, duration_s: f64) -> Report {
     let mut live: std::collections::BTreeMap<u32, ProgramRows<'_>> = model
         .processes
         .iter()
-        .map(|(&pid, info)| (pid, ProgramRows { info: Some(info), pid, goroutines: vec![], threads: vec![], maps: vec![] }))
+        .map(|(&pid, info)| (pid, ProgramRows { info: Some(info), ..ProgramRows::empty(pid) }))
         .collect();
     let entry = |live: &mut std::collections::BTreeMap<u32, ProgramRows<'_>>, pid: u32| {
-        live.entry(pid).or_insert_with(|| ProgramRows { info: None, pid, goroutines: vec![], threads: vec![], maps: vec![] });
+        live.entry(pid).or_insert_with(|| ProgramRows::empty(pid));
     };
+    for c in model.folded.maps.values() {
+        entry(&mut live, c.pid);
+        live.entry(c.pid).and_modify(|p| p.folded_maps.push(c));
+    }
+    for c in model.folded.goroutines.values() {
+        entry(&mut live, c.pid);
+        live.entry(c.pid).and_modify(|p| p.folded_goroutines.push(c));
+    }
     for g in &agg.goroutines {
         entry(&mut live, g.pid);
         live.entry(g.pid).and_modify(|p| p.goroutines.push(g));
@@ -547,8 +579,16 @@ pub fn build(model: &Model, started_at: &str, duration_s: f64) -> Report {
         live.entry(m.pid).and_modify(|p| p.maps.push(m));
     }
     processes.extend(live.values().map(|p| process_report(p, &|pc| model.names.sites.get(&(p.pid, pc)).cloned(), secs)));
-    let findings =
-        merge_shared(model.retired.iter().flat_map(|r| r.findings.iter()).chain(agg.findings.iter()).map(finding_report).collect());
+    let findings = merge_shared(
+        model
+            .retired
+            .iter()
+            .flat_map(|r| r.findings.iter())
+            .chain(model.folded.findings.iter())
+            .chain(agg.findings.iter())
+            .map(finding_report)
+            .collect(),
+    );
     Report {
         schema: SCHEMA.into(),
         started_at: started_at.into(),
@@ -573,6 +613,8 @@ pub fn build(model: &Model, started_at: &str, duration_s: f64) -> Report {
             exec_stops: ExecStops::of(&model.exec_stops_ns),
             largest_drain: Drain::of(model.largest_drain),
             slowest_drain: Drain::of(model.slowest_drain),
+            folded_map_rows: model.folded.map_rows,
+            folded_goroutine_rows: model.folded.goroutine_rows,
             counter_keys: model.counts().len() as u64,
             events_received: [
                 ("new_tuple", model.events.new_tuple),

@@ -31,6 +31,13 @@ pub enum TargetError {
 /// per-request maps fills 65,536 in well under a second.
 pub const DRAIN_EVERY: Duration = Duration::from_millis(100);
 
+/// Goroutines and map instances that have not counted for this many drains
+/// (30 s) are folded into their classes (`Model::fold_idle`), checked every
+/// `FOLD_EVERY` drains: the model holds what was active in the last 30 s,
+/// whatever the recording's length.
+pub const FOLD_IDLE_DRAINS: u32 = 300;
+pub const FOLD_EVERY: u32 = 50;
+
 pub struct Session {
     pub probes: Probes,
     pub collector: Collector,
@@ -55,6 +62,8 @@ pub struct Session {
     empty_body: Option<Duration>,
     last_body: Option<(Duration, u64)>,
     last_total: u64,
+    /// `Model::epoch` at the last `fold_idle`.
+    last_fold: u32,
 }
 
 impl Session {
@@ -113,6 +122,7 @@ impl Session {
             empty_body: None,
             last_body: None,
             last_total: 0,
+            last_fold: 0,
         };
         s.model.reads_probed = probe.reads;
         if let Some(budget) = probe.max_overhead.filter(|b| *b < 1.0) {
@@ -376,7 +386,15 @@ impl Session {
     /// often enough that one period's distinct tuples fit in a table,
     /// whatever the model's tick costs.
     pub fn drain_counters(&mut self) -> anyhow::Result<()> {
-        self.collector.collect(&mut self.model)
+        self.collector.collect(&mut self.model)?;
+        if self.model.epoch() / FOLD_EVERY != self.last_fold / FOLD_EVERY {
+            self.last_fold = self.model.epoch();
+            let (maps, goroutines) = self.model.fold_idle(FOLD_IDLE_DRAINS);
+            if maps + goroutines > 0 {
+                log::debug!("folded {maps} idle map instances and {goroutines} goroutines into their classes");
+            }
+        }
+        Ok(())
     }
 
     /// One tick: drain, snapshot counters, recompute the model.

@@ -36,7 +36,7 @@ impl std::fmt::LowerHex for MapId {
 }
 
 /// A resolved code location.
-#[derive(Clone, Debug, PartialEq, Eq, Default)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Default)]
 pub struct Location {
     pub function: String,
     pub file: String,
@@ -1447,9 +1447,54 @@ impl Model {
     /// Returns (map rows, goroutine rows) folded.
     pub fn fold_idle(&mut self, idle: u32) -> (usize, usize) {
         let Some(cutoff) = self.epoch.checked_sub(idle) else { return (0, 0) };
+        self.fold_where(|m| m.meta.active < cutoff, |g| g.meta.active < cutoff)
+    }
+
+    /// Keeps at most `keep` rows per class — the busiest — and folds the
+    /// rest into their classes (see `fold_idle`): a report of a server that
+    /// made 80,000 per-request maps lists each kind once, with its busiest
+    /// instances, instead of 80,000 rows. Returns (map rows, goroutine rows)
+    /// folded.
+    pub fn fold_crowded(&mut self, keep: usize) -> (usize, usize) {
+        /// Rows of classes with more than `keep` rows, beyond their `keep`
+        /// busiest: `rows` gives each row's (class, mutations).
+        fn beyond<K: std::hash::Hash + Eq>(rows: impl Iterator<Item = (K, u64)>, keep: usize) -> Vec<bool> {
+            let mut by: FxHashMap<K, Vec<(u64, usize)>> = FxHashMap::default();
+            let mut n = 0;
+            for (i, (k, ops)) in rows.enumerate() {
+                by.entry(k).or_default().push((ops, i));
+                n = i + 1;
+            }
+            let mut fold = vec![false; n];
+            for mut v in by.into_values().filter(|v| v.len() > keep) {
+                v.sort_unstable_by(|a, b| b.cmp(a));
+                for &(_, i) in &v[keep..] {
+                    fold[i] = true;
+                }
+            }
+            fold
+        }
+        let (names, a) = (&self.names, &self.agg);
+        let class_of = |m: &MapRow| {
+            let top = m.sites.iter().map(|(&pc, o)| (o.writes + o.deletes + o.clears, std::cmp::Reverse(pc))).max();
+            (m.pid, names.map_types.get(&(m.pid, m.map)), top.map_or(0, |t| t.1.0))
+        };
+        let fold_maps = beyond(a.maps.rows.iter().map(|m| (class_of(m), m.ops.total())), keep);
+        let fold_goroutines =
+            beyond(a.goroutines.rows.iter().map(|g| ((g.pid, names.created_by.get(&(g.pid, g.goid))), g.ops.total())), keep);
+        let map_ids: rustc_hash::FxHashSet<(u32, MapId)> =
+            a.maps.rows.iter().zip(&fold_maps).filter(|(_, f)| **f).map(|(m, _)| (m.pid, m.map)).collect();
+        let goroutine_ids: rustc_hash::FxHashSet<(u32, u64)> =
+            a.goroutines.rows.iter().zip(&fold_goroutines).filter(|(_, f)| **f).map(|(g, _)| (g.pid, g.goid)).collect();
+        self.fold_where(|m| map_ids.contains(&(m.pid, m.map)), |g| goroutine_ids.contains(&(g.pid, g.goid)))
+    }
+
+    /// Folds the map and goroutine rows the predicates pick (maps with
+    /// overlaps excepted) into their classes; see `fold_idle`.
+    fn fold_where(&mut self, map: impl Fn(&MapRow) -> bool, goroutine: impl Fn(&GoroutineRow) -> bool) -> (usize, usize) {
         let with_overlaps: rustc_hash::FxHashSet<(u32, MapId)> = self.overlaps.iter().map(|o| (o.pid, o.map)).collect();
-        let idle_map = |m: &MapRow| m.meta.active < cutoff && !with_overlaps.contains(&(m.pid, m.map));
-        let idle_goroutine = |g: &GoroutineRow| g.meta.active < cutoff;
+        let idle_map = |m: &MapRow| map(m) && !with_overlaps.contains(&(m.pid, m.map));
+        let idle_goroutine = |g: &GoroutineRow| goroutine(g);
         let a = &mut self.agg;
         if !a.maps.rows.iter().any(idle_map) && !a.goroutines.rows.iter().any(idle_goroutine) {
             return (0, 0);

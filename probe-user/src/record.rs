@@ -12,6 +12,10 @@ use crate::report::{self, Output};
 use crate::session::Session;
 use crate::{gate, summary};
 
+/// Rows the report keeps per class of maps or goroutines (the busiest);
+/// the rest are in the class's totals (`Model::fold_crowded`).
+pub const ROWS_PER_CLASS: usize = 100;
+
 /// How often counters are read and the ring buffer drained while recording.
 const TICK: Duration = Duration::from_millis(250);
 
@@ -37,7 +41,11 @@ pub async fn run(args: RecordArgs, log_level: LogLevel) -> anyhow::Result<i32> {
     eprintln!("mapaudit: recording {}", describe(&target, s.child_pid()));
 
     let end = record_loop(&mut s, &target, args.duration).await?;
+    let t = std::time::Instant::now();
     s.finish()?;
+    log::debug!("final read and model pass: {:?}", t.elapsed());
+    let (maps, goroutines) = s.model.fold_crowded(ROWS_PER_CLASS);
+    log::debug!("{maps} map and {goroutines} goroutine rows folded into their classes: {:?}", t.elapsed());
     let mut status = match &end {
         End::CommandExited(st) => exit_code(st),
         End::Signal(sig) => 128 + sig,
@@ -54,10 +62,13 @@ pub async fn run(args: RecordArgs, log_level: LogLevel) -> anyhow::Result<i32> {
     if let Some(d) = &s.duty {
         report::apply_sampling(&mut rep, d);
     }
+    log::debug!("report built: {:?}", t.elapsed());
     if let Some(out) = &output {
         out.write(&rep).context("writing the report")?;
     }
+    log::debug!("report written: {:?}", t.elapsed());
     summary::print(&rep, &s.model);
+    s.leave();
     if !args.gate.is_empty() {
         let failures = gate::evaluate(&rep, &args.gate);
         if gate::conclude(&failures) == 1 {

@@ -53,10 +53,18 @@ pub fn render(rep: &Report, model: &Model) -> String {
             );
         }
     }
-    for f in &rep.findings {
+    // A terminal summary: the report has every finding whole.
+    const FINDINGS_SHOWN: usize = 20;
+    const GOROUTINES_SHOWN: usize = 8;
+    for f in rep.findings.iter().take(FINDINGS_SHOWN) {
+        let mut goroutines: Vec<String> = f.goroutines.iter().take(GOROUTINES_SHOWN).map(u64::to_string).collect();
+        if f.goroutines.len() > GOROUTINES_SHOWN {
+            goroutines.push(format!("… {} in all", f.goroutines.len()));
+        }
+        let instances = if f.instances > 1 { format!(" ({} instances)", f.instances) } else { String::new() };
         let _ = writeln!(
             s,
-            "  {}: pid {} map {} {} goroutines {:?} at {}",
+            "  {}: pid {} map {} {}{instances} goroutines [{}] at {}",
             match f.kind.as_str() {
                 "overlapping_writes" => "OVERLAP",
                 "read_during_write" => "READ DURING WRITE",
@@ -65,9 +73,12 @@ pub fn render(rep: &Report, model: &Model) -> String {
             f.pid,
             f.map,
             f.type_name.as_deref().unwrap_or("?"),
-            f.goroutines,
+            goroutines.join(", "),
             f.sites.join(", ")
         );
+    }
+    if rep.findings.len() > FINDINGS_SHOWN {
+        let _ = writeln!(s, "  … {} findings in all (the report has them all)", rep.findings.len());
     }
     s
 }

@@ -68,6 +68,7 @@ pub async fn run(args: TopArgs, log_level: LogLevel) -> anyhow::Result<i32> {
     if let Some((_, path)) = &output {
         eprintln!("mapaudit: the command's output is in {}", path.display());
     }
+    s.leave();
     match end? {
         End::Quit => Ok(0),
         End::Signal(sig) => Ok(128 + sig),

@@ -54,9 +54,11 @@ fn assert_churn<'a>(r: &'a Value, t: &Value) -> &'a Value {
     assert_eq!(r["totals"]["lost_events"], 0, "nothing lost: {:#}", r["lost"]);
     let p = &r["processes"][0];
     let lines = per_line(p);
-    assert_eq!(lines[&heap].0, t["heap"].as_u64().unwrap(), "writes to per-request heap maps");
-    assert_eq!(lines[&stack].0, t["stack"].as_u64().unwrap(), "writes to per-request stack maps");
+    // Each kind of per-request map keeps its busiest instances as rows; the
+    // others are in its class (the report would list 10,000 of each).
+    assert!(lines[&heap].1 <= 100 && lines[&stack].1 <= 100, "{lines:?}");
     assert_eq!(lines[&cache], (t["cache"].as_u64().unwrap(), 1), "writes to the one cache");
+    assert!(r["diagnostics"]["folded_map_rows"].as_u64().unwrap() > 0);
 
     let findings = r["findings"].as_array().unwrap();
     assert!(!findings.iter().any(|f| f["kind"] == "overlapping_writes"), "no overlap: {findings:#?}");
@@ -92,14 +94,8 @@ fn net_http_with_a_connection_per_request() {
     // instance, at whatever address it got.
     let src = source("churn");
     let (heap, stack) = (line_of(&src, "// SITE:heap"), line_of(&src, "// SITE:stack"));
-    let lines = per_line(p);
-    assert_eq!(lines[&heap].1, 10000, "one instance per request (heap)");
-    assert_eq!(lines[&stack].1, 10000, "one instance per request (stack)");
     assert_eq!(class_at(p, &format!("main.fillHeap main.go:{heap}"))["instances"], 10000);
     assert_eq!(class_at(p, &format!("main.fillStack main.go:{stack}"))["instances"], 10000);
-    let distinct: std::collections::BTreeSet<&str> =
-        p["maps"].as_array().unwrap().iter().filter(|m| m["type"] == "map[int]int").map(|m| m["addr"].as_str().unwrap()).collect();
-    assert!(distinct.len() < 10000, "addresses were reused ({} distinct), which is what this test is about", distinct.len());
 }
 
 #[test]
@@ -130,16 +126,20 @@ fn reused_addresses_are_new_maps() {
         let src = source("reuse");
         let (heap, stack) = (line_of(&src, "// SITE:heap"), line_of(&src, "// SITE:stack"));
         let p = &r["processes"][0];
+        // 200 of each kind: the report keeps the busiest 100 as rows, the
+        // class counts them all.
         let lines = per_line(p);
-        assert_eq!(lines[&heap], (t["heap_writes"].as_u64().unwrap(), t["heap_maps"].as_u64().unwrap()), "Go {go}: heap maps");
-        assert_eq!(lines[&stack], (t["stack_writes"].as_u64().unwrap(), t["stack_maps"].as_u64().unwrap()), "Go {go}: stack maps");
+        assert_eq!(lines[&heap].1, 100, "Go {go}: heap rows kept");
+        assert_eq!(lines[&stack].1, 100, "Go {go}: stack rows kept");
         let c = class_at(p, &format!("main.heapRound main.go:{heap}"));
-        assert_eq!(c["instances"], t["heap_maps"], "Go {go}");
+        assert_eq!((&c["instances"], &c["writes"]), (&t["heap_maps"], &t["heap_writes"]), "Go {go}");
         let c = class_at(p, &format!("main.stackRound main.go:{stack}"));
-        assert_eq!(c["instances"], t["stack_maps"], "Go {go}");
+        assert_eq!((&c["instances"], &c["writes"]), (&t["stack_maps"], &t["stack_writes"]), "Go {go}");
         let findings = r["findings"].as_array().unwrap();
         assert!(findings.is_empty(), "Go {go}: every map had one writer: {findings:#?}");
-        let addrs: std::collections::BTreeSet<&str> = p["maps"].as_array().unwrap().iter().map(|m| m["addr"].as_str().unwrap()).collect();
-        assert!(addrs.len() < 100, "Go {go}: addresses were reused ({} distinct)", addrs.len());
+        // Of the 200 heap maps kept as rows, few addresses: they were reused.
+        let addrs: std::collections::BTreeSet<&str> =
+            p["maps"].as_array().unwrap().iter().filter(|m| m["type"] == "map[string]int").map(|m| m["addr"].as_str().unwrap()).collect();
+        assert!(addrs.len() < 50, "Go {go}: addresses were reused ({} distinct among 100 rows)", addrs.len());
     }
 }

@@ -102,6 +102,10 @@ pub struct BenchArgs {
     /// Rounds of the cold-cache `go build` (row 7; ~30 s unprobed here).
     #[arg(long, default_value_t = 1)]
     build_rounds: u32,
+    /// Only rows 6–9 (real programs): a quick check of a change to the
+    /// session or the collector; printed, BENCHMARKS.md untouched.
+    #[arg(long)]
+    only_real: bool,
     /// Also replace the generated section of BENCHMARKS.md with this run.
     #[arg(long)]
     pub write_md: bool,
@@ -126,6 +130,12 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     };
     let machine = Machine::probe(&bins);
     eprintln!("xtask: bench on {}", machine.one_line());
+    if args.only_real {
+        let mut t = Table::new(&["#", "measurement", "median (runs: min–max)", "derived", "target", "verdict"]);
+        real_rows(&mut t, &real::rows(&bins.mapaudit, args.real_rounds.max(1), args.build_rounds.max(1))?);
+        println!("{}\n\n{}", machine.one_line(), t.markdown());
+        return Ok(());
+    }
 
     let probe = probe_cost(&bins, args, Workload::Writes)?;
     let body = if args.no_bpf_stats {
@@ -1061,11 +1071,16 @@ fn render_table(r: &Results) -> Table {
     }
 
     // 6–9. Real programs.
-    for row in &r.real {
+    real_rows(&mut t, &r.real);
+    t
+}
+
+/// Rows 6–9 into the table (each measurement starts with its row number).
+fn real_rows(t: &mut Table, rows: &[real::Row]) {
+    for row in rows {
         let (num, what) = row.measurement.split_once(' ').unwrap_or(("", &row.measurement));
         t.row(&[num, what, &row.median, &row.derived, &row.target, &row.verdict]);
     }
-    t
 }
 
 /// The probe-cost rows of one workload: each configuration, then

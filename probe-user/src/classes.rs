@@ -274,6 +274,7 @@ mod fold_tests {
         assert_eq!((g.goroutines, g.ops.writes), (100, 300));
         assert_eq!(m.folded.findings.len(), 1, "the shared instance keeps its finding");
         assert_eq!(m.folded.findings[0].goroutines, vec![500, 501]);
+        assert!(m.agg.findings.iter().any(|f| f.goroutines == vec![500, 501]), "and it stays among the findings shown");
         // A folded key seen again is counted anew, on a fresh row.
         m.add_counts([(key(10, 0xa0, 1, 0x10), 2)]);
         m.tick(std::time::Duration::from_secs(1));

@@ -588,6 +588,9 @@ pub struct Finding {
     pub count: u64,
     /// Kernel time of the latest occurrence (for "most recent first").
     pub last_ktime_ns: u64,
+    /// Map instances it stands for (shared maps of one kind folded
+    /// together: `Model::fold_idle`); 1 otherwise.
+    pub instances: u64,
 }
 
 /// Everything derived at one tick.
@@ -1508,7 +1511,21 @@ impl Model {
         let names = &self.names;
         let mut cache = FxHashMap::default();
         for m in maps.iter().filter(|m| m.writers.len() > 1) {
-            self.folded.findings.push(shared_finding(m, names, &mut cache).0);
+            // One finding per kind of shared map (type and sites), however
+            // many instances: they stay in every tick's findings.
+            let f = shared_finding(m, names, &mut cache).0;
+            match self.folded.findings.iter_mut().find(|x| (x.pid, &x.type_name, &x.sites) == (f.pid, &f.type_name, &f.sites)) {
+                Some(x) => {
+                    x.instances += 1;
+                    x.count += f.count;
+                    for g in f.goroutines {
+                        if !x.goroutines.contains(&g) {
+                            x.goroutines.push(g);
+                        }
+                    }
+                }
+                None => self.folded.findings.push(f),
+            }
         }
         let site = |pid: u32, pc: u64| names.sites.get(&(pid, pc)).cloned();
         for c in crate::classes::map_classes(maps.iter(), site) {
@@ -1666,6 +1683,8 @@ impl Model {
             };
             a.findings.push(f);
         }
+        // Shared maps folded away while idle keep their findings.
+        a.findings.extend(self.folded.findings.iter().cloned());
     }
 }
 
@@ -1690,6 +1709,7 @@ fn overlap_findings(overlaps_seen: &[OverlapEvent], names: &Names) -> Vec<Findin
             sites: Vec::new(),
             count: 0,
             last_ktime_ns: 0,
+            instances: 1,
         });
         f.count += 1;
         f.last_ktime_ns = f.last_ktime_ns.max(ov.ktime_ns);
@@ -1735,6 +1755,7 @@ fn shared_finding(m: &MapRow, names: &Names, cache: &mut FxHashMap<(u32, u64), (
         sites,
         count: m.ops.total(),
         last_ktime_ns: 0,
+        instances: 1,
     };
     (f, all_named)
 }

@@ -493,7 +493,7 @@ fn finding_report(f: &Finding) -> FindingReport {
         goroutines: f.goroutines.clone(),
         sites: f.sites.clone(),
         count: f.count,
-        instances: 1,
+        instances: f.instances,
     }
 }
 
@@ -584,7 +584,6 @@ pub fn build(model: &Model, started_at: &str, duration_s: f64) -> Report {
             .retired
             .iter()
             .flat_map(|r| r.findings.iter())
-            .chain(model.folded.findings.iter())
             .chain(agg.findings.iter())
             .map(finding_report)
             .collect(),

@@ -68,7 +68,6 @@ pub async fn run(args: RecordArgs, log_level: LogLevel) -> anyhow::Result<i32> {
     }
     log::debug!("report written: {:?}", t.elapsed());
     summary::print(&rep, &s.model);
-    s.leave();
     if !args.gate.is_empty() {
         let failures = gate::evaluate(&rep, &args.gate);
         if gate::conclude(&failures) == 1 {

@@ -438,55 +438,6 @@ impl Session {
         Ok(())
     }
 
-    /// Ends the session without making the caller wait for the kernel.
-    ///
-    /// Every uprobe and tracepoint detached waits for a grace period, and
-    /// the kernel serialises those waits (~70 ms each here: a second for a
-    /// command's fifteen probes, even when dropped from many threads). The
-    /// report is written by now; nobody should wait for that. So a detached
-    /// grandchild inherits every descriptor and closes them (the kernel
-    /// detaches when the last reference goes), while mapaudit exits at once.
-    /// The probes stay attached for that second to processes that, for
-    /// `-- CMD`, have exited; counts made meanwhile go nowhere. If the fork
-    /// fails, the session is dropped here, the slow way.
-    pub fn leave(self) {
-        // The grandchild must hold the last references: it closes them only
-        // once mapaudit has exited (its pidfd turns readable after the
-        // exiting task has let go of its files).
-        // SAFETY: plain syscall; -1 on failure.
-        let me = unsafe { libc::syscall(libc::SYS_pidfd_open, libc::getpid(), 0) } as i32;
-        if me < 0 {
-            drop(self);
-            return;
-        }
-        // SAFETY: fork in a multi-threaded process: the children only call
-        // async-signal-safe functions (setsid, fork, poll, close_range, _exit).
-        let pid = unsafe { libc::fork() };
-        match pid {
-            0 => unsafe {
-                // SAFETY: see above; the grandchild is reparented to init,
-                // so it never stays a zombie of ours.
-                libc::setsid();
-                if libc::fork() == 0 {
-                    let mut p = libc::pollfd { fd: me, events: libc::POLLIN, revents: 0 };
-                    libc::poll(&mut p, 1, 30_000);
-                    libc::syscall(libc::SYS_close_range, 0u32, u32::MAX, 0u32);
-                }
-                libc::_exit(0);
-            },
-            p if p > 0 => {
-                let mut status = 0;
-                // SAFETY: reaps the intermediate child, which exits at once.
-                unsafe { libc::waitpid(p, &mut status, 0) };
-                // Our references go with our exit; the grandchild's last.
-                std::mem::forget(self);
-            }
-            _ => drop(self),
-        }
-        // SAFETY: our own copy of the pidfd.
-        unsafe { libc::close(me) };
-    }
-
     pub fn elapsed(&self) -> Duration {
         self.start.elapsed()
     }

@@ -68,9 +68,6 @@ pub async fn run(args: TopArgs, log_level: LogLevel) -> anyhow::Result<i32> {
     if let Some((_, path)) = &output {
         eprintln!("mapaudit: the command's output is in {}", path.display());
     }
-    // Detached here, not by a helper that outlives us (`Session::leave`):
-    // when the view is gone, nothing of mapaudit may be left running.
-    drop(s);
     match end? {
         End::Quit => Ok(0),
         End::Signal(sig) => Ok(128 + sig),

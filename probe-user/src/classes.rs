@@ -258,8 +258,9 @@ mod fold_tests {
         for _ in 0..10 {
             m.add_counts([(key(1, 0xc0, 1000, 0x30), 1)]);
         }
-        assert_eq!(m.fold_idle(100), (0, 0), "nothing is idle for 100 epochs yet");
-        assert_eq!(m.fold_idle(5), (101, 102));
+        assert_eq!(m.fold_idle(100, 0), (0, 0), "nothing is idle for 100 epochs yet");
+        assert_eq!(m.fold_idle(5, 1000), (0, 0), "too few idle rows to be worth a fold");
+        assert_eq!(m.fold_idle(5, 0), (101, 102));
         m.tick(std::time::Duration::from_secs(1));
         assert_eq!(m.agg.totals.writes, totals.writes + 10, "totals keep everything");
         assert_eq!(m.agg.maps.len(), 1, "only the cache is a row");

@@ -1448,8 +1448,16 @@ impl Model {
     /// are unchanged; a folded instance written by several goroutines keeps
     /// its shared-map finding; maps with overlaps are never folded.
     /// Returns (map rows, goroutine rows) folded.
-    pub fn fold_idle(&mut self, idle: u32) -> (usize, usize) {
+    pub fn fold_idle(&mut self, idle: u32, min_rows: usize) -> (usize, usize) {
         let Some(cutoff) = self.epoch.checked_sub(idle) else { return (0, 0) };
+        // Only when at least `min_rows` rows, and half of all, are idle (a
+        // fold walks every row and counter key).
+        let a = &self.agg;
+        let idle_rows = a.maps.rows.iter().filter(|m| m.meta.active < cutoff).count()
+            + a.goroutines.rows.iter().filter(|g| g.meta.active < cutoff).count();
+        if idle_rows == 0 || idle_rows < min_rows.max((a.maps.len() + a.goroutines.len()) / 2) {
+            return (0, 0);
+        }
         self.fold_where(|m| m.meta.active < cutoff, |g| g.meta.active < cutoff)
     }
 

@@ -37,6 +37,11 @@ pub const DRAIN_EVERY: Duration = Duration::from_millis(100);
 /// whatever the recording's length.
 pub const FOLD_IDLE_DRAINS: u32 = 300;
 pub const FOLD_EVERY: u32 = 50;
+/// ... and only when at least this many rows (and half of all rows) are
+/// idle: a fold walks every row and counter key, a pause of the loop that
+/// resumes processes stopped at exec, worth it only for many rows at once.
+/// Memory stays within a constant factor of the window's.
+pub const FOLD_MIN_ROWS: usize = 50_000;
 
 pub struct Session {
     pub probes: Probes,
@@ -389,7 +394,7 @@ impl Session {
         self.collector.collect(&mut self.model)?;
         if self.model.epoch() / FOLD_EVERY != self.last_fold / FOLD_EVERY {
             self.last_fold = self.model.epoch();
-            let (maps, goroutines) = self.model.fold_idle(FOLD_IDLE_DRAINS);
+            let (maps, goroutines) = self.model.fold_idle(FOLD_IDLE_DRAINS, FOLD_MIN_ROWS);
             if maps + goroutines > 0 {
                 log::debug!("folded {maps} idle map instances and {goroutines} goroutines into their classes");
             }

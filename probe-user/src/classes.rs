@@ -60,7 +60,7 @@ pub struct GoroutineClass {
 }
 
 /// The site of `m` that mutated it most; reads-only maps: None.
-fn top_site(m: &MapRow) -> Option<u64> {
+pub(crate) fn top_site(m: &MapRow) -> Option<u64> {
     m.sites
         .iter()
         .map(|(&pc, ops)| (ops.writes + ops.deletes + ops.clears, pc))

@@ -1486,10 +1486,8 @@ impl Model {
             fold
         }
         let (names, a) = (&self.names, &self.agg);
-        let class_of = |m: &MapRow| {
-            let top = m.sites.iter().map(|(&pc, o)| (o.writes + o.deletes + o.clears, std::cmp::Reverse(pc))).max();
-            (m.pid, names.map_types.get(&(m.pid, m.map)), top.map_or(0, |t| t.1.0))
-        };
+        // The key `classes::map_classes` groups by.
+        let class_of = |m: &MapRow| (m.pid, names.map_types.get(&(m.pid, m.map)), crate::classes::top_site(m).unwrap_or(0));
         let fold_maps = beyond(a.maps.rows.iter().map(|m| (class_of(m), m.ops.total())), keep);
         let fold_goroutines =
             beyond(a.goroutines.rows.iter().map(|g| ((g.pid, names.created_by.get(&(g.pid, g.goid))), g.ops.total())), keep);

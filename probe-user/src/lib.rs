@@ -1,34 +1,24 @@
 //! mapaudit: which goroutines and threads write which Go maps, how hard, from
 //! where — and whether any of those writes overlap.
 //!
-//! Data flow (see README "How it works"): `target` finds processes, `gobin`
-//! reads their Go binaries, `loader` attaches the eBPF probes, `collector`
-//! turns kernel counters and events into the pure `model`, which `tui`
-//! draws and `report` serialises; `gate` turns a report into an exit code.
+//! Layers, in data-flow order (see README "Code map" and "How it works"):
+//! `cli` parses the command line; `cmd` runs `top`, `record` or `check`;
+//! `session` checks the environment, loads the probes and follows the target
+//! over time; `host` finds processes under /proc and acts for the user;
+//! `gobin` reads their Go binaries; `kernel` attaches the eBPF probes and
+//! turns kernel counters and events into the pure `model`, which `tui` draws
+//! and `output` serialises (`report`), summarises and gates (`gate`: a report
+//! into an exit code).
 
-pub mod bpfmaps;
-pub mod budget;
-pub mod classes;
 pub mod cli;
-pub mod collector;
-pub mod command;
-pub mod counters;
+pub mod cmd;
 pub mod fixtures;
-pub mod gate;
 pub mod gobin;
-pub mod identity;
-pub mod loader;
+pub mod host;
+pub mod kernel;
 pub mod model;
-pub mod pidctl;
-pub mod preflight;
-pub mod record;
-pub mod report;
-pub mod safefile;
-pub mod sanity;
+pub mod output;
 pub mod session;
-pub mod summary;
-pub mod target;
-pub mod top;
 pub mod tui;
 
 pub use cli::Cli;
@@ -37,7 +27,7 @@ pub use cli::Cli;
 /// 2 usage or environment error; `record -- CMD`: CMD's status).
 pub fn run(cli: Cli) -> i32 {
     // Before anything is opened: what is ours to keep from a started command.
-    command::note_inherited_descriptors();
+    host::command::note_inherited_descriptors();
     let mut logger = env_logger::Builder::new();
     logger.filter_level(cli.log_level.filter()).format_timestamp_millis();
     // The live view owns the terminal: its logs go to a file instead.
@@ -48,7 +38,7 @@ pub fn run(cli: Cli) -> i32 {
             Some(cli::Command::Top(a)) => a.probe.user.as_deref(),
             _ => None,
         };
-        match open_log("mapaudit", user) {
+        match cmd::open_log("mapaudit", user) {
             Ok((f, path)) => {
                 eprintln!("mapaudit: logging to {}", path.display());
                 logger.target(env_logger::Target::Pipe(Box::new(f)));
@@ -66,10 +56,10 @@ pub fn run(cli: Cli) -> i32 {
     };
     let result = runtime.block_on(async move {
         match cli.command {
-            None => top::run(cli::TopArgs::system_wide(), cli.log_level).await,
-            Some(cli::Command::Top(a)) => top::run(a, cli.log_level).await,
-            Some(cli::Command::Record(a)) => record::run(a, cli.log_level).await,
-            Some(cli::Command::Check(a)) => check(a),
+            None => cmd::top::run(cli::TopArgs::system_wide(), cli.log_level).await,
+            Some(cli::Command::Top(a)) => cmd::top::run(a, cli.log_level).await,
+            Some(cli::Command::Record(a)) => cmd::record::run(a, cli.log_level).await,
+            Some(cli::Command::Check(a)) => cmd::check::run(a),
         }
     });
     match result {
@@ -79,23 +69,4 @@ pub fn run(cli: Cli) -> i32 {
             2
         }
     }
-}
-
-fn check(a: cli::CheckArgs) -> anyhow::Result<i32> {
-    let rep = gate::read_report(&a.report)?;
-    let failures = gate::evaluate(&rep, &a.gate);
-    if a.gate.is_empty() {
-        eprintln!("mapaudit: {} is a valid report ({} findings); give --fail-on or a threshold to gate on it", a.report.display(), rep.findings.len());
-    }
-    Ok(gate::conclude(&failures))
-}
-
-/// A fresh log file `STEM-PID-RANDOM.log` in the temp directory, created as
-/// the user mapaudit acts for (`--user NAME`, or the sudo user).
-pub fn open_log(stem: &str, user: Option<&str>) -> anyhow::Result<(std::fs::File, std::path::PathBuf)> {
-    let create = || safefile::create_log(stem);
-    Ok(match identity::Identity::resolve(user)? {
-        Some(who) => who.run_as(create)??,
-        None => create()?,
-    })
 }

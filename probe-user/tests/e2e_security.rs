@@ -243,7 +243,7 @@ fn a_reused_pid_is_never_continued() {
     if !root_or_skip(name) {
         return;
     }
-    use mapaudit::pidctl;
+    use mapaudit::host::pidctl;
     // A tracked process (its exec event at `event`), which exits and is reaped…
     let mut tracked = Command::new("sleep").arg("30").spawn().unwrap();
     let pid = tracked.id();

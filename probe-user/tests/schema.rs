@@ -15,14 +15,14 @@ fn built_reports_validate_against_the_published_schema() {
     m.names.sites.insert((9, 0x10), Location { function: "main.f".into(), file: "/a/main.go".into(), line: 3 });
     m.add_overlap(OverlapEvent { pid: 9, map: MapId { addr: 0xc0001, inst: 0 }, goid: 2, tid: 10, site: None, other_goid: Some(1), other_tid: None, other_site: None, ktime_ns: 0, by_go_runtime: false, read: false, pc: 0 });
     m.tick(std::time::Duration::from_secs(1));
-    let r = mapaudit::report::build(&m, "2026-11-22T00:00:00Z", 1.0);
+    let r = mapaudit::output::report::build(&m, "2026-11-22T00:00:00Z", 1.0);
     support::assert_valid_report(&serde_json::to_value(&r).unwrap());
 }
 
 #[test]
 #[should_panic(expected = "violates the schema")]
 fn the_schema_rejects_a_renamed_field() {
-    let mut v = serde_json::to_value(mapaudit::report::build(&Model::new(), "t", 0.0)).unwrap();
+    let mut v = serde_json::to_value(mapaudit::output::report::build(&Model::new(), "t", 0.0)).unwrap();
     let totals = v["totals"].take();
     v["total"] = totals;
     support::assert_valid_report(&v);

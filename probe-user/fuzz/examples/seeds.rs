@@ -133,7 +133,7 @@ fn main() -> Res<()> {
 
     // report_parse: what `record` writes for an empty session.
     let rp = corpus("report_parse")?;
-    let rep = mapaudit::report::build(&mapaudit::model::Model::new(), "2026-01-01T00:00:00Z", 1.0);
+    let rep = mapaudit::output::report::build(&mapaudit::model::Model::new(), "2026-01-01T00:00:00Z", 1.0);
     std::fs::write(rp.join("gen-empty.json"), serde_json::to_vec_pretty(&rep)?)?;
     counts.push(("report_parse", 1));
 

@@ -183,14 +183,14 @@ pub fn dwarf_binary(data: &[u8]) -> Option<GoBinary> {
 /// on it with every gate enabled. A report that parses must also survive
 /// being written and read back.
 pub fn report_parse(data: &[u8]) {
-    let Ok(report) = mapaudit::gate::parse_report(data, "fuzz.json") else {
+    let Ok(report) = mapaudit::output::gate::parse_report(data, "fuzz.json") else {
         return;
     };
-    let _ = mapaudit::gate::evaluate(&report, gate_all());
+    let _ = mapaudit::output::gate::evaluate(&report, gate_all());
     let Ok(json) = serde_json::to_vec(&report) else {
         return;
     };
-    if let Err(e) = mapaudit::gate::parse_report(&json, "roundtrip.json") {
+    if let Err(e) = mapaudit::output::gate::parse_report(&json, "roundtrip.json") {
         panic!("a parsed report does not read back after writing: {e}");
     }
 }

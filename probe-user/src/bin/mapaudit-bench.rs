@@ -9,8 +9,8 @@
 use std::time::{Duration, Instant};
 
 use mapaudit::cli::LogLevel;
-use mapaudit::collector::Collector;
-use mapaudit::loader::{LoadOptions, Probes};
+use mapaudit::kernel::collector::Collector;
+use mapaudit::kernel::loader::{LoadOptions, Probes};
 use mapaudit::model::{Location, Model};
 use probe_common::events::BENCH_BURST;
 use probe_common::lost;
@@ -52,7 +52,7 @@ fn ms(d: Duration) -> f64 {
 /// The producer starts only once the pump is attached, so every event it
 /// causes is either drained or counted lost: `produced` = `expected`.
 fn drain(rate: u64, seconds: u64) -> anyhow::Result<serde_json::Value> {
-    mapaudit::preflight::check_all()?;
+    mapaudit::kernel::preflight::check_all()?;
     let args = mapaudit::cli::TopArgs::system_wide().probe;
     let mut opts = LoadOptions::from_args(&args, LogLevel::Off)?;
     opts.bpf_maps = false;
@@ -155,7 +155,7 @@ fn model(goroutines: usize, maps: usize) -> anyhow::Result<serde_json::Value> {
     let rss_tick = rss_kib().saturating_sub(rss0);
     let (app_tick, frame, frame_first) = frame(&m, tick)?;
     let t = Instant::now();
-    let rep = mapaudit::report::build(&m, "t", 1.0);
+    let rep = mapaudit::output::report::build(&m, "t", 1.0);
     let report = t.elapsed();
     let json_bytes = serde_json::to_vec(&rep)?.len();
     Ok(serde_json::json!({

@@ -203,7 +203,7 @@ pub fn assert_writers_truth(report: &Value, truth: &Value, ctx: &str) {
 /// collector should run on the first hits): guards the check against false
 /// alarms on every build of the matrix.
 pub fn assert_goids_plausible(process: &Value, ctx: &str) {
-    use mapaudit::sanity::{self, Decoded, Sample, Verdict};
+    use mapaudit::kernel::sanity::{self, Decoded, Sample, Verdict};
     let samples: Vec<Sample> = process["goroutines"]
         .as_array()
         .unwrap()

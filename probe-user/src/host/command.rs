@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use std::os::fd::{BorrowedFd, RawFd};
 use std::sync::OnceLock;
 
-use crate::identity::Identity;
+use crate::host::identity::Identity;
 
 /// Descriptors open when mapaudit started: its parent's to pass on.
 static INHERITED: OnceLock<BTreeSet<RawFd>> = OnceLock::new();

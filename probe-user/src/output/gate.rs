@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use crate::cli::{FailOn, GateArgs};
-use crate::report::{FindingReport, Report, SCHEMA};
+use crate::output::report::{FindingReport, Report, SCHEMA};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReadError {

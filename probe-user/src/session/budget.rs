@@ -288,7 +288,7 @@ pub struct Calibration {
 }
 
 /// Measures what one probe hit costs (see `Calibration`).
-pub fn calibrate(probes: &mut crate::loader::Probes) -> anyhow::Result<Calibration> {
+pub fn calibrate(probes: &mut crate::kernel::loader::Probes) -> anyhow::Result<Calibration> {
     use anyhow::Context as _;
     let offset = calibration_offset().context("locating the calibration target")?;
     const N: u32 = 20_000;

@@ -1,6 +1,9 @@
 //! One audit session, shared by `top` and `record`: checks the environment,
 //! loads the probes, attaches to the target (starting the command when there
 //! is one), and turns kernel events into attachments and model updates.
+//! `budget` is the `--max-overhead` duty cycle.
+
+pub mod budget;
 
 use std::os::fd::AsRawFd as _;
 use std::time::{Duration, Instant, SystemTime};
@@ -8,11 +11,11 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::Context as _;
 
 use crate::cli::{LogLevel, ProbeArgs, Target};
-use crate::collector::{Collector, Control};
-use crate::loader::{LoadOptions, Probes};
+use crate::kernel::collector::{Collector, Control};
+use crate::kernel::loader::{LoadOptions, Probes};
 use crate::model::Model;
-use crate::preflight;
-use crate::target::{self, ProcExe};
+use crate::kernel::preflight;
+use crate::host::proc::{self, ProcExe};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TargetError {
@@ -59,7 +62,7 @@ pub struct Session {
     /// Testing: leave events in the ring buffer until `finish`.
     pub drain_at_exit_only: bool,
     /// `--max-overhead`: the duty-cycle controller.
-    pub duty: Option<crate::budget::DutyCycle>,
+    pub duty: Option<crate::session::budget::DutyCycle>,
     last_duty_step: Instant,
     /// `--max-overhead`: BPF run-time stats, on while held; the empty
     /// program's run time per call; `map_write`'s stats when last read.
@@ -137,10 +140,10 @@ impl Session {
                 Ok(fd) => s.bpf_stats = Some(fd),
                 Err(e) => log::warn!("BPF run-time stats unavailable ({e}): the probe cost is the calibration's alone"),
             }
-            let cal = crate::budget::calibrate(&mut s.probes)?;
+            let cal = crate::session::budget::calibrate(&mut s.probes)?;
             log::info!("calibrated probe cost: {} ns per hit; budget {:.1}%", cal.cost.as_nanos(), budget * 100.0);
             s.empty_body = cal.empty_body;
-            s.duty = Some(crate::budget::DutyCycle::new(budget, cal.cost));
+            s.duty = Some(crate::session::budget::DutyCycle::new(budget, cal.cost));
         }
         match target {
             Target::Pid(pid) => {
@@ -156,8 +159,8 @@ impl Session {
                 s.exe_key = Some(key);
                 let (_, w) = s.probes.attach_binary(key, path, &bin, None)?;
                 s.warnings.extend(w);
-                for pid in target::all_pids() {
-                    if let Ok(exe) = target::proc_exe(pid)
+                for pid in proc::all_pids() {
+                    if let Ok(exe) = proc::proc_exe(pid)
                         && exe.key() == key
                     {
                         s.collector.add_process(exe, bin.clone(), &mut s.model);
@@ -165,11 +168,11 @@ impl Session {
                 }
             }
             Target::SystemWide => {
-                for pid in target::all_pids() {
+                for pid in proc::all_pids() {
                     if pid == std::process::id() {
                         continue;
                     }
-                    if let Ok(exe) = target::proc_exe(pid) {
+                    if let Ok(exe) = proc::proc_exe(pid) {
                         let _ = s.attach_process(exe, false);
                     }
                 }
@@ -212,8 +215,8 @@ impl Session {
         self.probes.track(me, true)?;
         let mut cmd = tokio::process::Command::new(path);
         cmd.args(args).kill_on_drop(false);
-        let who = crate::identity::Identity::resolve(user)?;
-        crate::command::configure(&mut cmd, who.as_ref());
+        let who = crate::host::identity::Identity::resolve(user)?;
+        crate::host::command::configure(&mut cmd, who.as_ref());
         if let Some(out) = output {
             cmd.stdin(std::process::Stdio::null()).stdout(out.try_clone()?).stderr(out.try_clone()?);
         }
@@ -263,11 +266,11 @@ impl Session {
                     // Through a pidfd, and only if the process at `pid`
                     // started before this exec: a reused pid is never continued.
                     if stopped {
-                        if let Err(e) = crate::pidctl::continue_if_same(pid, ktime_ns) {
+                        if let Err(e) = crate::host::pidctl::continue_if_same(pid, ktime_ns) {
                             log::warn!("cannot continue pid {pid} after its exec: {e}");
                         }
                         // How long it stood stopped: the price of exactness.
-                        self.model.note_exec_stop(crate::collector::monotonic_ns().saturating_sub(ktime_ns));
+                        self.model.note_exec_stop(crate::kernel::collector::monotonic_ns().saturating_sub(ktime_ns));
                     }
                 }
                 Control::Exit { pid } => exited.push(pid),
@@ -277,7 +280,7 @@ impl Session {
     }
 
     fn on_exec(&mut self, pid: u32, ktime_ns: u64) {
-        let Ok(exe) = target::proc_exe(pid) else { return };
+        let Ok(exe) = proc::proc_exe(pid) else { return };
         // Without a stop at exec (system-wide, --exe) the event may arrive
         // after the new program was already registered through its first
         // writes: then there is nothing to retire.
@@ -333,8 +336,8 @@ impl Session {
         let phase = d.step(dt, attached);
         log::trace!("duty {:.3} attached {attached} -> {phase:?}", d.duty);
         let attach = match phase {
-            crate::budget::Phase::Attach if !attached => true,
-            crate::budget::Phase::Detach if attached => false,
+            crate::session::budget::Phase::Attach if !attached => true,
+            crate::session::budget::Phase::Detach if attached => false,
             _ => return Ok(()),
         };
         if attach {
@@ -473,10 +476,10 @@ fn check_pid(pid: u32) -> Result<ProcExe, TargetError> {
     if !std::path::Path::new(&format!("/proc/{pid}")).exists() || pid == 0 {
         return Err(TargetError::NoSuchPid(pid));
     }
-    if target::state(pid) == Some('Z') {
+    if proc::state(pid) == Some('Z') {
         return Err(TargetError::Zombie(pid));
     }
-    let exe = target::proc_exe(pid).map_err(|e| TargetError::NotGo {
+    let exe = proc::proc_exe(pid).map_err(|e| TargetError::NotGo {
         what: format!("pid {pid}"),
         why: format!("cannot read /proc/{pid}/exe ({e}); is it a kernel thread?"),
     })?;

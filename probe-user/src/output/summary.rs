@@ -2,7 +2,7 @@
 //! terminal reads first.
 
 use crate::model::{Location, Model};
-use crate::report::Report;
+use crate::output::report::Report;
 
 const TOP: usize = 5;
 

@@ -8,9 +8,9 @@ use anyhow::Context as _;
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::cli::{LogLevel, RecordArgs, Target};
-use crate::report::{self, Output};
+use crate::output::report::{self, Output};
 use crate::session::Session;
-use crate::{gate, summary};
+use crate::output::{gate, summary};
 
 /// Rows the report keeps per class of maps or goroutines (the busiest);
 /// the rest are in the class's totals (`Model::fold_crowded`).
@@ -31,7 +31,7 @@ enum End {
 pub async fn run(args: RecordArgs, log_level: LogLevel) -> anyhow::Result<i32> {
     // Refuse an unwritable report path before attaching anything.
     // The report is written as the user mapaudit acts for (README "Threat model").
-    let owner = crate::identity::Identity::resolve(args.probe.user.as_deref())?;
+    let owner = crate::host::identity::Identity::resolve(args.probe.user.as_deref())?;
     let output = args.json.as_deref().map(|spec| Output::prepare(spec, owner.as_ref())).transpose()?;
     let target = args.target.target();
     let mut s = Session::start(&target, &args.probe, log_level, None)?;
@@ -82,7 +82,7 @@ async fn record_loop(s: &mut Session, target: &Target, duration: Option<Duration
     let mut sigterm = signal(SignalKind::terminate())?;
     let events = s.events_ready()?;
     let mut tick = tokio::time::interval(TICK);
-    let mut duty_timer = tokio::time::interval(crate::budget::STEP);
+    let mut duty_timer = tokio::time::interval(crate::session::budget::STEP);
     let mut drain_timer = tokio::time::interval(crate::session::DRAIN_EVERY);
     drain_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let sampling = s.duty.is_some();

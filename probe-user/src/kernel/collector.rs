@@ -9,7 +9,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use aya::maps::{MapData, PerCpuArray, PerCpuHashMap, RingBuf};
 
-use crate::counters::{Batch, CounterTables, Drainer};
+use crate::kernel::counters::{Batch, CounterTables, Drainer};
 use probe_common::{
     bpfmap::{BpfWriteKey, BpfWriteValue},
     events::{self, EventHeader},
@@ -18,11 +18,11 @@ use probe_common::{
     uprobe::WriteKey,
 };
 
-use crate::bpfmaps;
+use crate::kernel::bpfmaps;
 use crate::gobin::GoBinary;
-use crate::loader::Probes;
+use crate::kernel::loader::Probes;
 use crate::model::{BpfRow, Location, Model, OverlapEvent, ProcessInfo};
-use crate::target::{self, ProcExe};
+use crate::host::proc::{self, ProcExe};
 
 /// Something the session must act on.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,7 +73,7 @@ pub struct Collector {
     pub bench_events: u64,
     /// Per process: goroutines first seen, until the decoded `g` offsets
     /// were judged (`sanity`); None once judged.
-    sanity: HashMap<u32, Option<Vec<crate::sanity::Sample>>>,
+    sanity: HashMap<u32, Option<Vec<crate::kernel::sanity::Sample>>>,
 }
 
 impl Collector {
@@ -109,7 +109,7 @@ impl Collector {
         }
         // System-wide, every exec on the node lands here: rule out non-Go
         // files from their section headers before reading them whole.
-        if !target::may_be_go(&exe.path) {
+        if !proc::may_be_go(&exe.path) {
             self.binaries.insert(exe.key(), None);
             return Err(crate::gobin::GoBinError::NotGo);
         }
@@ -130,14 +130,14 @@ impl Collector {
     /// load bias and recording it in the model.
     pub fn add_process(&mut self, exe: ProcExe, bin: Arc<GoBinary>, model: &mut Model) {
         let segs: Vec<(u64, u64)> = bin.load_segments().iter().map(|s| (s.vaddr, s.offset)).collect();
-        let bias = if bin.is_pie() { target::load_bias(exe.pid, exe.ino, &segs).unwrap_or(0) } else { 0 };
+        let bias = if bin.is_pie() { proc::load_bias(exe.pid, exe.ino, &segs).unwrap_or(0) } else { 0 };
         model.processes.insert(
             exe.pid,
             ProcessInfo {
                 pid: exe.pid,
                 generation: model.next_generation(exe.pid),
                 exe: exe.display.clone(),
-                comm: target::comm(exe.pid, exe.pid),
+                comm: proc::comm(exe.pid, exe.pid),
                 go_version: bin.go_version().to_string(),
                 go_version_source: Some(bin.version_source()),
             },
@@ -157,7 +157,7 @@ impl Collector {
         if self.not_go.contains(&pid) {
             return false;
         }
-        let Ok(exe) = target::proc_exe(pid) else {
+        let Ok(exe) = proc::proc_exe(pid) else {
             self.not_go.insert(pid);
             return false;
         };
@@ -290,7 +290,7 @@ impl Collector {
         {
             model.names.sites.insert((k.pid, k.pc), l);
         }
-        model.names.comms.entry((k.pid, k.tid)).or_insert_with(|| target::comm(k.pid, k.tid));
+        model.names.comms.entry((k.pid, k.tid)).or_insert_with(|| proc::comm(k.pid, k.tid));
     }
 
     /// Checks the decoded `g.goid`/`g.gopc` offsets of `pid` against the
@@ -302,15 +302,15 @@ impl Collector {
         let slot = self.sanity.entry(pid).or_insert_with(|| Some(Vec::new()));
         let Some(samples) = slot else { return };
         if gopc != 0 && !samples.iter().any(|s| s.goid == goid) {
-            samples.push(crate::sanity::Sample { goid, gopc: gopc.wrapping_sub(p.bias), creator });
+            samples.push(crate::kernel::sanity::Sample { goid, gopc: gopc.wrapping_sub(p.bias), creator });
         }
-        if samples.len() < crate::sanity::MIN_SAMPLES && !now {
+        if samples.len() < crate::kernel::sanity::MIN_SAMPLES && !now {
             return;
         }
         let Ok(offs) = p.bin.runtime_offsets() else { return };
-        let source = crate::sanity::describe_source(offs.source, p.bin.go_version());
-        let decoded = crate::sanity::Decoded { goid_offset: offs.goid, gopc_offset: offs.gopc, source: &source };
-        if let Some(w) = crate::sanity::check(samples, decoded).warning() {
+        let source = crate::kernel::sanity::describe_source(offs.source, p.bin.go_version());
+        let decoded = crate::kernel::sanity::Decoded { goid_offset: offs.goid, gopc_offset: offs.gopc, source: &source };
+        if let Some(w) = crate::kernel::sanity::check(samples, decoded).warning() {
             let w = format!("{} (pid {pid}): {w}", p.exe.display);
             log::warn!("{w}");
             model.warnings.push(w);

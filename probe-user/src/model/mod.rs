@@ -1,6 +1,9 @@
 //! The pure model: cumulative kernel counters in, rankings, rates and
 //! findings out. No I/O, no clocks (callers pass the tick length), so it is
 //! unit-tested without root and shared by the live view and the report.
+//! `classes` groups rows into map and goroutine classes.
+
+pub mod classes;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::hash::Hash;
@@ -617,8 +620,8 @@ pub struct Retired {
     pub sites: HashMap<u64, Location>,
     pub findings: Vec<Finding>,
     /// Its rows folded while it ran (`Model::fold_idle`).
-    pub folded_maps: Vec<crate::classes::MapClass>,
-    pub folded_goroutines: Vec<crate::classes::GoroutineClass>,
+    pub folded_maps: Vec<crate::model::classes::MapClass>,
+    pub folded_goroutines: Vec<crate::model::classes::GoroutineClass>,
 }
 
 /// How many per-tick total rates the sparkline keeps.
@@ -1106,8 +1109,8 @@ pub struct Model {
 /// Rows folded into their classes because they went idle (`Model::fold_idle`).
 #[derive(Debug, Default)]
 pub struct Folded {
-    pub maps: FxHashMap<(u32, Option<String>, u64), crate::classes::MapClass>,
-    pub goroutines: FxHashMap<(u32, Option<String>), crate::classes::GoroutineClass>,
+    pub maps: FxHashMap<(u32, Option<String>, u64), crate::model::classes::MapClass>,
+    pub goroutines: FxHashMap<(u32, Option<String>), crate::model::classes::GoroutineClass>,
     pub findings: Vec<Finding>,
     pub map_rows: u64,
     pub goroutine_rows: u64,
@@ -1487,7 +1490,7 @@ impl Model {
         }
         let (names, a) = (&self.names, &self.agg);
         // The key `classes::map_classes` groups by.
-        let class_of = |m: &MapRow| (m.pid, names.map_types.get(&(m.pid, m.map)), crate::classes::top_site(m).unwrap_or(0));
+        let class_of = |m: &MapRow| (m.pid, names.map_types.get(&(m.pid, m.map)), crate::model::classes::top_site(m).unwrap_or(0));
         let fold_maps = beyond(a.maps.rows.iter().map(|m| (class_of(m), m.ops.total())), keep);
         let fold_goroutines =
             beyond(a.goroutines.rows.iter().map(|g| ((g.pid, names.created_by.get(&(g.pid, g.goid))), g.ops.total())), keep);
@@ -1534,7 +1537,7 @@ impl Model {
             }
         }
         let site = |pid: u32, pc: u64| names.sites.get(&(pid, pc)).cloned();
-        for c in crate::classes::map_classes(maps.iter(), site) {
+        for c in crate::model::classes::map_classes(maps.iter(), site) {
             let key = (c.pid, c.type_name.clone(), c.site_pc);
             match self.folded.maps.get_mut(&key) {
                 Some(f) => f.absorb(&c),
@@ -1543,7 +1546,7 @@ impl Model {
                 }
             }
         }
-        for c in crate::classes::goroutine_classes(goroutines.iter()) {
+        for c in crate::model::classes::goroutine_classes(goroutines.iter()) {
             let key = (c.pid, c.created_by.as_ref().map(Location::short));
             match self.folded.goroutines.get_mut(&key) {
                 Some(f) => f.absorb(&c),

@@ -37,7 +37,7 @@ pub async fn run(args: TopArgs, log_level: LogLevel) -> anyhow::Result<i32> {
     // A command started under the view must not draw over it or read its
     // keys: it gets /dev/null for input and a log file for output.
     let output = match &target {
-        Target::Command(_) => Some(crate::open_log("mapaudit-top", args.probe.user.as_deref())?),
+        Target::Command(_) => Some(super::open_log("mapaudit-top", args.probe.user.as_deref())?),
         _ => None,
     };
     // On a production node (system-wide), the live view keeps its cost under
@@ -98,7 +98,7 @@ async fn live(
         _ => None,
     };
     let mut child_running = s.child.is_some();
-    let mut duty_timer = tokio::time::interval(crate::budget::STEP);
+    let mut duty_timer = tokio::time::interval(crate::session::budget::STEP);
     let mut drain_timer = tokio::time::interval(crate::session::DRAIN_EVERY);
     drain_timer.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let sampling = s.duty.is_some();

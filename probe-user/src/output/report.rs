@@ -9,8 +9,8 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::identity::Identity;
-use crate::safefile;
+use crate::host::identity::Identity;
+use crate::host::safefile;
 use crate::model::{Finding, GoroutineRow, Location, MapRow, Model, ProcessInfo, ThreadRow};
 
 pub const SCHEMA: &str = "mapaudit/v1";
@@ -140,7 +140,7 @@ pub struct Sampling {
 }
 
 /// Scales every count of `rep` by the duty cycle's factor and records how.
-pub fn apply_sampling(rep: &mut Report, d: &crate::budget::DutyCycle) {
+pub fn apply_sampling(rep: &mut Report, d: &crate::session::budget::DutyCycle) {
     let k = d.scale();
     let sc = |v: &mut u64| *v = (*v as f64 * k).round() as u64;
     let observed = rep.totals.writes + rep.totals.deletes + rep.totals.clears;
@@ -363,8 +363,8 @@ struct ProgramRows<'a> {
     threads: Vec<&'a ThreadRow>,
     maps: Vec<&'a MapRow>,
     /// Classes of rows folded while it ran (`Model::fold_idle`).
-    folded_maps: Vec<&'a crate::classes::MapClass>,
-    folded_goroutines: Vec<&'a crate::classes::GoroutineClass>,
+    folded_maps: Vec<&'a crate::model::classes::MapClass>,
+    folded_goroutines: Vec<&'a crate::model::classes::GoroutineClass>,
 }
 
 impl ProgramRows<'_> {
@@ -416,8 +416,8 @@ fn process_report(p: &ProgramRows<'_>, site_name: &dyn Fn(u64) -> Option<Locatio
                 reads: t.ops.reads,
             })
             .collect(),
-        map_classes: crate::classes::merge_map_classes(
-            crate::classes::map_classes(p.maps.iter().copied(), |_, pc| site_name(pc)),
+        map_classes: crate::model::classes::merge_map_classes(
+            crate::model::classes::map_classes(p.maps.iter().copied(), |_, pc| site_name(pc)),
             p.folded_maps.iter().copied(),
         )
         .into_iter()
@@ -433,8 +433,8 @@ fn process_report(p: &ProgramRows<'_>, site_name: &dyn Fn(u64) -> Option<Locatio
                 max_instance_writes: c.max_instance_ops,
             })
             .collect(),
-        goroutine_classes: crate::classes::merge_goroutine_classes(
-            crate::classes::goroutine_classes(p.goroutines.iter().copied()),
+        goroutine_classes: crate::model::classes::merge_goroutine_classes(
+            crate::model::classes::goroutine_classes(p.goroutines.iter().copied()),
             p.folded_goroutines.iter().copied(),
         )
         .into_iter()

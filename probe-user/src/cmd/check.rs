@@ -1,0 +1,14 @@
+//! `mapaudit check REPORT`: gate on a report written by `record --json`.
+//! Needs no privileges: it reads a file and applies the gate.
+
+use crate::cli::CheckArgs;
+use crate::output::gate;
+
+pub fn run(a: CheckArgs) -> anyhow::Result<i32> {
+    let rep = gate::read_report(&a.report)?;
+    let failures = gate::evaluate(&rep, &a.gate);
+    if a.gate.is_empty() {
+        eprintln!("mapaudit: {} is a valid report ({} findings); give --fail-on or a threshold to gate on it", a.report.display(), rep.findings.len());
+    }
+    Ok(gate::conclude(&failures))
+}

@@ -1,0 +1,7 @@
+//! What leaves mapaudit after a recording: the JSON report (`report`), the
+//! gate that turns a report into an exit code (`gate`), and the summary
+//! printed on stderr (`summary`).
+
+pub mod gate;
+pub mod report;
+pub mod summary;

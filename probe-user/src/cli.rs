@@ -1,5 +1,6 @@
 //! The command line (clap). `mapaudit` alone means `mapaudit top`,
-//! system-wide. Everything a user types is parsed and validated here.
+//! system-wide. Everything a user types is parsed and validated here;
+//! `config` converts it into what the rest of mapaudit uses.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -56,29 +57,6 @@ pub struct TargetArgs {
     /// the programs it execs (e.g. `go test` running its test binary).
     #[arg(last = true, value_name = "CMD")]
     pub cmd: Vec<String>,
-}
-
-impl TargetArgs {
-    pub fn target(&self) -> Target {
-        if let Some(pid) = self.pid {
-            Target::Pid(pid)
-        } else if let Some(exe) = &self.exe {
-            Target::Exe(exe.clone())
-        } else if !self.cmd.is_empty() {
-            Target::Command(self.cmd.clone())
-        } else {
-            Target::SystemWide
-        }
-    }
-}
-
-/// What to audit.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Target {
-    Pid(u32),
-    Exe(PathBuf),
-    Command(Vec<String>),
-    SystemWide,
 }
 
 /// Settings shared by `top` and `record`.
@@ -202,12 +180,6 @@ pub struct GateArgs {
     pub max_lost_events: Option<u64>,
 }
 
-impl GateArgs {
-    pub fn is_empty(&self) -> bool {
-        self.fail_on.is_empty() && self.max_writes_per_sec.is_none() && self.max_lost_events.is_none()
-    }
-}
-
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FailOn {
     /// Two goroutines wrote one map at the same time.
@@ -278,7 +250,7 @@ mod tests {
         let Some(Command::Record(r)) = cli.command else { panic!("not record") };
         assert_eq!(r.duration, Some(Duration::from_secs(2)));
         assert_eq!(r.json.as_deref(), Some("-"));
-        assert_eq!(r.target.target(), Target::Command(vec!["./x".into(), "-n".into(), "5".into()]));
+        assert_eq!(r.target.cmd, vec!["./x", "-n", "5"]);
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //! where — and whether any of those writes overlap.
 //!
 //! Layers, in data-flow order (see README "Code map" and "How it works"):
-//! `cli` parses the command line; `cmd` runs `top`, `record` or `check`;
+//! `cli` parses the command line and `config` converts it once into the
+//! settings the rest uses; `cmd` runs `top`, `record` or `check`;
 //! `session` checks the environment, loads the probes and follows the target
 //! over time; `host` finds processes under /proc and acts for the user;
 //! `gobin` reads their Go binaries; `kernel` attaches the eBPF probes and
@@ -12,6 +13,7 @@
 
 pub mod cli;
 pub mod cmd;
+pub mod config;
 pub mod fixtures;
 pub mod gobin;
 pub mod host;
@@ -28,17 +30,15 @@ pub use cli::Cli;
 pub fn run(cli: Cli) -> i32 {
     // Before anything is opened: what is ours to keep from a started command.
     host::command::note_inherited_descriptors();
+    let config = config::Config::from(cli);
     let mut logger = env_logger::Builder::new();
-    logger.filter_level(cli.log_level.filter()).format_timestamp_millis();
+    logger.filter_level(config.log).format_timestamp_millis();
     // The live view owns the terminal: its logs go to a file instead.
-    let is_top = matches!(cli.command, None | Some(cli::Command::Top(_)));
-    if is_top && cli.log_level != cli::LogLevel::Off {
+    if let config::Command::Top(top) = &config.command
+        && config.log != log::LevelFilter::Off
+    {
         // A fresh file under an unguessable name, as the user mapaudit acts for.
-        let user = match &cli.command {
-            Some(cli::Command::Top(a)) => a.probe.user.as_deref(),
-            _ => None,
-        };
-        match cmd::open_log("mapaudit", user) {
+        match cmd::open_log("mapaudit", top.probe.user.as_deref()) {
             Ok((f, path)) => {
                 eprintln!("mapaudit: logging to {}", path.display());
                 logger.target(env_logger::Target::Pipe(Box::new(f)));
@@ -55,11 +55,10 @@ pub fn run(cli: Cli) -> i32 {
         }
     };
     let result = runtime.block_on(async move {
-        match cli.command {
-            None => cmd::top::run(cli::TopArgs::system_wide(), cli.log_level).await,
-            Some(cli::Command::Top(a)) => cmd::top::run(a, cli.log_level).await,
-            Some(cli::Command::Record(a)) => cmd::record::run(a, cli.log_level).await,
-            Some(cli::Command::Check(a)) => cmd::check::run(a),
+        match config.command {
+            config::Command::Top(a) => cmd::top::run(a).await,
+            config::Command::Record(a) => cmd::record::run(a).await,
+            config::Command::Check(a) => cmd::check::run(a),
         }
     });
     match result {

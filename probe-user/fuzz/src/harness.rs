@@ -1,7 +1,7 @@
 //! The fuzz entry points, one per target, shared by the cargo-fuzz binaries
 //! (`fuzz_targets/*.rs`) and the regression test
 //! (`probe-user/tests/fuzz_regressions.rs`, which includes this file by
-//! path): keep it to `std`, `mapaudit`, `clap` and `serde_json`.
+//! path): keep it to `std`, `mapaudit` and `serde_json`.
 //!
 //! The `gobin` parsers (buildinfo, pclntab, type names, DWARF offsets) are
 //! crate-private, so the structure-aware targets reach them through
@@ -233,26 +233,14 @@ pub fn exercise(bin: &GoBinary, hint: &[u8]) {
     }
 }
 
-fn gate_all() -> &'static mapaudit::cli::GateArgs {
-    use clap::Parser as _;
-    #[derive(clap::Parser)]
-    struct Gate {
-        #[command(flatten)]
-        gate: mapaudit::cli::GateArgs,
-    }
-    static GATE: OnceLock<Gate> = OnceLock::new();
-    &GATE
-        .get_or_init(|| {
-            Gate::parse_from([
-                "check",
-                "--fail-on=overlap",
-                "--fail-on=shared-map",
-                "--fail-on=read-during-write",
-                "--max-writes-per-sec=1",
-                "--max-lost-events=0",
-            ])
-        })
-        .gate
+fn gate_all() -> &'static mapaudit::config::Gate {
+    use mapaudit::model::FindingKind;
+    static GATE: OnceLock<mapaudit::config::Gate> = OnceLock::new();
+    GATE.get_or_init(|| mapaudit::config::Gate {
+        fail_on: vec![FindingKind::OverlappingWrites, FindingKind::SharedMap, FindingKind::ReadDuringWrite],
+        max_writes_per_sec: Some(1.0),
+        max_lost_events: Some(0),
+    })
 }
 
 /// Window targets: overwrite a named section of a base binary, optionally

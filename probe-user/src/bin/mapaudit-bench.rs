@@ -8,7 +8,6 @@
 
 use std::time::{Duration, Instant};
 
-use mapaudit::cli::LogLevel;
 use mapaudit::kernel::collector::Collector;
 use mapaudit::kernel::loader::{LoadOptions, Probes};
 use mapaudit::model::{Location, Model};
@@ -53,8 +52,7 @@ fn ms(d: Duration) -> f64 {
 /// causes is either drained or counted lost: `produced` = `expected`.
 fn drain(rate: u64, seconds: u64) -> anyhow::Result<serde_json::Value> {
     mapaudit::kernel::preflight::check_all()?;
-    let args = mapaudit::cli::TopArgs::system_wide().probe;
-    let mut opts = LoadOptions::from_args(&args, LogLevel::Off)?;
+    let mut opts = LoadOptions::from_probe(&mapaudit::config::Probe::defaults())?;
     opts.bpf_maps = false;
     let mut probes = Probes::load(&opts)?;
     let mut collector = Collector::new(&mut probes)?;

@@ -1,10 +1,10 @@
 //! `mapaudit check REPORT`: gate on a report written by `record --json`.
 //! Needs no privileges: it reads a file and applies the gate.
 
-use crate::cli::CheckArgs;
+use crate::config::Check;
 use crate::output::gate;
 
-pub fn run(a: CheckArgs) -> anyhow::Result<i32> {
+pub fn run(a: Check) -> anyhow::Result<i32> {
     let rep = gate::read_report(&a.report)?;
     let failures = gate::evaluate(&rep, &a.gate);
     if a.gate.is_empty() {

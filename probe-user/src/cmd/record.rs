@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use tokio::signal::unix::{SignalKind, signal};
 
-use crate::cli::{LogLevel, RecordArgs, Target};
+use crate::config::{Record, Target};
 use crate::output::report::{self, Output};
 use crate::session::Session;
 use crate::output::{gate, summary};
@@ -28,19 +28,19 @@ enum End {
     Signal(i32),
 }
 
-pub async fn run(args: RecordArgs, log_level: LogLevel) -> anyhow::Result<i32> {
+pub async fn run(args: Record) -> anyhow::Result<i32> {
     // Refuse an unwritable report path before attaching anything.
     // The report is written as the user mapaudit acts for (README "Threat model").
     let owner = crate::host::identity::Identity::resolve(args.probe.user.as_deref())?;
     let output = args.json.as_deref().map(|spec| Output::prepare(spec, owner.as_ref())).transpose()?;
-    let target = args.target.target();
-    let mut s = Session::start(&target, &args.probe, log_level, None)?;
+    let target = &args.target;
+    let mut s = Session::start(target, &args.probe, None)?;
     for w in &s.warnings {
         eprintln!("mapaudit: warning: {w}");
     }
-    eprintln!("mapaudit: recording {}", describe(&target, s.child_pid()));
+    eprintln!("mapaudit: recording {}", describe(target, s.child_pid()));
 
-    let end = record_loop(&mut s, &target, args.duration).await?;
+    let end = record_loop(&mut s, target, args.duration).await?;
     let t = std::time::Instant::now();
     s.finish()?;
     log::debug!("final read and model pass: {:?}", t.elapsed());

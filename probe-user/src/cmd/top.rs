@@ -15,7 +15,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 use tokio::time::MissedTickBehavior;
 
-use crate::cli::{LogLevel, Target, TopArgs};
+use crate::config::{Target, Top};
 use crate::session::Session;
 use crate::tui::{self, App};
 
@@ -23,33 +23,25 @@ use crate::tui::{self, App};
 /// table header, footer): what PgUp/PgDn subtract from the height.
 const CHROME_ROWS: u16 = 7;
 
-/// `--max-overhead` default of plain `mapaudit` (system-wide `top`).
-pub const DEFAULT_SYSTEM_WIDE_BUDGET: f64 = 0.05;
-
-pub async fn run(args: TopArgs, log_level: LogLevel) -> anyhow::Result<i32> {
+pub async fn run(args: Top) -> anyhow::Result<i32> {
     if !std::io::stdout().is_terminal() {
         bail!(
             "the live view needs a terminal and stdout is not one; to audit into a file or a pipe, use \
              `mapaudit record --json -` (with --duration D, or until the target exits)"
         );
     }
-    let target = args.target.target();
+    let target = &args.target;
     // A command started under the view must not draw over it or read its
     // keys: it gets /dev/null for input and a log file for output.
-    let output = match &target {
+    let output = match target {
         Target::Command(_) => Some(super::open_log("mapaudit-top", args.probe.user.as_deref())?),
         _ => None,
     };
-    // On a production node (system-wide), the live view keeps its cost under
-    // 5% of a CPU unless told otherwise; a targeted view is exact.
-    let mut probe = args.probe.clone();
-    if target == Target::SystemWide && probe.max_overhead.is_none() {
-        probe.max_overhead = Some(DEFAULT_SYSTEM_WIDE_BUDGET);
-    }
-    let mut s = Session::start(&target, &probe, log_level, output.as_ref().map(|(f, _)| f))?;
+    // (`config` gave plain system-wide `top` its default budget.)
+    let mut s = Session::start(target, &args.probe, output.as_ref().map(|(f, _)| f))?;
 
     let mut app = App::new(args.interval);
-    app.status.target = describe(&target, &s);
+    app.status.target = describe(target, &s);
     app.status.warnings = s.warnings.clone();
     if let Some((_, path)) = &output {
         app.status.warnings.push(format!("the command's output goes to {}", path.display()));
@@ -58,7 +50,7 @@ pub async fn run(args: TopArgs, log_level: LogLevel) -> anyhow::Result<i32> {
 
     let end = {
         let (mut screen, mut keys) = Screen::enter()?;
-        live(&mut s, &mut app, &target, &mut screen.term, &mut keys).await
+        live(&mut s, &mut app, target, &mut screen.term, &mut keys).await
     };
     // The terminal is back; stop the command we started (a no-op for --pid).
     if s.child.is_some() && app.status.ended.is_none() {

@@ -19,7 +19,7 @@ use probe_common::{
     uprobe::{Cookie, MapKey, MapState, NEST_WRAPPER, routine, routine::Op},
 };
 
-use crate::cli::{LogLevel, ProbeArgs};
+use crate::config::Probe;
 use crate::gobin::GoBinary;
 
 /// The eBPF object, built by build.rs and embedded: mapaudit is one file.
@@ -35,7 +35,7 @@ pub struct LoadOptions {
     /// Count map accesses of `TRACKED` processes only (`-- CMD`).
     pub maps_tracked_only: bool,
     pub exec_all: bool,
-    pub log_level: LogLevel,
+    pub log_level: log::LevelFilter,
     /// Hidden test knobs: tiny maps to prove losses are counted.
     pub map_state_entries: u32,
     pub bpf_writes_entries: u32,
@@ -46,7 +46,7 @@ pub struct LoadOptions {
 }
 
 impl LoadOptions {
-    pub fn from_args(p: &ProbeArgs, log_level: LogLevel) -> anyhow::Result<Self> {
+    pub fn from_probe(p: &Probe) -> anyhow::Result<Self> {
         let ringbuf_bytes = p.ringbuf_kib.checked_mul(1024).context("--ringbuf-kib too large")?;
         if !ringbuf_bytes.is_power_of_two() || ringbuf_bytes < 4096 {
             bail!("--ringbuf-kib must be a power of two of at least 4 (got {})", p.ringbuf_kib);
@@ -57,11 +57,11 @@ impl LoadOptions {
         Ok(Self {
             writes_entries: p.max_entries,
             ringbuf_bytes,
-            bpf_maps: !p.no_bpf_maps,
+            bpf_maps: p.bpf_maps,
             bpf_tracked_only: false,
             maps_tracked_only: false,
             exec_all: false,
-            log_level,
+            log_level: p.log,
             map_state_entries: p.debug_map_state_entries.max(1),
             bpf_writes_entries: p.debug_bpf_writes_entries.max(1),
             floor: p.bench_floor,
@@ -143,14 +143,8 @@ impl Probes {
         if EBPF_OBJECT.is_empty() {
             bail!("this mapaudit was built with MAPAUDIT_SKIP_EBPF=1 and has no eBPF object; rebuild it after `cargo xtask setup`");
         }
-        let level: u8 = match opts.log_level {
-            LogLevel::Off => 0,
-            LogLevel::Error => 1,
-            LogLevel::Warn => 2,
-            LogLevel::Info => 3,
-            LogLevel::Debug => 4,
-            LogLevel::Trace => 5,
-        };
+        // aya-log's levels are `log`'s: Off 0, Error 1 … Trace 5.
+        let level = opts.log_level as u8;
         let mut ebpf = EbpfLoader::new()
             .map_max_entries(names::WRITES[0], opts.writes_entries)
             .map_max_entries(names::WRITES[1], opts.writes_entries)
@@ -160,7 +154,7 @@ impl Probes {
             .override_global("AYA_LOG_LEVEL", &level, false)
             .load(EBPF_OBJECT)
             .context("loading the eBPF programs into the kernel (needs root or CAP_BPF+CAP_PERFMON, and a kernel with BTF)")?;
-        let logger = if opts.log_level != LogLevel::Off {
+        let logger = if opts.log_level != log::LevelFilter::Off {
             aya_log::EbpfLogger::init(&mut ebpf).ok()
         } else {
             None

@@ -3,7 +3,8 @@
 
 use std::path::Path;
 
-use crate::cli::{FailOn, GateArgs};
+use crate::config::Gate;
+use crate::model::FindingKind;
 use crate::output::report::{FindingReport, Report, SCHEMA};
 
 #[derive(Debug, thiserror::Error)]
@@ -53,15 +54,11 @@ fn describe(f: &FindingReport) -> String {
     )
 }
 
-pub fn evaluate(report: &Report, gate: &GateArgs) -> Vec<Failure> {
+pub fn evaluate(report: &Report, gate: &Gate) -> Vec<Failure> {
     let mut out = Vec::new();
     for kind in &gate.fail_on {
-        let name = match kind {
-            FailOn::Overlap => "overlapping_writes",
-            FailOn::SharedMap => "shared_map",
-            FailOn::ReadDuringWrite => "read_during_write",
-        };
-        if *kind == FailOn::ReadDuringWrite && !report.reads_probed {
+        let name = kind.as_str();
+        if *kind == FindingKind::ReadDuringWrite && !report.reads_probed {
             // Passing would claim an absence nobody looked for.
             out.push(Failure(
                 "read_during_write cannot be checked: the report was recorded without --reads (record again with --reads)"
@@ -141,9 +138,9 @@ mod tests {
     #[test]
     fn fail_on_kinds() {
         let r = report();
-        let g = |f: Vec<FailOn>| GateArgs { fail_on: f, ..Default::default() };
-        assert!(evaluate(&r, &g(vec![FailOn::Overlap])).is_empty());
-        let f = evaluate(&r, &g(vec![FailOn::SharedMap]));
+        let g = |f: Vec<FindingKind>| Gate { fail_on: f, ..Default::default() };
+        assert!(evaluate(&r, &g(vec![FindingKind::OverlappingWrites])).is_empty());
+        let f = evaluate(&r, &g(vec![FindingKind::SharedMap]));
         assert_eq!(f.len(), 1);
         assert!(f[0].0.contains("goroutines 7 and 8"), "{}", f[0].0);
         assert!(f[0].0.contains("main.a main.go:9"));
@@ -152,9 +149,9 @@ mod tests {
     #[test]
     fn thresholds() {
         let r = report();
-        let g = GateArgs { max_writes_per_sec: Some(4.0), max_lost_events: Some(3), ..Default::default() };
+        let g = Gate { max_writes_per_sec: Some(4.0), max_lost_events: Some(3), ..Default::default() };
         assert_eq!(evaluate(&r, &g).len(), 1, "5/s > 4/s; 3 lost is not > 3");
-        let g = GateArgs { max_writes_per_sec: Some(5.0), max_lost_events: Some(2), ..Default::default() };
+        let g = Gate { max_writes_per_sec: Some(5.0), max_lost_events: Some(2), ..Default::default() };
         assert_eq!(evaluate(&r, &g).len(), 1);
     }
 

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context as _;
 
-use crate::cli::{LogLevel, ProbeArgs, Target};
+use crate::config::{Probe, Target};
 use crate::kernel::collector::{Collector, Control};
 use crate::kernel::loader::{LoadOptions, Probes};
 use crate::model::Model;
@@ -80,8 +80,7 @@ impl Session {
     /// None: the command inherits mapaudit's stdio.
     pub fn start(
         target: &Target,
-        probe: &ProbeArgs,
-        log_level: LogLevel,
+        probe: &Probe,
         child_output: Option<&std::fs::File>,
     ) -> anyhow::Result<Self> {
         preflight::check_all()?;
@@ -105,7 +104,7 @@ impl Session {
             _ => None,
         };
 
-        let mut opts = LoadOptions::from_args(probe, log_level)?;
+        let mut opts = LoadOptions::from_probe(probe)?;
         opts.bpf_tracked_only = matches!(target, Target::Pid(_) | Target::Command(_));
         opts.exec_all = matches!(target, Target::SystemWide | Target::Exe(_));
         opts.maps_tracked_only = matches!(target, Target::Command(_));

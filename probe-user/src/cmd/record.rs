@@ -5,11 +5,11 @@
 use std::time::Duration;
 
 use anyhow::Context as _;
-use tokio::signal::unix::{SignalKind, signal};
 
 use crate::config::{Record, Target};
 use crate::output::report::{self, Output};
 use crate::session::Session;
+use crate::session::driver::{Driver, SessionEvent, TickWork};
 use crate::output::{gate, summary};
 
 /// Rows the report keeps per class of maps or goroutines (the busiest);
@@ -34,15 +34,17 @@ pub async fn run(args: Record) -> anyhow::Result<i32> {
     let owner = crate::host::identity::Identity::resolve(args.probe.user.as_deref())?;
     let output = args.json.as_deref().map(|spec| Output::prepare(spec, owner.as_ref())).transpose()?;
     let target = &args.target;
-    let mut s = Session::start(target, &args.probe, None)?;
+    let (mut s, duty) = Session::start(target, &args.probe, None)?;
+    // Before "recording": from then on SIGINT/SIGTERM end the recording.
+    let mut driver = Driver::new(&s, duty, TICK, TickWork::Collect, args.duration)?;
     for w in &s.warnings {
         eprintln!("mapaudit: warning: {w}");
     }
     eprintln!("mapaudit: recording {}", describe(target, s.child_pid()));
 
-    let end = record_loop(&mut s, target, args.duration).await?;
+    let end = record_loop(&mut s, &mut driver).await?;
     let t = std::time::Instant::now();
-    s.finish()?;
+    driver.finish(&mut s)?;
     log::debug!("final read and model pass: {:?}", t.elapsed());
     let (maps, goroutines) = s.model.fold_crowded(ROWS_PER_CLASS);
     log::debug!("{maps} map and {goroutines} goroutine rows folded into their classes: {:?}", t.elapsed());
@@ -59,7 +61,7 @@ pub async fn run(args: Record) -> anyhow::Result<i32> {
     }
     let started = humantime::format_rfc3339_seconds(s.started_at).to_string();
     let mut rep = report::build(&s.model, &started, s.elapsed().as_secs_f64());
-    if let Some(d) = &s.duty {
+    if let Some(d) = driver.duty() {
         report::apply_sampling(&mut rep, d);
     }
     log::debug!("report built: {:?}", t.elapsed());
@@ -77,48 +79,14 @@ pub async fn run(args: Record) -> anyhow::Result<i32> {
     Ok(status)
 }
 
-async fn record_loop(s: &mut Session, target: &Target, duration: Option<Duration>) -> anyhow::Result<End> {
-    let mut sigint = signal(SignalKind::interrupt())?;
-    let mut sigterm = signal(SignalKind::terminate())?;
-    let events = s.events_ready()?;
-    let mut tick = tokio::time::interval(TICK);
-    let mut duty_timer = tokio::time::interval(crate::session::budget::STEP);
-    let mut drain_timer = tokio::time::interval(crate::session::DRAIN_EVERY);
-    drain_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let sampling = s.duty.is_some();
-    let deadline = tokio::time::sleep(duration.unwrap_or(Duration::from_secs(u64::MAX / 4)));
-    tokio::pin!(deadline);
-    let watched_pid = match target {
-        Target::Pid(p) => Some(*p),
-        _ => None,
-    };
+async fn record_loop(s: &mut Session, driver: &mut Driver) -> anyhow::Result<End> {
     loop {
-        let has_child = s.child.is_some();
-        tokio::select! {
-            // Exec events first: a process stands stopped until handled.
-            biased;
-            guard = events.readable(), if !s.drain_at_exit_only => {
-                // Only exec events wake us; act on them at once.
-                let mut guard = guard?;
-                guard.clear_ready();
-                s.drain();
-            }
-            _ = tick.tick() => {
-                let exited = s.collect()?;
-                if let Some(p) = watched_pid
-                    && (exited.contains(&p) || !std::path::Path::new(&format!("/proc/{p}")).exists())
-                {
-                    return Ok(End::TargetExited);
-                }
-            }
-            status = s.wait_child(), if has_child => {
-                return Ok(End::CommandExited(status?));
-            }
-            _ = duty_timer.tick(), if sampling => s.duty_step()?,
-            _ = drain_timer.tick() => s.drain_counters()?,
-            _ = &mut deadline, if duration.is_some() => return Ok(End::Duration),
-            _ = sigint.recv() => return Ok(End::Signal(libc::SIGINT)),
-            _ = sigterm.recv() => return Ok(End::Signal(libc::SIGTERM)),
+        match driver.next(s).await? {
+            SessionEvent::Tick { .. } => {}
+            SessionEvent::TargetExited(_) => return Ok(End::TargetExited),
+            SessionEvent::ChildExited(status) => return Ok(End::CommandExited(status?)),
+            SessionEvent::Deadline => return Ok(End::Duration),
+            SessionEvent::Signal(sig) => return Ok(End::Signal(sig)),
         }
     }
 }

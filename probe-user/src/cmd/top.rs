@@ -1,22 +1,19 @@
-//! `mapaudit top`: the live view. One `tokio::select!` loop over keys, the
-//! refresh tick, ring-buffer readiness, the command's exit and signals; the
-//! terminal is restored on every way out (quit, error, signal, panic).
+//! `mapaudit top`: the live view. One loop over the session driver's events
+//! (refresh tick, the command's or the --pid process's exit, signals) and
+//! the terminal's (crossterm's `EventStream`); the terminal is restored on
+//! every way out (quit, error, signal, panic).
 
 use std::io::IsTerminal as _;
-use std::path::Path;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context as _, bail};
-use crossterm::event::{self, Event};
+use crossterm::event::{Event, EventStream};
+use futures_util::StreamExt as _;
 use ratatui::DefaultTerminal;
-use tokio::signal::unix::{SignalKind, signal};
-use tokio::sync::mpsc;
-use tokio::time::MissedTickBehavior;
 
 use crate::config::{Target, Top};
 use crate::session::Session;
+use crate::session::driver::{Driver, SessionEvent, TickWork};
 use crate::tui::{self, App};
 
 /// Rows of the screen that are not table rows (header, tabs, sparklines,
@@ -38,7 +35,8 @@ pub async fn run(args: Top) -> anyhow::Result<i32> {
         _ => None,
     };
     // (`config` gave plain system-wide `top` its default budget.)
-    let mut s = Session::start(target, &args.probe, output.as_ref().map(|(f, _)| f))?;
+    let (mut s, duty) = Session::start(target, &args.probe, output.as_ref().map(|(f, _)| f))?;
+    let mut driver = Driver::new(&s, duty, args.interval, TickWork::Refresh, None)?;
 
     let mut app = App::new(args.interval);
     app.status.target = describe(target, &s);
@@ -49,8 +47,9 @@ pub async fn run(args: Top) -> anyhow::Result<i32> {
     app.status.attached = s.probes.attached_count();
 
     let end = {
-        let (mut screen, mut keys) = Screen::enter()?;
-        live(&mut s, &mut app, target, &mut screen.term, &mut keys).await
+        let mut screen = Screen::enter()?;
+        let Screen { term, keys } = &mut screen;
+        live(&mut s, &mut driver, &mut app, term, keys.as_mut().context("the terminal's events")?).await
     };
     // The terminal is back; stop the command we started (a no-op for --pid).
     if s.child.is_some() && app.status.ended.is_none() {
@@ -74,26 +73,11 @@ enum End {
 
 async fn live(
     s: &mut Session,
+    driver: &mut Driver,
     app: &mut App,
-    target: &Target,
     term: &mut DefaultTerminal,
-    keys: &mut mpsc::UnboundedReceiver<Event>,
+    keys: &mut EventStream,
 ) -> anyhow::Result<End> {
-    let mut sigint = signal(SignalKind::interrupt())?;
-    let mut sigterm = signal(SignalKind::terminate())?;
-    let events = s.events_ready()?;
-    let mut interval = app.interval;
-    let mut tick = tokio::time::interval(interval);
-    tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let watched_pid = match target {
-        Target::Pid(p) => Some(*p),
-        _ => None,
-    };
-    let mut child_running = s.child.is_some();
-    let mut duty_timer = tokio::time::interval(crate::session::budget::STEP);
-    let mut drain_timer = tokio::time::interval(crate::session::DRAIN_EVERY);
-    drain_timer.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let sampling = s.duty.is_some();
     app.page = usize::from(term.size()?.height.saturating_sub(CHROME_ROWS));
     let mut redraw = true;
     loop {
@@ -102,18 +86,47 @@ async fn live(
             term.draw(|f| tui::draw(f, app, &s.model)).context("drawing the view")?;
             redraw = false;
         }
+        driver.set_tick(app.interval);
+        // Frozen view, live collection: the ring buffer keeps draining so
+        // nothing is lost; the kernel keeps counting and the next tick
+        // after resuming sees every write.
+        driver.set_tick_work(if app.paused { TickWork::DrainOnly } else { TickWork::Refresh });
         tokio::select! {
-            // Exec events first: a process stands stopped until handled.
+            // The session first: a process stopped at exec waits for it.
             biased;
-            guard = events.readable() => {
-                // Only exec events wake us: attach (and let the process go) at once.
-                let mut guard = guard?;
-                guard.clear_ready();
-                s.drain();
-            }
-            ev = keys.recv() => {
-                // The input thread ends only when the terminal fails.
-                let Some(ev) = ev else { return Ok(End::Quit) };
+            ev = driver.next(s) => match ev? {
+                SessionEvent::Tick { took } => {
+                    if !app.paused {
+                        app.on_tick(&s.model, took);
+                    }
+                    app.status.attached = s.probes.attached_count();
+                    for w in s.warnings.iter().chain(&s.model.warnings) {
+                        if !app.status.warnings.contains(w) {
+                            app.status.warnings.push(w.clone());
+                        }
+                    }
+                    redraw = true;
+                }
+                SessionEvent::TargetExited(p) => {
+                    if app.status.ended.is_none() {
+                        app.status.ended = Some(format!("pid {p} exited"));
+                        redraw = true;
+                    }
+                }
+                SessionEvent::ChildExited(status) => {
+                    app.status.ended = Some(match status {
+                        Ok(st) => exit_text(&st),
+                        Err(e) => format!("command: {e}"),
+                    });
+                    redraw = true;
+                }
+                // The view has no --duration.
+                SessionEvent::Deadline => {}
+                SessionEvent::Signal(sig) => return Ok(End::Signal(sig)),
+            },
+            ev = keys.next() => {
+                // The terminal's events end only when the terminal fails.
+                let Some(Ok(ev)) = ev else { return Ok(End::Quit) };
                 match ev {
                     Event::Key(k) => {
                         let a = tui::action(k, app);
@@ -127,50 +140,6 @@ async fn live(
                 }
                 redraw = true;
             }
-            _ = duty_timer.tick(), if sampling => s.duty_step()?,
-            // Also while paused: the kernel's tables must not fill.
-            _ = drain_timer.tick() => s.drain_counters()?,
-            _ = tick.tick() => {
-                let exited = if app.paused {
-                    // Frozen view, live collection: the ring buffer keeps
-                    // draining so nothing is lost; the kernel keeps counting
-                    // and the next tick after resuming sees every write.
-                    s.drain()
-                } else {
-                    let t0 = Instant::now();
-                    let exited = s.tick()?;
-                    app.on_tick(&s.model, t0.elapsed());
-                    exited
-                };
-                if let Some(p) = watched_pid
-                    && app.status.ended.is_none()
-                    && (exited.contains(&p) || !Path::new(&format!("/proc/{p}")).exists())
-                {
-                    app.status.ended = Some(format!("pid {p} exited"));
-                }
-                app.status.attached = s.probes.attached_count();
-                for w in s.warnings.iter().chain(&s.model.warnings) {
-                    if !app.status.warnings.contains(w) {
-                        app.status.warnings.push(w.clone());
-                    }
-                }
-                redraw = true;
-            }
-            status = s.wait_child(), if child_running => {
-                child_running = false;
-                app.status.ended = Some(match status {
-                    Ok(st) => exit_text(&st),
-                    Err(e) => format!("command: {e}"),
-                });
-                redraw = true;
-            }
-            _ = sigint.recv() => return Ok(End::Signal(libc::SIGINT)),
-            _ = sigterm.recv() => return Ok(End::Signal(libc::SIGTERM)),
-        }
-        if app.interval != interval {
-            interval = app.interval;
-            tick = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
-            tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
         }
     }
 }
@@ -196,17 +165,18 @@ fn describe(t: &Target, s: &Session) -> String {
     }
 }
 
-/// The terminal in raw mode on the alternate screen, and the thread that
-/// reads its keys. Dropping it restores the terminal; ratatui's panic hook
-/// (installed by `try_init`) does the same on a panic, before unwinding.
+/// The terminal in raw mode on the alternate screen, and its events.
+/// Dropping it restores the terminal; ratatui's panic hook (installed by
+/// `try_init`) does the same on a panic, before unwinding.
 struct Screen {
     term: DefaultTerminal,
-    stop: Arc<AtomicBool>,
-    input: Option<std::thread::JoinHandle<()>>,
+    /// Dropped before the terminal is handed back (crossterm's reader
+    /// stops with it).
+    keys: Option<EventStream>,
 }
 
 impl Screen {
-    fn enter() -> anyhow::Result<(Self, mpsc::UnboundedReceiver<Event>)> {
+    fn enter() -> anyhow::Result<Self> {
         let term = match ratatui::try_init() {
             Ok(t) => t,
             Err(e) => {
@@ -215,42 +185,13 @@ impl Screen {
                 return Err(anyhow::Error::new(e).context("setting up the terminal"));
             }
         };
-        let mut screen = Self { term, stop: Arc::new(AtomicBool::new(false)), input: None };
-        let (tx, rx) = mpsc::unbounded_channel();
-        let stop = screen.stop.clone();
-        // crossterm's reads block: a thread of its own, polling with a
-        // timeout so that it notices `stop` and ends before the terminal
-        // is handed back.
-        let input = std::thread::Builder::new()
-            .name("mapaudit-keys".into())
-            .spawn(move || {
-                while !stop.load(Ordering::Relaxed) {
-                    match event::poll(Duration::from_millis(50)) {
-                        Ok(true) => match event::read() {
-                            Ok(ev) => {
-                                if tx.send(ev).is_err() {
-                                    break;
-                                }
-                            }
-                            Err(_) => break,
-                        },
-                        Ok(false) => {}
-                        Err(_) => break,
-                    }
-                }
-            })
-            .context("starting the key reader")?;
-        screen.input = Some(input);
-        Ok((screen, rx))
+        Ok(Self { term, keys: Some(EventStream::new()) })
     }
 }
 
 impl Drop for Screen {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(h) = self.input.take() {
-            let _ = h.join();
-        }
+        self.keys = None;
         ratatui::restore();
     }
 }

@@ -1,9 +1,12 @@
 //! One audit session, shared by `top` and `record`: checks the environment,
 //! loads the probes, attaches to the target (starting the command when there
 //! is one), and turns kernel events into attachments and model updates.
-//! `budget` is the `--max-overhead` duty cycle.
+//! `driver` runs a session over time for `record` and `top`; `budget` and
+//! `duty` are the `--max-overhead` duty cycle.
 
 pub mod budget;
+pub mod driver;
+pub mod duty;
 
 use std::os::fd::AsRawFd as _;
 use std::time::{Duration, Instant, SystemTime};
@@ -14,6 +17,7 @@ use crate::config::{Probe, Target};
 use crate::kernel::collector::{Collector, Control};
 use crate::kernel::loader::{LoadOptions, Probes};
 use crate::model::Model;
+use duty::Duty;
 use crate::kernel::preflight;
 use crate::host::proc::{self, ProcExe};
 
@@ -61,15 +65,6 @@ pub struct Session {
     exe_key: Option<(u64, u64)>,
     /// Testing: leave events in the ring buffer until `finish`.
     pub drain_at_exit_only: bool,
-    /// `--max-overhead`: the duty-cycle controller.
-    pub duty: Option<crate::session::budget::DutyCycle>,
-    last_duty_step: Instant,
-    /// `--max-overhead`: BPF run-time stats, on while held; the empty
-    /// program's run time per call; `map_write`'s stats when last read.
-    bpf_stats: Option<std::os::fd::OwnedFd>,
-    empty_body: Option<Duration>,
-    last_body: Option<(Duration, u64)>,
-    last_total: u64,
     /// `Model::epoch` at the last `fold_idle`.
     last_fold: u32,
 }
@@ -78,11 +73,14 @@ impl Session {
     /// `child_output`: where a started command's stdout and stderr go (its
     /// stdin is then /dev/null) — the live view keeps the terminal to itself;
     /// None: the command inherits mapaudit's stdio.
+    ///
+    /// Also returns the duty cycle under `--max-overhead` (calibrated here,
+    /// before anything is attached), for the driver to run.
     pub fn start(
         target: &Target,
         probe: &Probe,
         child_output: Option<&std::fs::File>,
-    ) -> anyhow::Result<Self> {
+    ) -> anyhow::Result<(Self, Option<Duty>)> {
         preflight::check_all()?;
         // Validate the target before loading anything.
         let pid_exe = match target {
@@ -123,27 +121,13 @@ impl Session {
             warnings: Vec::new(),
             exe_key: None,
             drain_at_exit_only: probe.debug_drain_at_exit,
-            duty: None,
-            last_duty_step: now,
-            bpf_stats: None,
-            empty_body: None,
-            last_body: None,
-            last_total: 0,
             last_fold: 0,
         };
         s.model.reads_probed = probe.reads;
-        if let Some(budget) = probe.max_overhead.filter(|b| *b < 1.0) {
-            // Run-time stats (while the fd is held) measure what the program
-            // costs beyond an empty one; without them, the calibration alone.
-            match aya::sys::enable_stats(aya::sys::Stats::RunTime) {
-                Ok(fd) => s.bpf_stats = Some(fd),
-                Err(e) => log::warn!("BPF run-time stats unavailable ({e}): the probe cost is the calibration's alone"),
-            }
-            let cal = crate::session::budget::calibrate(&mut s.probes)?;
-            log::info!("calibrated probe cost: {} ns per hit; budget {:.1}%", cal.cost.as_nanos(), budget * 100.0);
-            s.empty_body = cal.empty_body;
-            s.duty = Some(crate::session::budget::DutyCycle::new(budget, cal.cost));
-        }
+        let duty = match probe.max_overhead.filter(|b| *b < 1.0) {
+            Some(budget) => Some(Duty::start(&mut s.probes, budget)?),
+            None => None,
+        };
         match target {
             Target::Pid(pid) => {
                 let exe = pid_exe.context("pid checked above")?;
@@ -181,7 +165,7 @@ impl Session {
                 s.spawn(&path, &cmd[1..], probe.user.as_deref(), child_output)?;
             }
         }
-        Ok(s)
+        Ok((s, duty))
     }
 
     /// Attaches to the Go binary `exe` runs: for that process only when
@@ -317,78 +301,6 @@ impl Session {
         self.probes.detach_pid(pid);
     }
 
-    /// Advances the duty cycle (call often, e.g. every 10 ms, while
-    /// `duty` is set): attaches or detaches the probes as it says.
-    pub fn duty_step(&mut self) -> anyhow::Result<()> {
-        let now = Instant::now();
-        let dt = now - self.last_duty_step;
-        self.last_duty_step = now;
-        let attached = !self.probes.is_suspended();
-        let Some(d) = &self.duty else { return Ok(()) };
-        if d.closes_after(dt) {
-            // The period is judged on every hit it had, at the cost the
-            // program really had.
-            self.count_hits()?;
-            self.measure_body();
-        }
-        let Some(d) = &mut self.duty else { return Ok(()) };
-        let phase = d.step(dt, attached);
-        log::trace!("duty {:.3} attached {attached} -> {phase:?}", d.duty);
-        let attach = match phase {
-            crate::session::budget::Phase::Attach if !attached => true,
-            crate::session::budget::Phase::Detach if attached => false,
-            _ => return Ok(()),
-        };
-        if attach {
-            self.probes.resume()?;
-        } else {
-            self.count_hits()?;
-            self.probes.suspend();
-        }
-        let end = Instant::now();
-        if let Some(d) = &mut self.duty {
-            d.switch_took(end - now, attach);
-        }
-        self.last_duty_step = end;
-        Ok(())
-    }
-
-    /// Updates the duty cycle's per-hit cost with what `map_write` cost per
-    /// run beyond the empty program since the last call (BPF stats).
-    fn measure_body(&mut self) {
-        let (Some(empty), Some(now)) = (self.empty_body, self.probes.uprobe_stats()) else { return };
-        let (t0, n0) = self.last_body.unwrap_or_default();
-        self.last_body = Some(now);
-        let (t, n) = (now.0.saturating_sub(t0), now.1.saturating_sub(n0));
-        if n == 0 {
-            return;
-        }
-        let per_run = t / u32::try_from(n).unwrap_or(u32::MAX);
-        if let Some(d) = &mut self.duty {
-            d.body_extra = per_run.saturating_sub(empty);
-            log::debug!("map_write costs {per_run:?} per run, {:?} more than an empty program", d.body_extra);
-        }
-    }
-
-    /// Credits the writes counted since the last call to the duty cycle.
-    fn count_hits(&mut self) -> anyhow::Result<()> {
-        if self.duty.is_some() {
-            // The period being closed must have every one of its hits.
-            self.collector.snapshot(&mut self.model)?;
-        } else {
-            // Nothing to close: what the drainer has is enough, and the
-            // loop does not wait for a grace period.
-            self.collector.collect(&mut self.model)?;
-        }
-        let total = self.model.agg.totals.total() + self.model.agg.totals.reads;
-        if let Some(d) = &mut self.duty {
-            d.add_hits(total.saturating_sub(self.last_total));
-            self.model.sampling = Some(d.effective_duty());
-        }
-        self.last_total = total;
-        Ok(())
-    }
-
     /// Empties the kernel's counter tables into the model (see `counters`):
     /// often enough that one period's distinct tuples fit in a table,
     /// whatever the model's tick costs.
@@ -405,8 +317,8 @@ impl Session {
     }
 
     /// One tick: drain, snapshot counters, recompute the model.
-    pub fn tick(&mut self) -> anyhow::Result<Vec<u32>> {
-        let exited = self.collect()?;
+    pub fn tick(&mut self, duty: Option<&mut Duty>) -> anyhow::Result<Vec<u32>> {
+        let exited = self.collect(duty)?;
         let now = Instant::now();
         self.model.tick(now - self.last_tick);
         self.last_tick = now;
@@ -418,9 +330,14 @@ impl Session {
     /// over the whole recording), and on a program with hundreds of
     /// thousands of goroutines and map instances re-ranking every tick
     /// would take a CPU the target needs.
-    pub fn collect(&mut self) -> anyhow::Result<Vec<u32>> {
+    pub fn collect(&mut self, duty: Option<&mut Duty>) -> anyhow::Result<Vec<u32>> {
         let exited = if self.drain_at_exit_only { Vec::new() } else { self.drain() };
-        self.count_hits()?;
+        match duty {
+            Some(d) => d.count_hits(self)?,
+            // Nothing to close: what the drainer has is enough, and the
+            // loop does not wait for a grace period.
+            None => self.collector.collect(&mut self.model)?,
+        }
         Ok(exited)
     }
 
@@ -428,16 +345,14 @@ impl Session {
     /// Under `--max-overhead`, also closes the duty cycle's last period,
     /// with every hit it had (else a recording that ends inside a long
     /// period would estimate none of it).
-    pub fn finish(&mut self) -> anyhow::Result<()> {
+    pub fn finish(&mut self, duty: Option<&mut Duty>) -> anyhow::Result<()> {
         self.drain();
         self.collector.snapshot_all(&mut self.model)?;
         self.drain();
         self.collector.judge_remaining(&mut self.model);
-        if self.duty.is_some() {
-            self.count_hits()?;
-            if let Some(d) = &mut self.duty {
-                d.close_period();
-            }
+        if let Some(d) = duty {
+            d.count_hits(self)?;
+            d.cycle.close_period();
         }
         let now = Instant::now();
         self.model.tick(now - self.last_tick);

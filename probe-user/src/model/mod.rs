@@ -561,8 +561,10 @@ impl<R> DoubleEndedIterator for RankingIter<'_, R> {
 
 impl<R> ExactSizeIterator for RankingIter<'_, R> {}
 
-/// A finding kind, as named in the report.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+/// A finding kind, as named in the report (`"kind"`) and gated on
+/// (`--fail-on`): one type for the model, the report and the gate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum FindingKind {
     OverlappingWrites,
     SharedMap,

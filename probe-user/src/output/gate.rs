@@ -5,7 +5,7 @@ use std::path::Path;
 
 use crate::config::Gate;
 use crate::model::FindingKind;
-use crate::output::report::{FindingReport, Report, SCHEMA};
+use crate::output::report::{FindingReport, GoroutineReport, MapReport, Report, SCHEMA};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReadError {
@@ -43,10 +43,10 @@ pub struct Failure(pub String);
 fn describe(f: &FindingReport) -> String {
     let goroutines = f.goroutines.iter().map(|g| g.to_string()).collect::<Vec<_>>().join(" and ");
     // A read-during-write finding lists the reader first, then the writer.
-    let how = if f.kind == "read_during_write" { "read and written" } else { "written" };
+    let how = if f.kind == FindingKind::ReadDuringWrite { "read and written" } else { "written" };
     format!(
         "{} in pid {}: map {} ({}) {how} by goroutines {goroutines} at {}",
-        f.kind,
+        f.kind.as_str(),
         f.pid,
         f.map,
         f.type_name.as_deref().unwrap_or("type unknown"),
@@ -57,7 +57,6 @@ fn describe(f: &FindingReport) -> String {
 pub fn evaluate(report: &Report, gate: &Gate) -> Vec<Failure> {
     let mut out = Vec::new();
     for kind in &gate.fail_on {
-        let name = kind.as_str();
         if *kind == FindingKind::ReadDuringWrite && !report.reads_probed {
             // Passing would claim an absence nobody looked for.
             out.push(Failure(
@@ -65,34 +64,32 @@ pub fn evaluate(report: &Report, gate: &Gate) -> Vec<Failure> {
                     .into(),
             ));
         }
-        out.extend(report.findings.iter().filter(|f| f.kind == name).map(|f| Failure(describe(f))));
+        out.extend(report.findings.iter().filter(|f| f.kind == *kind).map(|f| Failure(describe(f))));
     }
     if let Some(max) = gate.max_writes_per_sec {
         let secs = report.duration_s.max(f64::MIN_POSITIVE);
         for p in &report.processes {
-            for g in &p.goroutines {
+            // Goroutines, then maps: (writes, deletes, clears) and who.
+            let goroutines = p.goroutines.iter().map(|g| ((g.writes, g.deletes, g.clears), RateOf::Goroutine(g)));
+            let maps = p.maps.iter().map(|m| ((m.writes, m.deletes, m.clears), RateOf::Map(m)));
+            for ((writes, deletes, clears), who) in goroutines.chain(maps) {
                 // Reports come from outside: add as floats so no count can overflow.
-                let rate = (g.writes as f64 + g.deletes as f64 + g.clears as f64) / secs;
+                let rate = (writes as f64 + deletes as f64 + clears as f64) / secs;
                 if rate > max {
-                    out.push(Failure(format!(
-                        "goroutine {} in pid {} ({}) wrote {:.0}/s > {max}/s",
-                        g.goid,
-                        p.pid,
-                        g.created_by.as_deref().unwrap_or("creator unknown"),
-                        rate
-                    )));
-                }
-            }
-            for m in &p.maps {
-                let rate = (m.writes as f64 + m.deletes as f64 + m.clears as f64) / secs;
-                if rate > max {
-                    out.push(Failure(format!(
-                        "map {} ({}) in pid {} was written {:.0}/s > {max}/s",
-                        m.addr,
-                        m.type_name.as_deref().unwrap_or("type unknown"),
-                        p.pid,
-                        rate
-                    )));
+                    out.push(Failure(match who {
+                        RateOf::Goroutine(g) => format!(
+                            "goroutine {} in pid {} ({}) wrote {rate:.0}/s > {max}/s",
+                            g.goid,
+                            p.pid,
+                            g.created_by.as_deref().unwrap_or("creator unknown"),
+                        ),
+                        RateOf::Map(m) => format!(
+                            "map {} ({}) in pid {} was written {rate:.0}/s > {max}/s",
+                            m.addr,
+                            m.type_name.as_deref().unwrap_or("type unknown"),
+                            p.pid,
+                        ),
+                    }));
                 }
             }
         }
@@ -103,6 +100,12 @@ pub fn evaluate(report: &Report, gate: &Gate) -> Vec<Failure> {
         out.push(Failure(format!("{} events were lost (> {max})", report.totals.lost_events)));
     }
     out
+}
+
+/// Whose write rate `--max-writes-per-sec` judges.
+enum RateOf<'a> {
+    Goroutine(&'a GoroutineReport),
+    Map(&'a MapReport),
 }
 
 /// Prints the failures and returns the exit code (0 pass, 1 fail).

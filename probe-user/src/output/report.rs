@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::host::identity::Identity;
 use crate::host::safefile;
-use crate::model::{Finding, GoroutineRow, Location, MapRow, Model, ProcessInfo, ThreadRow};
+use crate::model::{Finding, FindingKind, GoroutineRow, Location, MapRow, Model, ProcessInfo, ThreadRow};
 
 pub const SCHEMA: &str = "mapaudit/v1";
 
@@ -174,7 +174,7 @@ pub fn apply_sampling(rep: &mut Report, d: &crate::session::budget::DutyCycle) {
         }
     }
     for f in &mut rep.findings {
-        if f.kind == "shared_map" {
+        if f.kind == FindingKind::SharedMap {
             sc(&mut f.count);
         }
     }
@@ -328,7 +328,7 @@ pub struct BpfMapReport {
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
 pub struct FindingReport {
     /// `overlapping_writes` | `shared_map` | `read_during_write`.
-    pub kind: String,
+    pub kind: FindingKind,
     pub pid: u32,
     pub map: String,
     /// The map instance at `map` (see `MapReport::instance`).
@@ -485,7 +485,7 @@ fn process_report(p: &ProgramRows<'_>, site_name: &dyn Fn(u64) -> Option<Locatio
 
 fn finding_report(f: &Finding) -> FindingReport {
     FindingReport {
-        kind: f.kind.as_str().into(),
+        kind: f.kind,
         pid: f.pid,
         map: hex(f.map.addr),
         instance: f.map.inst,
@@ -503,7 +503,7 @@ fn merge_shared(findings: Vec<FindingReport>) -> Vec<FindingReport> {
     let mut out: Vec<FindingReport> = Vec::with_capacity(findings.len());
     let mut at: std::collections::HashMap<(u32, Option<String>, Vec<String>), usize> = std::collections::HashMap::new();
     for f in findings {
-        if f.kind != "shared_map" {
+        if f.kind != FindingKind::SharedMap {
             out.push(f);
             continue;
         }

@@ -1,7 +1,7 @@
 //! The short text summary `record` prints on stderr: what a person in a
 //! terminal reads first.
 
-use crate::model::{Location, Model};
+use crate::model::{FindingKind, Location, Model};
 use crate::output::report::Report;
 
 const TOP: usize = 5;
@@ -65,10 +65,10 @@ pub fn render(rep: &Report, model: &Model) -> String {
         let _ = writeln!(
             s,
             "  {}: pid {} map {} {}{instances} goroutines [{}] at {}",
-            match f.kind.as_str() {
-                "overlapping_writes" => "OVERLAP",
-                "read_during_write" => "READ DURING WRITE",
-                _ => "shared map",
+            match f.kind {
+                FindingKind::OverlappingWrites => "OVERLAP",
+                FindingKind::ReadDuringWrite => "READ DURING WRITE",
+                FindingKind::SharedMap => "shared map",
             },
             f.pid,
             f.map,

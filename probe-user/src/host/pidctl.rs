@@ -85,19 +85,18 @@ fn ns(t: rustix::time::Timespec) -> u64 {
 /// When process `pid` started (CLOCK_BOOTTIME ns, tick resolution), from
 /// field 22 of `/proc/PID/stat`.
 pub fn start_boottime_ns(pid: u32) -> io::Result<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    let ticks = parse_starttime(&stat)
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, format!("/proc/{pid}/stat: no start time in {stat:?}")))?;
+    let stat = std::fs::read(format!("/proc/{pid}/stat"))?;
+    let ticks = parse_starttime(&stat).ok_or_else(|| {
+        io::Error::new(io::ErrorKind::InvalidData, format!("/proc/{pid}/stat: no start time in {:?}", String::from_utf8_lossy(&stat)))
+    })?;
     let hz = rustix::param::clock_ticks_per_second().max(1);
     Ok(ticks.saturating_mul(1_000_000_000 / hz))
 }
 
-/// Field 22 (`starttime`) of a `/proc/PID/stat` line. The command name
-/// (field 2) may hold spaces and parentheses: count from the last `)`.
-fn parse_starttime(stat: &str) -> Option<u64> {
-    let rest = &stat[stat.rfind(')')? + 1..];
-    // `rest` starts at field 3 (state): field 22 is its 20th.
-    rest.split_ascii_whitespace().nth(19)?.parse().ok()
+/// Field 22 (`starttime`) of a `/proc/PID/stat` line (parsed by procfs:
+/// the command name may hold spaces and parentheses).
+fn parse_starttime(stat: &[u8]) -> Option<u64> {
+    crate::host::proc::parse_stat(stat).ok().map(|s| s.starttime)
 }
 
 #[cfg(test)]
@@ -137,9 +136,12 @@ mod tests {
 
     #[test]
     fn parses_starttime_past_odd_command_names() {
-        let line = "42 (a) b (c) S 1 42 42 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 123456 1000 10 18446744073709551615";
-        assert_eq!(parse_starttime(line), Some(123456));
-        assert_eq!(parse_starttime("42 (x) S 1"), None);
+        // A whole line, as Linux writes it (52 fields).
+        let line = "42 (a) b (c) S 1 42 42 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 123456 1000 10 18446744073709551615 \
+                    94788675022848 94788675042729 140730905552832 0 0 0 0 0 0 0 0 0 17 0 0 0 0 0 0 94788675058736 \
+                    94788675060352 94788725510144 140730905553633 140730905553653 140730905553653 140730905554923 0";
+        assert_eq!(parse_starttime(line.as_bytes()), Some(123456));
+        assert_eq!(parse_starttime(b"42 (x) S 1"), None);
     }
 
     #[test]

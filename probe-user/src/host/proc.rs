@@ -6,6 +6,9 @@ use std::fs;
 use std::os::unix::fs::MetadataExt as _;
 use std::path::PathBuf;
 
+use procfs::FromRead as _;
+use procfs::process::Stat;
+
 /// A process's executable, identified by the file it runs.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ProcExe {
@@ -49,25 +52,35 @@ pub fn may_be_go(path: &std::path::Path) -> bool {
     sections.any(|s| matches!(s.name(), Ok(".go.buildinfo" | ".gopclntab" | ".data.rel.ro.gopclntab")))
 }
 
+/// `/proc/PID/stat`, read here (the I/O errors are std's) and parsed by
+/// `procfs` (the command name may hold spaces and parentheses).
+pub fn stat(pid: u32) -> std::io::Result<Stat> {
+    parse_stat(&fs::read(format!("/proc/{pid}/stat"))?)
+}
+
+pub fn parse_stat(text: &[u8]) -> std::io::Result<Stat> {
+    Stat::from_read(text).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()))
+}
+
+/// Start time in clock ticks since boot (field 22).
 pub fn start_time(pid: u32) -> Option<u64> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // comm may contain spaces and parentheses: fields start after the last ')'.
-    let rest = &stat[stat.rfind(')')? + 2..];
-    rest.split(' ').nth(19)?.parse().ok()
+    stat(pid).ok().map(|s| s.starttime)
 }
 
-/// Process state letter (R, S, Z, …) from /proc/PID/stat.
+/// Process state letter (R, S, Z, …).
 pub fn state(pid: u32) -> Option<char> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    stat[stat.rfind(')')? + 2..].chars().next()
+    stat(pid).ok().map(|s| s.state)
 }
 
+/// Kept by hand: one read of a one-line file, nothing to parse.
 pub fn comm(pid: u32, tid: u32) -> String {
     fs::read_to_string(format!("/proc/{pid}/task/{tid}/comm"))
         .map(|s| s.trim_end().to_string())
         .unwrap_or_default()
 }
 
+/// Kept by hand: only the pids are needed, and `procfs::process::all_processes`
+/// opens every `/proc/PID` directory to make a `Process` of it.
 pub fn all_pids() -> Vec<u32> {
     let Ok(rd) = fs::read_dir("/proc") else { return Vec::new() };
     rd.flatten().filter_map(|e| e.file_name().to_str()?.parse().ok()).collect()
@@ -81,6 +94,8 @@ pub fn load_bias(pid: u32, ino: u64, segments: &[(u64, u64)]) -> Option<u64> {
     parse_load_bias(&maps, ino, segments)
 }
 
+/// Kept by hand: it stops at the file's first mapping, where procfs's
+/// `MemoryMaps` would parse every mapping of a large process first.
 fn parse_load_bias(maps: &str, ino: u64, segments: &[(u64, u64)]) -> Option<u64> {
     for line in maps.lines() {
         let mut f = line.split_whitespace();

@@ -40,14 +40,8 @@ pub fn missing_caps(cap_eff: u64) -> Vec<&'static str> {
 }
 
 fn cap_eff() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("CapEff:"))
-                .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
-        })
-        .unwrap_or(0)
+    use procfs::FromRead as _;
+    procfs::process::Status::from_file("/proc/self/status").map(|s| s.capeff).unwrap_or(0)
 }
 
 pub fn check_privileges() -> Result<(), EnvError> {
@@ -92,11 +86,8 @@ pub fn check_btf() -> Result<(), EnvError> {
 pub fn ensure_tracefs() -> Result<(), EnvError> {
     let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
     ensure_tracefs_with(&["/sys/kernel/tracing/events", "/sys/kernel/debug/tracing/events"], &mounts, || {
-        // SAFETY: valid NUL-terminated strings; no data argument.
-        let rc = unsafe {
-            libc::mount(c"nodev".as_ptr(), c"/sys/kernel/tracing".as_ptr(), c"tracefs".as_ptr(), 0, std::ptr::null())
-        };
-        if rc == 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) }
+        nix::mount::mount(Some("nodev"), "/sys/kernel/tracing", Some("tracefs"), nix::mount::MsFlags::empty(), None::<&str>)
+            .map_err(std::io::Error::from)
     })
 }
 
@@ -116,9 +107,8 @@ fn ensure_tracefs_with(dirs: &[&str], mounts: &str, mount: impl FnOnce() -> std:
 
 /// Kernels before 5.11 charge BPF maps to RLIMIT_MEMLOCK.
 pub fn raise_memlock() {
-    let lim = libc::rlimit { rlim_cur: libc::RLIM_INFINITY, rlim_max: libc::RLIM_INFINITY };
-    // SAFETY: plain syscall with a valid struct.
-    let _ = unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &lim) };
+    use nix::sys::resource::{RLIM_INFINITY, Resource, setrlimit};
+    let _ = setrlimit(Resource::RLIMIT_MEMLOCK, RLIM_INFINITY, RLIM_INFINITY);
 }
 
 pub fn check_all() -> Result<(), EnvError> {

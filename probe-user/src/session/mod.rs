@@ -253,7 +253,7 @@ impl Session {
                             log::warn!("cannot continue pid {pid} after its exec: {e}");
                         }
                         // How long it stood stopped: the price of exactness.
-                        self.model.note_exec_stop(crate::kernel::collector::monotonic_ns().saturating_sub(ktime_ns));
+                        self.model.note_exec_stop(crate::host::pidctl::monotonic_ns().saturating_sub(ktime_ns));
                     }
                 }
                 Control::Exit { pid } => exited.push(pid),
@@ -368,13 +368,13 @@ impl Session {
     pub async fn terminate_child(&mut self, grace: Duration) -> Option<std::process::ExitStatus> {
         let child = self.child.as_mut()?;
         if let Some(pid) = child.id() {
-            // SAFETY: plain kill(2); SIGCONT in case it is stopped at exec.
-            // `id()` is Some only until tokio reaps the child, and an unreaped
-            // child's pid cannot be reused: the signals reach our child.
-            unsafe {
-                libc::kill(pid as i32, libc::SIGTERM);
-                libc::kill(pid as i32, libc::SIGCONT);
-            }
+            // SIGCONT in case it is stopped at exec. `id()` is Some only
+            // until tokio reaps the child, and an unreaped child's pid
+            // cannot be reused: the signals reach our child.
+            use nix::sys::signal::{Signal, kill};
+            let pid = nix::unistd::Pid::from_raw(pid as i32);
+            let _ = kill(pid, Signal::SIGTERM);
+            let _ = kill(pid, Signal::SIGCONT);
         }
         match tokio::time::timeout(grace, child.wait()).await {
             Ok(Ok(st)) => Some(st),

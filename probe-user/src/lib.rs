@@ -13,7 +13,6 @@ pub mod cli;
 pub mod collector;
 pub mod command;
 pub mod counters;
-pub mod fixtures;
 pub mod gate;
 pub mod gobin;
 pub mod identity;
@@ -99,3 +98,8 @@ pub fn open_log(stem: &str, user: Option<&str>) -> anyhow::Result<(std::fs::File
         None => create()?,
     })
 }
+
+// Unit tests build Go fixtures with the workspace's fixture crate (a
+// dev-dependency; nothing of it ships) under the path they always used.
+#[cfg(test)]
+use ::fixtures;

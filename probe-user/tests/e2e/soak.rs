@@ -3,13 +3,9 @@
 //! and exits the same way probed as unprobed — plain and PIE builds.
 //! `cargo xtask soak` runs the long version (≥ 60 s each); CI runs this one.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, reason = "in tests a failed step is a failed test")]
-
-mod support;
-
 use std::process::Command;
 
-use support::*;
+use crate::support::*;
 
 /// Scale of the work; `MAPAUDIT_SOAK_SCALE` raises it for `cargo xtask soak`.
 fn scale() -> String {
@@ -18,9 +14,6 @@ fn scale() -> String {
 
 fn soak(variant: Variant) {
     let name = format!("soak_{}", variant.name());
-    if !root_or_skip(&name) {
-        return;
-    }
     let bin = fixtures::build("soak", fixtures::GO_NEWEST, variant).unwrap();
     let scale = scale();
     let plain = Command::new(&bin).args(["-scale", &scale]).output().unwrap();
@@ -56,12 +49,14 @@ fn soak(variant: Variant) {
     assert_eq!(r["totals"]["lost_events"].as_u64().unwrap(), parts, "{lost}");
 }
 
-#[test]
-fn soak_plain() {
-    soak(Variant::Plain);
+root_test! {
+    fn soak_plain(_) {
+        soak(Variant::Plain);
+    }
 }
 
-#[test]
-fn soak_pie() {
-    soak(Variant::Pie);
+root_test! {
+    fn soak_pie(_) {
+        soak(Variant::Pie);
+    }
 }

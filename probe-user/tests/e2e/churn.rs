@@ -3,12 +3,8 @@
 //! is lost, and a map one goroutine writes is never "shared" because
 //! another map lived at its address before.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, reason = "in tests a failed step is a failed test")]
-
-mod support;
-
 use serde_json::Value;
-use support::*;
+use crate::support::*;
 
 fn source(name: &str) -> String {
     fixtures::workspace_root().join("fixtures/go").join(name).join("main.go").display().to_string()
@@ -82,64 +78,55 @@ fn assert_churn<'a>(r: &'a Value, t: &Value) -> &'a Value {
     p
 }
 
-#[test]
-fn net_http_with_a_connection_per_request() {
-    let name = "churn_connection_per_request";
-    if !root_or_skip(name) {
-        return;
-    }
-    let (r, t) = churn(name, &[]);
-    let p = assert_churn(&r, &t);
-    // A new server goroutine per request: each per-request map is its own
-    // instance, at whatever address it got.
-    let src = source("churn");
-    let (heap, stack) = (line_of(&src, "// SITE:heap"), line_of(&src, "// SITE:stack"));
-    assert_eq!(class_at(p, &format!("main.fillHeap main.go:{heap}"))["instances"], 10000);
-    assert_eq!(class_at(p, &format!("main.fillStack main.go:{stack}"))["instances"], 10000);
-}
-
-#[test]
-fn net_http_keep_alive() {
-    let name = "churn_keep_alive";
-    if !root_or_skip(name) {
-        return;
-    }
-    let (r, t) = churn(name, &["-keepalive"]);
-    assert_churn(&r, &t);
-}
-
-#[test]
-fn reused_addresses_are_new_maps() {
-    let name = "churn_reused_addresses";
-    if !root_or_skip(name) {
-        return;
-    }
-    let bin = fixtures::build("reuse", fixtures::GO_NEWEST, Variant::Plain).unwrap();
-    for go in [fixtures::GO_OLDEST, fixtures::GO_NEWEST] {
-        let bin = if go == fixtures::GO_NEWEST { bin.clone() } else { fixtures::build("reuse", go, Variant::Plain).unwrap() };
-        let json = scratch(&format!("{name}_{go}")).join("r.json");
-        let out = run(&["record", "--no-bpf-maps", "--json", json.to_str().unwrap(), "--", bin.to_str().unwrap()]);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        let t = truth(&out.stdout);
-        let r = read_json(&json);
-        assert_eq!(r["totals"]["lost_events"], 0, "Go {go}");
-        let src = source("reuse");
+root_test! {
+    fn net_http_with_a_connection_per_request(name) {
+        let (r, t) = churn(name, &[]);
+        let p = assert_churn(&r, &t);
+        // A new server goroutine per request: each per-request map is its own
+        // instance, at whatever address it got.
+        let src = source("churn");
         let (heap, stack) = (line_of(&src, "// SITE:heap"), line_of(&src, "// SITE:stack"));
-        let p = &r["processes"][0];
-        // 200 of each kind: the report keeps the busiest 100 as rows, the
-        // class counts them all.
-        let lines = per_line(p);
-        assert_eq!(lines[&heap].1, 100, "Go {go}: heap rows kept");
-        assert_eq!(lines[&stack].1, 100, "Go {go}: stack rows kept");
-        let c = class_at(p, &format!("main.heapRound main.go:{heap}"));
-        assert_eq!((&c["instances"], &c["writes"]), (&t["heap_maps"], &t["heap_writes"]), "Go {go}");
-        let c = class_at(p, &format!("main.stackRound main.go:{stack}"));
-        assert_eq!((&c["instances"], &c["writes"]), (&t["stack_maps"], &t["stack_writes"]), "Go {go}");
-        let findings = r["findings"].as_array().unwrap();
-        assert!(findings.is_empty(), "Go {go}: every map had one writer: {findings:#?}");
-        // Of the 200 heap maps kept as rows, few addresses: they were reused.
-        let addrs: std::collections::BTreeSet<&str> =
-            p["maps"].as_array().unwrap().iter().filter(|m| m["type"] == "map[string]int").map(|m| m["addr"].as_str().unwrap()).collect();
-        assert!(addrs.len() < 50, "Go {go}: addresses were reused ({} distinct among 100 rows)", addrs.len());
+        assert_eq!(class_at(p, &format!("main.fillHeap main.go:{heap}"))["instances"], 10000);
+        assert_eq!(class_at(p, &format!("main.fillStack main.go:{stack}"))["instances"], 10000);
+    }
+}
+
+root_test! {
+    fn net_http_keep_alive(name) {
+        let (r, t) = churn(name, &["-keepalive"]);
+        assert_churn(&r, &t);
+    }
+}
+
+root_test! {
+    fn reused_addresses_are_new_maps(name) {
+        let bin = fixtures::build("reuse", fixtures::GO_NEWEST, Variant::Plain).unwrap();
+        for go in [fixtures::GO_OLDEST, fixtures::GO_NEWEST] {
+            let bin = if go == fixtures::GO_NEWEST { bin.clone() } else { fixtures::build("reuse", go, Variant::Plain).unwrap() };
+            let json = scratch(&format!("{name}_{go}")).join("r.json");
+            let out = run(&["record", "--no-bpf-maps", "--json", json.to_str().unwrap(), "--", bin.to_str().unwrap()]);
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            let t = truth(&out.stdout);
+            let r = read_json(&json);
+            assert_eq!(r["totals"]["lost_events"], 0, "Go {go}");
+            let src = source("reuse");
+            let (heap, stack) = (line_of(&src, "// SITE:heap"), line_of(&src, "// SITE:stack"));
+            let p = &r["processes"][0];
+            // 200 of each kind: the report keeps the busiest 100 as rows, the
+            // class counts them all.
+            let lines = per_line(p);
+            assert_eq!(lines[&heap].1, 100, "Go {go}: heap rows kept");
+            assert_eq!(lines[&stack].1, 100, "Go {go}: stack rows kept");
+            let c = class_at(p, &format!("main.heapRound main.go:{heap}"));
+            assert_eq!((&c["instances"], &c["writes"]), (&t["heap_maps"], &t["heap_writes"]), "Go {go}");
+            let c = class_at(p, &format!("main.stackRound main.go:{stack}"));
+            assert_eq!((&c["instances"], &c["writes"]), (&t["stack_maps"], &t["stack_writes"]), "Go {go}");
+            let findings = r["findings"].as_array().unwrap();
+            assert!(findings.is_empty(), "Go {go}: every map had one writer: {findings:#?}");
+            // Of the 200 heap maps kept as rows, few addresses: they were reused.
+            let addrs: std::collections::BTreeSet<&str> =
+                p["maps"].as_array().unwrap().iter().filter(|m| m["type"] == "map[string]int").map(|m| m["addr"].as_str().unwrap()).collect();
+            assert!(addrs.len() < 50, "Go {go}: addresses were reused ({} distinct among 100 rows)", addrs.len());
+        }
     }
 }

@@ -9,15 +9,11 @@
 //! recording, and the package changes before each recorded job so that the
 //! tool really runs instead of being answered from the cache.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, reason = "in tests a failed step is a failed test")]
-
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use serde_json::Value;
-use support::*;
+use crate::support::*;
 
 /// A tiny module whose package has Go and assembly (`add` in `add_amd64.s`).
 fn write_package(dir: &Path, generation: u32) {
@@ -105,9 +101,6 @@ fn assert_audited(report: &Value, version: &str, kinds: &[&str], ctx: &str) {
 
 fn toolchain_jobs(version: &str) {
     let name = format!("toolchain_jobs_go{version}");
-    if !root_or_skip(&name) {
-        return;
-    }
     let go = fixtures::go_binary(version).unwrap();
     let goroot = go.parent().unwrap().parent().unwrap().to_path_buf();
     let gofmt: PathBuf = goroot.join("bin/gofmt");
@@ -144,12 +137,14 @@ fn toolchain_jobs(version: &str) {
     assert_eq!(String::from_utf8_lossy(&out.stdout), "map[a:6 b:3 c:3]\n", "{name}: the program built under audit");
 }
 
-#[test]
-fn toolchain_binaries_on_real_jobs_newest() {
-    toolchain_jobs(fixtures::GO_NEWEST);
+root_test! {
+    fn toolchain_binaries_on_real_jobs_newest(_) {
+        toolchain_jobs(fixtures::GO_NEWEST);
+    }
 }
 
-#[test]
-fn toolchain_binaries_on_real_jobs_oldest() {
-    toolchain_jobs(fixtures::GO_OLDEST);
+root_test! {
+    fn toolchain_binaries_on_real_jobs_oldest(_) {
+        toolchain_jobs(fixtures::GO_OLDEST);
+    }
 }

@@ -38,9 +38,12 @@ pub async fn run(args: RecordArgs, log_level: LogLevel) -> anyhow::Result<i32> {
     for w in &s.warnings {
         eprintln!("mapaudit: warning: {w}");
     }
+    // Handle SIGINT/SIGTERM from the moment "recording" is said: a signal
+    // right after it must still end the recording with a report.
+    let signals = (signal(SignalKind::interrupt())?, signal(SignalKind::terminate())?);
     eprintln!("mapaudit: recording {}", describe(&target, s.child_pid()));
 
-    let end = record_loop(&mut s, &target, args.duration).await?;
+    let end = record_loop(&mut s, &target, args.duration, signals).await?;
     let t = std::time::Instant::now();
     s.finish()?;
     log::debug!("final read and model pass: {:?}", t.elapsed());
@@ -77,9 +80,12 @@ pub async fn run(args: RecordArgs, log_level: LogLevel) -> anyhow::Result<i32> {
     Ok(status)
 }
 
-async fn record_loop(s: &mut Session, target: &Target, duration: Option<Duration>) -> anyhow::Result<End> {
-    let mut sigint = signal(SignalKind::interrupt())?;
-    let mut sigterm = signal(SignalKind::terminate())?;
+async fn record_loop(
+    s: &mut Session,
+    target: &Target,
+    duration: Option<Duration>,
+    (mut sigint, mut sigterm): (tokio::signal::unix::Signal, tokio::signal::unix::Signal),
+) -> anyhow::Result<End> {
     let events = s.events_ready()?;
     let mut tick = tokio::time::interval(TICK);
     let mut duty_timer = tokio::time::interval(crate::budget::STEP);

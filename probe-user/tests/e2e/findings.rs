@@ -50,6 +50,8 @@ root_test! {
         let json2 = json.with_file_name("report2.json");
         let out = run(&["record", "--fail-on", "overlap", "--json", json2.to_str().unwrap(), "--", bin.to_str().unwrap()]);
         assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+        let report2 = read_json(&json2);
+        assert_eq!(report2["findings"].as_array().unwrap().iter().filter(|f| f["kind"] == "overlapping_writes").count(), 1, "{report2:#}");
     }
 }
 

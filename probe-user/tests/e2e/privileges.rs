@@ -14,6 +14,8 @@ fn uid_of_command(name: &str, env: &[(&str, &str)], extra: &[&str]) -> String {
     }
     let out = cmd.output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // The report, written as that user, is a valid report like any other.
+    assert_eq!(read_json(&json)["schema"], "mapaudit/v1");
     String::from_utf8_lossy(&out.stdout).lines().next().unwrap_or_default().trim().to_string()
 }
 

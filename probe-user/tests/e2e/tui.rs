@@ -3,25 +3,20 @@
 //! `send-keys`, the screen comes back with `capture-pane`.
 
 
-use std::io::{BufRead as _, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::support::*;
 
-/// Kills the tmux session and the fixture however the test ends.
+/// Kills the tmux session however the test ends (the fixture's `Proc`
+/// kills itself).
 struct Cleanup {
     session: String,
-    fixture: Option<Child>,
 }
 
 impl Drop for Cleanup {
     fn drop(&mut self) {
         let _ = Command::new("tmux").args(["kill-session", "-t", &self.session]).output();
-        if let Some(mut f) = self.fixture.take() {
-            let _ = f.kill();
-            let _ = f.wait();
-        }
     }
 }
 
@@ -35,7 +30,8 @@ fn screen(session: &str) -> Vec<String> {
     tmux(&["capture-pane", "-p", "-t", session]).lines().map(str::to_string).collect()
 }
 
-/// Polls the screen until `ok` holds; fails with the last screen after `secs`.
+/// Polls the screen until `ok` holds; fails with the last screen after
+/// `secs`. The terminal announces nothing: what it shows is the event.
 fn wait_for(session: &str, what: &str, secs: u64, ok: impl Fn(&[String]) -> bool) -> Vec<String> {
     let deadline = Instant::now() + Duration::from_secs(secs);
     loop {
@@ -50,13 +46,20 @@ fn wait_for(session: &str, what: &str, secs: u64, ok: impl Fn(&[String]) -> bool
     }
 }
 
-/// One key at a time, with a pause: a lone Escape followed at once by a key
-/// would read as Alt+key.
+/// Types `keys`. A lone Escape followed at once by a key would read as
+/// Alt+key: callers wait for the screen to show an Escape's effect before
+/// the next key.
 fn keys(session: &str, keys: &[&str]) {
     for k in keys {
         tmux(&["send-keys", "-t", session, k]);
-        std::thread::sleep(Duration::from_millis(150));
     }
+}
+
+/// The sort the footer names (`sort GOID▼`).
+fn footer_sort(s: &[String]) -> Option<String> {
+    let l = s.last()?;
+    let at = l.find("sort ")?;
+    l[at..].split_whitespace().nth(1).map(str::to_string)
 }
 
 /// The table under the header line containing `header`: (header, rows).
@@ -87,22 +90,13 @@ fn first_column_numbers(rows: &[String]) -> Vec<u64> {
 
 root_test! {
     fn top_live_view_in_a_terminal(_) {
-        let bin = fixtures::build("writers", fixtures::GO_NEWEST, Variant::Plain).expect("fixture build");
         // A large -n keeps it writing for the whole test; -wait-signal holds the
         // writes until the view is attached, so every worker is seen writing.
-        let mut fixture = Command::new(&bin)
-            .args(["-wait-signal", "-n", "1000000000"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("starting the fixture");
-        let mut ready = String::new();
-        BufReader::new(fixture.stderr.take().expect("fixture stderr")).read_line(&mut ready).expect("fixture READY line");
-        let pid: u32 = ready.trim().strip_prefix("READY ").and_then(|p| p.parse().ok()).unwrap_or_else(|| panic!("fixture said {ready:?}"));
-        assert_eq!(pid, fixture.id());
+        let mut fixture = spawn_waiting(&fixture("writers"), &["-n", "1000000000"]);
+        let pid = fixture.pid();
 
         let session = format!("mapaudit-tui-{}", std::process::id());
-        let mut cleanup = Cleanup { session: session.clone(), fixture: Some(fixture) };
+        let _cleanup = Cleanup { session: session.clone() };
         // After mapaudit exits, the shell reports its status and the terminal
         // modes: raw mode must be off again (icanon, echo).
         let cmd = format!(
@@ -116,8 +110,7 @@ root_test! {
                 && s.iter().any(|l| l.contains("GOID"))
         });
         assert_eq!(tmux(&["display", "-p", "-t", &session, "#{alternate_on}"]).trim(), "1", "the view is on the alternate screen");
-        // SAFETY: plain kill(2) on our own child.
-        assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGUSR1) }, 0);
+        fixture.go();
 
         // Goroutines: the six workers, each writing (non-zero writes/s), named
         // by where main created them.
@@ -134,11 +127,15 @@ root_test! {
         assert!(rows.iter().any(|r| r.contains("map[string][]string")), "{rows:#?}");
 
         // Sorting: cycle to GOID (numbers start biggest first), then reverse.
+        // Each `s` moves to the next column: wait for the footer to change
+        // before the next press.
         for _ in 0..7 {
-            if screen(&session).iter().any(|l| l.contains("GOID▼")) {
+            let before = footer_sort(&screen(&session));
+            if before.as_deref() == Some("GOID▼") {
                 break;
             }
             keys(&session, &["s"]);
+            wait_for(&session, "the sort to move on", 10, |s| footer_sort(s) != before);
         }
         let s = wait_for(&session, "sort by GOID", 5, |s| s.iter().any(|l| l.contains("GOID▼")));
         let desc = first_column_numbers(&table(&s, "GOID").expect("table").1);
@@ -178,7 +175,6 @@ root_test! {
         assert!(rows.iter().all(|r| r.contains("int64")), "{rows:#?}");
         // Esc drops it: every map is back.
         keys(&session, &["Escape"]);
-        std::thread::sleep(Duration::from_millis(300));
         wait_for(&session, "the filter cleared", 10, |s| {
             table(s, "ADDRESS").is_some_and(|(_, rows)| rows.len() >= 5) && !s.iter().any(|l| l.contains("filter: int64"))
         });
@@ -200,7 +196,6 @@ root_test! {
         });
         assert!(!still_running, "mapaudit top is still running");
         // The fixture was only observed: it still runs.
-        let f = cleanup.fixture.as_mut().expect("fixture");
-        assert!(f.try_wait().expect("fixture status").is_none(), "quitting the view must not stop a --pid target");
+        assert!(fixture.running(), "quitting the view must not stop a --pid target");
     }
 }

@@ -28,7 +28,19 @@ fn soak(variant: Variant) {
     assert_eq!(String::from_utf8_lossy(&probed.stdout), String::from_utf8_lossy(&plain.stdout), "output differs under probes");
     assert!(String::from_utf8_lossy(&plain.stdout).contains("gc_ran=true"));
     let r = read_json(&json);
-    assert!(r["totals"]["writes"].as_u64().unwrap() > 100_000);
+    // The 10,000 goroutines' writes, as the fixture counted them: every
+    // one in the classes of the maps written at main.many.func1's sites
+    // (the report keeps the busiest instances as rows, the classes count all).
+    let stdout = String::from_utf8_lossy(&plain.stdout);
+    let many: u64 = stdout.split_whitespace().find_map(|w| w.strip_prefix("many_writes=")).and_then(|n| n.parse().ok()).expect("many_writes in the output");
+    let classes: u64 = r["processes"][0]["map_classes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["site"].as_str().is_some_and(|s| s.starts_with("main.many.func1 ")))
+        .map(|c| c["writes"].as_u64().unwrap())
+        .sum();
+    assert_eq!(classes, many, "{:#}", r["processes"][0]["map_classes"]);
     // The recursion's writes run on stacks that grew and moved: each level
     // wrote once per round, nothing double counted.
     let deep: u64 = r["processes"][0]["maps"]
@@ -41,12 +53,10 @@ fn soak(variant: Variant) {
         .sum();
     assert_eq!(deep, 20_001 * scale.parse::<u64>().unwrap());
     // Counts are exact: no write went uncounted and no read failed. Dropped
-    // events (names only) may happen under load; they must be accounted.
+    // events (names only) may happen under load and are counted.
     let lost = &r["lost"];
     assert_eq!(lost["writes_map_full"], 0, "{lost}");
     assert_eq!(lost["read_failed"], 0, "{lost}");
-    let parts: u64 = lost.as_object().unwrap().values().map(|v| v.as_u64().unwrap()).sum();
-    assert_eq!(r["totals"]["lost_events"].as_u64().unwrap(), parts, "{lost}");
 }
 
 root_test! {

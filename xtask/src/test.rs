@@ -84,9 +84,10 @@ pub fn run(filters: &[String]) -> anyhow::Result<()> {
 /// terse` (`name: test`).
 fn listed_tests(mut c: std::process::Command) -> anyhow::Result<BTreeSet<String>> {
     eprintln!("xtask: listing {c:?}");
-    let out = c.output().with_context(|| format!("running {c:?}"))?;
+    // Compiler progress stays visible; only the list is read.
+    let out = c.stderr(std::process::Stdio::inherit()).output().with_context(|| format!("running {c:?}"))?;
     if !out.status.success() {
-        bail!("{c:?} failed: {}\n{}", out.status, String::from_utf8_lossy(&out.stderr));
+        bail!("{c:?} failed: {}", out.status);
     }
     Ok(String::from_utf8_lossy(&out.stdout).lines().filter_map(|l| l.strip_suffix(": test")).map(String::from).collect())
 }

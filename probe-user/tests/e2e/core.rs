@@ -22,6 +22,11 @@ fn record_command(version: &str, variant: Variant) {
     let source = if variant == Variant::StrippedNoBuildInfo { "inferred" } else { "buildinfo" };
     assert_eq!(p["go_version_source"], source, "{name}");
     assert_writers_truth(&report, &t, &name);
+    // Exact from the first instruction: package init's writes and main's
+    // first ones, made before any worker exists, are all there.
+    let e = &t["early"];
+    assert_eq!(find(&p["maps"], "addr", &e["init_map"])["writes"], e["init_writes"], "{name}: package init");
+    assert_eq!(find(&p["maps"], "addr", &e["main_map"])["writes"], e["main_writes"], "{name}: the top of main");
 }
 
 root_test! {

@@ -182,3 +182,48 @@ root_test! {
         let _ = child.wait();
     }
 }
+
+/// A copy of `bin` with every `from` relabelled `to` (same length).
+fn relabelled(bin: &std::path::Path, from: &[u8], to: &[u8], dir: &str) -> std::path::PathBuf {
+    let mut data = std::fs::read(bin).unwrap();
+    let mut n = 0;
+    for i in 0..data.len() - from.len() {
+        if &data[i..i + from.len()] == from {
+            data[i..i + from.len()].copy_from_slice(to);
+            n += 1;
+        }
+    }
+    assert!(n > 0, "{} has no {:?}", bin.display(), String::from_utf8_lossy(from));
+    let f = scratch(dir).join("relabelled");
+    std::fs::write(&f, data).unwrap();
+    std::fs::set_permissions(&f, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    f
+}
+
+root_test! {
+    /// A Go newer than the matrix (the newest build relabelled go1.28.0):
+    /// with DWARF it is audited exactly from the binary's own offsets;
+    /// stripped, with the newest known offsets — exact here, since the
+    /// layout did not change — and a warning naming the version.
+    fn go_newer_than_the_matrix(name) {
+        let plain = relabelled(&fixture("writers"), b"go1.27.3", b"go1.28.0", &format!("{name}_plain"));
+        let json = scratch(&format!("{name}_plain_report")).join("r.json");
+        let out = record(&["record", "--no-bpf-maps", "--json", s(&json), "--", s(&plain), "-n", "2000"]);
+        out.assert_success("record a go1.28.0 binary with DWARF");
+        let r = read_json(&json);
+        let t = out.truth();
+        assert_eq!(process(&r, t["pid"].as_u64().unwrap())["go_version"], "go1.28.0");
+        assert_writers_truth(&r, &t, name);
+
+        let stripped = fixtures::build("writers", fixtures::GO_NEWEST, Variant::Stripped).unwrap();
+        let stripped = relabelled(&stripped, b"go1.27.3", b"go1.28.0", &format!("{name}_stripped"));
+        let json = scratch(&format!("{name}_stripped_report")).join("r.json");
+        let out = record(&["record", "--no-bpf-maps", "--json", s(&json), "--", s(&stripped), "-n", "2000"]);
+        out.assert_success("record a stripped go1.28.0 binary");
+        let r = read_json(&json);
+        let t = out.truth();
+        assert_writers_truth(&r, &t, name);
+        let said = format!("{}\n{}", out.stderr, r["warnings"]);
+        assert!(said.contains("go1.28.0"), "the guess is said, naming the version: {said}");
+    }
+}

@@ -1,7 +1,7 @@
 //! `--reads`, end to end: every lookup routine counted exactly, per
-//! goroutine, thread and map, on the oldest, the first swiss-map and the
-//! newest Go (whose `mapaccess1_*` are wrappers around `mapaccess2_*`: one
-//! read must count once); readers never become writers; an unsynchronised
+//! goroutine, thread and map, on every Go of the matrix (the newest's
+//! `mapaccess1_*` are wrappers around `mapaccess2_*`: one read must count
+//! once); readers never become writers; an unsynchronised
 //! read during a write is a `read_during_write` naming both goroutines.
 
 use serde_json::Value;
@@ -26,12 +26,9 @@ fn find<'a>(rows: &'a Value, field: &str, v: &Value) -> &'a Value {
 
 root_test! {
     fn reads_are_counted_exactly_per_goroutine_thread_and_map(_) {
-        for (version, variant) in [
-            (fixtures::GO_OLDEST, Variant::Plain),
-            ("1.24.11", Variant::Plain),
-            (fixtures::GO_NEWEST, Variant::Plain),
-            (fixtures::GO_NEWEST, Variant::PieStripped),
-        ] {
+        // Every version of the matrix, and the newest stripped PIE.
+        let builds = fixtures::GO_VERSIONS.iter().map(|v| (*v, Variant::Plain)).chain([(fixtures::GO_NEWEST, Variant::PieStripped)]);
+        for (version, variant) in builds {
             let ctx = format!("go{version} {}", variant.name());
             let (report, t, _) = record_readers(&format!("reads_exact_{version}_{}", variant.name()), version, variant, &["--reads"]);
             assert_eq!(report["reads_probed"], true, "{ctx}");

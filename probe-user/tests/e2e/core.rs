@@ -174,3 +174,19 @@ root_test! {
         started_after_mapaudit(name, &["record", "--exe", bin.to_str().unwrap()]);
     }
 }
+
+root_test! {
+    /// `--exe` on a process already running: attached at start (the file's
+    /// probes cover it), counted exactly from then — here before its writes.
+    fn exact_counts_for_exe_target_already_running(name) {
+        let fx = waiting_fixture();
+        let json = scratch(name).join("report.json");
+        let (m, _) = start_mapaudit(&["record", "--exe", s(&fixture("writers")), "--json", s(&json)]);
+        fx.go();
+        let out = fx.wait();
+        m.signal(Signal::SIGINT);
+        let st = m.wait();
+        assert_eq!(st.code(), Some(130), "mapaudit: {}", st.stderr);
+        assert_writers_truth(&read_json(&json), &out.truth(), name);
+    }
+}

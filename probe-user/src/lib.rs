@@ -14,7 +14,6 @@
 pub mod cli;
 pub mod cmd;
 pub mod config;
-pub mod fixtures;
 pub mod gobin;
 pub mod host;
 pub mod kernel;
@@ -69,3 +68,8 @@ pub fn run(cli: Cli) -> i32 {
         }
     }
 }
+
+// Unit tests build Go fixtures with the workspace's fixture crate (a
+// dev-dependency; nothing of it ships) under the path they always used.
+#[cfg(test)]
+use ::fixtures;

@@ -11,7 +11,6 @@ use std::collections::HashSet;
 use std::path::PathBuf;
 
 use iced_x86::{Decoder, DecoderOptions, Mnemonic, OpKind, Register};
-use mapaudit::fixtures;
 use mapaudit::gobin::{GoBinary, VersionSource};
 use object::{Object as _, ObjectSection as _};
 use probe_common::uprobe::routine;

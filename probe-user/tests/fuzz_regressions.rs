@@ -11,11 +11,17 @@ mod harness;
 
 use std::path::{Path, PathBuf};
 
+/// The stored inputs of `target`: every target has at least one (a replay
+/// of nothing proves nothing), and a missing folder is a failure.
 fn inputs(target: &str) -> Vec<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fuzz-regressions").join(target);
     let mut v: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .map(|rd| rd.flatten().map(|e| e.path()).filter(|p| p.is_file()).collect())
-        .unwrap_or_default();
+        .unwrap_or_else(|e| panic!("{}: {e} (every fuzz target keeps its inputs there)", dir.display()))
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.is_file())
+        .collect();
+    assert!(!v.is_empty(), "{}: no stored input: store at least a seed", dir.display());
     v.sort();
     v
 }
@@ -107,10 +113,14 @@ fn version_inference_regions_are_reached_and_damage_never_panics() {
     }
 }
 
-/// Every stored input belongs to a target that replays it.
+/// Every stored input belongs to a target that replays it, and every
+/// target has stored inputs.
 #[test]
 fn every_stored_input_has_a_target() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fuzz-regressions");
+    for (target, _) in harness::TARGETS {
+        assert!(!inputs(target).is_empty(), "{target}");
+    }
     for e in std::fs::read_dir(&dir).expect("tests/fuzz-regressions").flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
         if e.path().is_dir() {
@@ -140,4 +150,15 @@ fn harness_reaches_the_parsers() {
     let (bin, _) = harness::window_binary(&input, ".gopclntab").expect("unchanged pclntab parses");
     assert!(bin.functions().len() > 100);
     assert!(!bin.routines().is_empty());
+
+    // The `types` target returns early unless the base's moduledata gives
+    // the type region (its layout offsets are the newest Go's): both of its
+    // bases must, and the region must hold the fixture's map types.
+    for i in 0..2 {
+        let base = harness::base(i).expect("base");
+        let (types, etypes) = base.types.unwrap_or_else(|| panic!("base {i}: moduledata's types/etypes not found: the types target would test nothing"));
+        let bin = mapaudit::gobin::GoBinary::parse(base.data.clone()).expect("base parses");
+        let named = (types..etypes).step_by(8).filter_map(|a| bin.type_name(a)).any(|n| n == "map[string][]string");
+        assert!(named, "base {i}: no map[string][]string type in the region the types target overwrites");
+    }
 }

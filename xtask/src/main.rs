@@ -1,15 +1,20 @@
 //! Developer and CI entry points: `cargo xtask setup | build | test | run | soak | bench | fuzz`.
-//! Orchestration only; mapaudit itself lives in probe-user.
+//! Orchestration only; mapaudit itself lives in probe-user. This file only
+//! parses the command line and dispatches: one file (or folder) per task.
 
 mod bench;
+mod build;
 mod fuzz;
+mod run;
 mod setup;
+mod soak;
+mod test;
+mod util;
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
-
-use anyhow::{Context as _, bail};
 use clap::{Parser, Subcommand};
+
+pub use build::build;
+pub use util::{cargo, is_root, root, status};
 
 #[derive(Parser)]
 #[command(name = "cargo xtask", about = "mapaudit's developer tasks")]
@@ -24,9 +29,12 @@ enum Cmd {
     Setup,
     /// Build the eBPF object and mapaudit (release).
     Build,
-    /// Setup if needed, build, run every test, the root end-to-end tests included.
+    /// Setup if needed, build, run every test, the root end-to-end tests
+    /// included; fails unless every end-to-end test selected really ran.
     Test {
-        /// Extra arguments for `cargo test` (e.g. a test name filter).
+        /// Test filters and libtest options for every test binary, e.g.
+        /// `-- lifecycle::` or `-- core::exec --exact`. A filter that
+        /// matches no test fails.
         #[arg(last = true)]
         args: Vec<String>,
     },
@@ -68,121 +76,10 @@ fn main() -> anyhow::Result<()> {
     match cli.cmd {
         Cmd::Setup => setup::run(),
         Cmd::Build => build(),
-        Cmd::Test { args } => test(&args),
-        Cmd::Run { demo, args } => run(&demo, &args),
+        Cmd::Test { args } => test::run(&args),
+        Cmd::Run { demo, args } => run::run(&demo, &args),
         Cmd::Fuzz { seconds, targets } => fuzz::run(seconds, &targets),
         Cmd::Bench { args } => bench::run(&args),
-        Cmd::Soak { scale } => soak(scale),
+        Cmd::Soak { scale } => soak::run(scale),
     }
-}
-
-pub fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
-}
-
-pub fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc_geteuid() == 0 }
-}
-
-unsafe extern "C" {
-    #[link_name = "geteuid"]
-    fn libc_geteuid() -> u32;
-}
-
-fn cargo() -> Command {
-    let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-    c.current_dir(root());
-    c
-}
-
-pub fn status(mut cmd: Command) -> anyhow::Result<()> {
-    eprintln!("xtask: running {cmd:?}");
-    let st = cmd.status().with_context(|| format!("starting {cmd:?}"))?;
-    if !st.success() {
-        bail!("{cmd:?} failed: {st}");
-    }
-    Ok(())
-}
-
-fn build() -> anyhow::Result<()> {
-    setup::ensure()?;
-    let mut c = cargo();
-    c.args(["build", "--release", "-p", "probe-user"]);
-    status(c)
-}
-
-/// Root tests record that they really ran here; CI fails if none did.
-const RAN_MARKER: &str = "target/root-tests-ran.txt";
-
-fn test(extra: &[String]) -> anyhow::Result<()> {
-    if !is_root() {
-        bail!(
-            "the end-to-end tests load eBPF programs and need root: run `sudo -E cargo xtask test` \
-             (plain `cargo test` runs the non-root tests only)"
-        );
-    }
-    setup::ensure()?;
-    let marker = root().join(RAN_MARKER);
-    let _ = std::fs::remove_file(&marker);
-    let mut c = cargo();
-    c.args(["build", "--release", "-p", "probe-user"]);
-    status(c)?;
-    let mut c = cargo();
-    // Root tests must run, not skip: MAPAUDIT_REQUIRE_ROOT_TESTS turns a skip
-    // into a failure. One test thread: root tests share the kernel's probes.
-    // The end-to-end tests run the release mapaudit just built: the binary
-    // that ships, at the speed users see.
-    c.env("MAPAUDIT_REQUIRE_ROOT_TESTS", "1")
-        .env("MAPAUDIT_BIN", root().join("target/release/mapaudit"))
-        .args(["test", "--workspace", "--exclude", "probe-ebpf", "--no-fail-fast"])
-        .args(extra)
-        .args(["--", "--test-threads=1"]);
-    status(c)?;
-    if extra.is_empty() {
-        let ran = std::fs::read_to_string(&marker).unwrap_or_default();
-        let n = ran.lines().filter(|l| !l.trim().is_empty()).count();
-        if n == 0 {
-            bail!("no root end-to-end test ran (nothing in {RAN_MARKER}); refusing to call this green");
-        }
-        eprintln!("xtask: {n} root end-to-end tests ran");
-    }
-    Ok(())
-}
-
-fn soak(scale: u32) -> anyhow::Result<()> {
-    if !is_root() {
-        bail!("the soak tests load eBPF programs and need root: run `sudo -E cargo xtask soak`");
-    }
-    setup::ensure()?;
-    let mut c = cargo();
-    c.env("MAPAUDIT_REQUIRE_ROOT_TESTS", "1")
-        .env("MAPAUDIT_SOAK_SCALE", scale.to_string())
-        .args(["test", "--release", "-p", "probe-user", "--test", "e2e_soak", "--", "--test-threads=1", "--nocapture"]);
-    status(c)
-}
-
-fn run(demo: &str, args: &[String]) -> anyhow::Result<()> {
-    if !is_root() {
-        bail!("mapaudit loads eBPF programs and needs root: run `sudo -E cargo xtask run`");
-    }
-    build()?;
-    let bin = root().join("target/release/mapaudit");
-    let mut c = Command::new(&bin);
-    if args.is_empty() {
-        let demo_bin = setup::build_demo()?;
-        let on_tty = std::io::IsTerminal::is_terminal(&std::io::stdout());
-        if on_tty {
-            c.arg("top");
-        } else {
-            eprintln!("xtask: stdout is not a terminal: recording the demo for 10 s instead of the live view");
-            c.args(["record", "--duration", "10s", "--json", "-"]);
-        }
-        c.arg("--").arg(demo_bin).args(["-mode", demo]);
-    } else {
-        c.args(args);
-    }
-    eprintln!("xtask: running {c:?}");
-    let st = c.status().with_context(|| format!("starting {}", bin.display()))?;
-    std::process::exit(st.code().unwrap_or(1));
 }

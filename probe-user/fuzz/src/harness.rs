@@ -33,7 +33,7 @@
 
 use std::sync::OnceLock;
 
-use mapaudit::fixtures::{self, Variant};
+use fixtures::Variant;
 use mapaudit::gobin::GoBinary;
 
 /// A fuzz entry point.

@@ -43,28 +43,18 @@ pub struct Row {
     pub verdict: String,
 }
 
-fn go() -> anyhow::Result<(String, PathBuf)> {
-    let v = crate::setup::go_versions()?.last().cloned().context("no Go version listed")?;
-    let go = crate::setup::go_dir().join(&v).join("go/bin/go");
-    Ok((v, go))
-}
-
-fn go_command(go: &Path, v: &str) -> Command {
-    let mut c = Command::new(go);
-    c.env("GOTOOLCHAIN", "local")
-        .env("GOFLAGS", "-mod=mod")
-        .env("GOCACHE", crate::setup::go_dir().join(format!("cache-{v}")))
-        .env("GOPATH", crate::setup::go_dir().join("gopath"));
-    c
+/// The newest Go with the fixtures' build environment (one definition, in
+/// the fixture crate).
+fn go_command() -> anyhow::Result<Command> {
+    fixtures::go_command(fixtures::GO_NEWEST)
 }
 
 /// The churn fixture, plain and with `-race` (cgo: needs gcc).
 fn build_churn() -> anyhow::Result<(PathBuf, PathBuf)> {
-    let (v, go) = go()?;
     let dir = root().join("target/fixtures");
     let (plain, race) = (dir.join("churn-bench"), dir.join("churn-bench-race"));
     for (out, flags, cgo) in [(&plain, None, "0"), (&race, Some("-race"), "1")] {
-        let mut c = go_command(&go, &v);
+        let mut c = go_command()?;
         c.current_dir(root().join("fixtures/go/churn")).env("CGO_ENABLED", cgo).arg("build").args(flags).arg("-o").arg(out).arg(".");
         crate::status(c).context("building the churn fixture (-race needs gcc: cargo xtask setup provisions it)")?;
     }
@@ -156,7 +146,6 @@ pub fn rows(mapaudit: &Path, rounds: u32, build_rounds: u32) -> anyhow::Result<V
     });
 
     // 7. A cold-cache go build.
-    let (v, go) = go()?;
     let module = scratch.join("mod");
     std::fs::create_dir_all(&module)?;
     std::fs::write(module.join("go.mod"), "module smoke\n\ngo 1.21\n")?;
@@ -165,23 +154,23 @@ pub fn rows(mapaudit: &Path, rounds: u32, build_rounds: u32) -> anyhow::Result<V
         "package main\n\nimport (\n\t\"encoding/json\"\n\t\"fmt\"\n\t\"net/http\"\n)\n\n\
          func main() { b, _ := json.Marshal(map[string]int{\"a\": 1}); fmt.Println(string(b), http.StatusOK) }\n",
     )?;
-    let build = |cache: &Path| {
-        let mut c = go_command(&go, &v);
+    let build = |cache: &Path| -> anyhow::Result<Command> {
+        let mut c = go_command()?;
         c.current_dir(&module).env("GOCACHE", cache).env("CGO_ENABLED", "0").args(["build", "-o"]).arg(scratch.join("smoke")).arg(".");
-        c
+        Ok(c)
     };
     let (mut b_plain, mut b_ma, mut stops_p99, mut b_lost, mut procs) = (Vec::new(), Vec::new(), Vec::new(), 0u64, 0usize);
     for i in 0..build_rounds {
         eprintln!("xtask: bench go build round {}/{build_rounds}", i + 1);
         let cache = scratch.join(format!("gocache-plain-{i}"));
-        let (t, cap) = timed(build(&cache))?;
+        let (t, cap) = timed(build(&cache)?)?;
         if !cap.success {
             bail!("go build failed: {}", cap.stderr);
         }
         b_plain.push(t);
         let cache = scratch.join(format!("gocache-ma-{i}"));
         let json = scratch.join(format!("build-{i}.json"));
-        let inner = build(&cache);
+        let inner = build(&cache)?;
         let mut c = Command::new(mapaudit);
         c.args(["record", "--no-bpf-maps", "--json"]).arg(&json).arg("--").arg(inner.get_program()).args(inner.get_args());
         c.current_dir(&module);
@@ -205,7 +194,7 @@ pub fn rows(mapaudit: &Path, rounds: u32, build_rounds: u32) -> anyhow::Result<V
     let (bp, bm) = (median(&b_plain).unwrap_or(0.0), median(&b_ma).unwrap_or(0.0));
     let br = bm / bp.max(1e-9);
     out.push(Row {
-        measurement: format!("7 cold-cache go build (Go {v}): unprobed"),
+        measurement: format!("7 cold-cache go build (Go {}): unprobed", fixtures::GO_NEWEST),
         median: spread(&b_plain, secs),
         derived: String::new(),
         target: String::new(),

@@ -1,0 +1,143 @@
+//! The report is always written (duration, command exit or SIGKILL,
+//! mapaudit's SIGINT/SIGTERM), and nothing is left behind in the kernel after
+//! mapaudit exits — normally, by signal, or SIGKILLed — while a target that
+//! keeps running is unaffected.
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use crate::support::*;
+
+/// One at a time: these tests watch the kernel's lists.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+/// Ids of the BPF programs a running process holds (from its fdinfo).
+fn prog_ids_of(pid: u32) -> Vec<u32> {
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fdinfo")) else { return Vec::new() };
+    fds.flatten()
+        .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+        .filter_map(|info| info.lines().find_map(|l| l.strip_prefix("prog_id:")).and_then(|v| v.trim().parse().ok()))
+        .collect()
+}
+
+/// How many of `ids` are still loaded in the kernel.
+fn still_loaded(ids: &[u32]) -> usize {
+    aya::programs::loaded_programs().filter_map(Result::ok).filter(|p| ids.contains(&p.id())).count()
+}
+
+/// Polls the kernel's list until `f` holds: program unloading is deferred
+/// by the kernel and announces nothing to wait on. The deadline only turns
+/// a leak into a failure; it is no timing claim (the bench has those).
+fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
+    let end = Instant::now() + DEADLINE;
+    while !f() {
+        assert!(Instant::now() < end, "timed out after {DEADLINE:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+root_test! {
+    /// SIGKILL of the command once it has printed its truth (`-hold`: it
+    /// keeps running after): record returns its fate and the report has
+    /// exactly what it wrote.
+    fn report_written_when_the_command_is_sigkilled(name) {
+        let _g = SERIAL.lock();
+        let json = scratch(name).join("r.json");
+        let (m, line) = start_mapaudit(&["record", "--json", s(&json), "--", s(&fixture("writers")), "-n", "20000", "-hold"]);
+        let pid: u32 = line.rsplit("(pid ").next().unwrap().trim_end_matches([')', '\n']).parse().unwrap();
+        let ids = prog_ids_of(m.pid());
+        assert!(!ids.is_empty());
+        let t: serde_json::Value = serde_json::from_str(&m.out.wait_for("the fixture's truth", DEADLINE, |l| l.starts_with('{'))).unwrap();
+        assert_eq!(t["pid"], pid);
+        signal(pid, Signal::SIGKILL);
+        let out = m.wait();
+        assert_eq!(out.code(), Some(128 + 9), "record returns the command's fate: {}", out.stderr);
+        assert_writers_truth(&read_json(&json), &t, name);
+        wait_until("programs to unload", || still_loaded(&ids) == 0);
+    }
+}
+
+root_test! {
+    /// `--duration`: the recording ends, the command (still running) is
+    /// terminated and its status returned, the report has exactly what it
+    /// wrote.
+    fn report_written_at_the_end_of_duration(name) {
+        let _g = SERIAL.lock();
+        let json = scratch(name).join("r.json");
+        let out = record(&["record", "--duration", "5s", "--json", s(&json), "--", s(&fixture("writers")), "-n", "20000", "-hold"]);
+        assert_eq!(out.code(), Some(128 + Signal::SIGTERM as i32), "{}", out.stderr);
+        let r = read_json(&json);
+        assert!(r["duration_s"].as_f64().unwrap() >= 5.0, "{}", r["duration_s"]);
+        assert_writers_truth(&r, &out.truth(), name);
+    }
+}
+
+/// mapaudit stopped by `sig` while auditing a --pid target in the middle of
+/// its writes (every worker has written, `-progress`): the report is
+/// written with what was seen so far, the kernel is clean, and the target
+/// finishes unaffected.
+fn stop_mapaudit_with(sig: Signal) {
+    let _g = SERIAL.lock();
+    let name = format!("stop_mapaudit_with_{sig}");
+    let fx = spawn_waiting(&fixture("writers"), &["-n", "3000000", "-progress"]);
+    let json = scratch(&name).join("r.json");
+    let (m, _) = start_mapaudit(&["record", "--pid", &fx.pid().to_string(), "--json", s(&json)]);
+    let ids = prog_ids_of(m.pid());
+    assert!(ids.len() >= 4, "map_write and the sched tracepoints: {ids:?}");
+    fx.go();
+    fx.err.wait_for("every worker writing", DEADLINE, |l| l.starts_with("WRITING"));
+    m.signal(sig);
+    let st = m.wait();
+    // Nothing of mapaudit's stays in the kernel.
+    wait_until("programs to unload", || still_loaded(&ids) == 0);
+    // The target keeps running, unprobed, and ends as it would have.
+    let fx_pid = fx.pid();
+    let out = fx.wait();
+    assert!(out.status.success(), "target failed after mapaudit left: {}", out.stderr);
+    let t = out.truth();
+    if sig == Signal::SIGKILL {
+        assert_eq!(st.code(), None);
+        return;
+    }
+    assert_eq!(st.code(), Some(128 + sig as i32), "{}", st.stderr);
+    // What the report saw is a true part of what the target did: each
+    // worker seen writing, never more than it wrote, on its own thread.
+    let r = read_json(&json);
+    let p = process(&r, u64::from(fx_pid));
+    for g in t["goroutines"].as_array().unwrap() {
+        let rg = find(&p["goroutines"], "goid", &g["goid"]);
+        let (seen, did) = (rg["writes"].as_u64().unwrap(), g["writes"].as_u64().unwrap());
+        assert!(seen >= 1 && seen <= did, "goroutine {}: {seen} seen of {did}", g["name"]);
+        assert_eq!(rg["tids"], serde_json::json!([g["tid"]]), "goroutine {}", g["name"]);
+    }
+}
+
+root_test! {
+    fn sigint_writes_the_report_and_leaves_nothing_behind(_) {
+        stop_mapaudit_with(Signal::SIGINT);
+    }
+}
+
+root_test! {
+    fn sigterm_writes_the_report_and_leaves_nothing_behind(_) {
+        stop_mapaudit_with(Signal::SIGTERM);
+    }
+}
+
+root_test! {
+    fn sigkill_leaves_nothing_behind_and_the_target_unaffected(_) {
+        stop_mapaudit_with(Signal::SIGKILL);
+    }
+}
+
+root_test! {
+    fn normal_exit_leaves_nothing_behind(name) {
+        let _g = SERIAL.lock();
+        let json = scratch(name).join("r.json");
+        let (m, _) = start_mapaudit(&["record", "--json", s(&json), "--", "/bin/sleep", "1"]);
+        let ids = prog_ids_of(m.pid());
+        assert!(ids.len() >= 4, "{ids:?}");
+        m.wait().assert_success("mapaudit");
+        wait_until("programs to unload", || still_loaded(&ids) == 0);
+    }
+}

@@ -8,6 +8,7 @@
 
 pub mod bpfmaps;
 pub mod budget;
+pub mod build_info;
 pub mod classes;
 pub mod cli;
 pub mod collector;

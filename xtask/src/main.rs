@@ -2,6 +2,7 @@
 //! Orchestration only; mapaudit itself lives in probe-user.
 
 mod bench;
+mod dist;
 mod fuzz;
 mod setup;
 
@@ -52,6 +53,13 @@ enum Cmd {
         #[command(flatten)]
         args: bench::BenchArgs,
     },
+    /// Build what users install into target/dist: the Debian package and a
+    /// static musl binary tarball (man pages, completions, JSON Schema).
+    /// `--check` installs the package and tests both (root).
+    Dist {
+        #[command(flatten)]
+        args: dist::DistArgs,
+    },
     /// Run every cargo-fuzz target (probe-user/fuzz) for a bounded time;
     /// fails on a crash and says where the crashing input is. No root needed.
     Fuzz {
@@ -73,6 +81,7 @@ fn main() -> anyhow::Result<()> {
         Cmd::Fuzz { seconds, targets } => fuzz::run(seconds, &targets),
         Cmd::Bench { args } => bench::run(&args),
         Cmd::Soak { scale } => soak(scale),
+        Cmd::Dist { args } => dist::run(&args),
     }
 }
 

@@ -85,10 +85,20 @@ fn build(meta: &Meta) -> anyhow::Result<Artifacts> {
     // names them under target/release/dist/.
     let gen_dir = meta.target_dir.join("release/dist");
     let _ = std::fs::remove_dir_all(&gen_dir);
+    // The dev profile: `cargo xtask test` has built the example already (a
+    // release build would rebuild probe-user with its dev-dependencies' features).
     let mut c = cargo();
-    c.args(["run", "--release", "-p", "probe-user", "--example", "dist-docs", "--"]).arg(&gen_dir);
+    c.args(["run", "-p", "probe-user", "--example", "dist-docs", "--"]).arg(&gen_dir);
     status(c)?;
-    write_changelog(meta, &gen_dir.join("changelog"))?;
+    write_changelog(meta, &gen_dir.join("changelog.Debian"))?;
+    // Debian policy: man pages and changelogs compressed; -n: no name or
+    // time stamp inside, so the same input gives the same package.
+    let mut c = Command::new("gzip");
+    c.args(["-9nf", "--"]).arg(gen_dir.join("changelog.Debian"));
+    for e in std::fs::read_dir(gen_dir.join("man")).context("reading the generated man pages")? {
+        c.arg(e?.path());
+    }
+    status(c)?;
 
     let out_dir = meta.target_dir.join("dist");
     std::fs::create_dir_all(&out_dir).with_context(|| format!("creating {}", out_dir.display()))?;

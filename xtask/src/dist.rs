@@ -146,15 +146,12 @@ fn write_changelog(meta: &Meta, path: &Path) -> anyhow::Result<()> {
 /// toolchains here have no musl std, so std is rebuilt from source with
 /// Debian's rustc-web (`-Zbuild-std`, the eBPF object's recipe), linked by
 /// musl-gcc against musl's libc.a and LLVM's libunwind.a (what rustup's musl
-/// target bundles as "self-contained").
+/// target bundles as "self-contained"; see libunwind_for_musl).
 fn build_static(meta: &Meta) -> anyhow::Result<PathBuf> {
     let dir = meta.target_dir.join("dist-musl");
     let link = dir.join("link");
     std::fs::create_dir_all(&link).with_context(|| format!("creating {}", link.display()))?;
-    // Only libunwind.a on the search path: LLVM's lib directory holds much else.
-    let unwind = link.join("libunwind.a");
-    let _ = std::fs::remove_file(&unwind);
-    std::os::unix::fs::symlink(setup::LLVM_LIBUNWIND, &unwind).with_context(|| format!("linking {}", unwind.display()))?;
+    libunwind_for_musl(&link)?;
     let mut c = Command::new("/usr/bin/cargo");
     c.current_dir(root());
     for key in ["RUSTC_WRAPPER", "RUSTC_WORKSPACE_WRAPPER", "RUSTFLAGS", "RUSTUP_TOOLCHAIN", "CARGO_BUILD_TARGET"] {
@@ -175,6 +172,31 @@ fn build_static(meta: &Meta) -> anyhow::Result<PathBuf> {
     let file = output(Command::new("file").arg(&bin))?;
     ensure!(file.contains("statically linked"), "{} is not statically linked: {file}", bin.display());
     Ok(bin)
+}
+
+/// `link/libunwind.a` for the musl link: a copy of Debian's LLVM libunwind.a
+/// (only it on the search path: LLVM's lib directory holds much else) plus
+/// `__fprintf_chk`. Debian built that archive with _FORTIFY_SOURCE, so its
+/// error messages call glibc's fortified fprintf, which musl does not have;
+/// the shim forwards to vfprintf (the check it skips guards `%n` in
+/// writable format strings, and libunwind's formats are literals).
+fn libunwind_for_musl(link: &Path) -> anyhow::Result<()> {
+    const SHIM: &str = "#include <stdarg.h>\n#include <stdio.h>\n\
+        int __fprintf_chk(FILE *f, int flag, const char *fmt, ...) {\n\
+        (void)flag; va_list ap; va_start(ap, fmt); int r = vfprintf(f, fmt, ap); va_end(ap); return r;\n}\n";
+    let src = link.join("fortify_shim.c");
+    let obj = link.join("fortify_shim.o");
+    std::fs::write(&src, SHIM).with_context(|| format!("writing {}", src.display()))?;
+    let mut c = Command::new("musl-gcc");
+    c.args(["-O2", "-fPIE", "-c"]).arg(&src).arg("-o").arg(&obj);
+    status(c)?;
+    let unwind = link.join("libunwind.a");
+    // Never write through an old symlink into the system's copy.
+    let _ = std::fs::remove_file(&unwind);
+    std::fs::copy(setup::LLVM_LIBUNWIND, &unwind).with_context(|| format!("copying {}", setup::LLVM_LIBUNWIND))?;
+    let mut c = Command::new("ar");
+    c.arg("rs").arg(&unwind).arg(&obj);
+    status(c)
 }
 
 /// `mapaudit-VERSION-x86_64-linux-musl.tar.gz`: the static binary, its man

@@ -24,6 +24,7 @@ fn main() -> anyhow::Result<()> {
         println!("cargo:rerun-if-changed={}", root.join(dir).display());
     }
     println!("cargo:rerun-if-env-changed={SKIP}");
+    build_info(&root)?;
 
     if env::var_os(SKIP).is_some_and(|v| v == "1") {
         // For hosts that only run the parsers' tests: mapaudit built this way
@@ -59,6 +60,64 @@ fn main() -> anyhow::Result<()> {
     let built = out.join("ebpf-target/bpfel-unknown-none/release/probe-ebpf");
     std::fs::copy(&built, &obj).with_context(|| format!("copying {}", built.display()))?;
     Ok(())
+}
+
+/// What `mapaudit --version` reports besides the version: the commit it was
+/// built from and the Go versions its tests run against.
+fn build_info(root: &Path) -> anyhow::Result<()> {
+    println!("cargo:rustc-env=MAPAUDIT_GIT_COMMIT={}", git_commit(root));
+    // The Go matrix is the one list the tests use; --version must not drift from it.
+    let list = root.join("fixtures/go-versions.txt");
+    println!("cargo:rerun-if-changed={}", list.display());
+    let text = std::fs::read_to_string(&list).with_context(|| format!("reading {}", list.display()))?;
+    let versions: Vec<&str> = text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).collect();
+    let (Some(oldest), Some(newest)) = (versions.first(), versions.last()) else {
+        bail!("{} lists no Go version", list.display());
+    };
+    println!("cargo:rustc-env=MAPAUDIT_GO_TESTED={oldest} … {newest}");
+    Ok(())
+}
+
+/// The commit being built: `$MAPAUDIT_GIT_COMMIT` (for builds from a source
+/// tarball whose commit is known), else git's, else "unknown" (a tarball
+/// without `.git`, or no git installed).
+fn git_commit(root: &Path) -> String {
+    println!("cargo:rerun-if-env-changed=MAPAUDIT_GIT_COMMIT");
+    if let Ok(c) = env::var("MAPAUDIT_GIT_COMMIT")
+        && !c.trim().is_empty()
+    {
+        return c.trim().to_string();
+    }
+    let git = |args: &[&str]| {
+        Command::new("git")
+            .arg("-C")
+            .arg(root)
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+            .filter(|s| !s.is_empty())
+    };
+    let Some(commit) = git(&["rev-parse", "--short=12", "HEAD"]) else {
+        return "unknown".into();
+    };
+    // Rebuild when HEAD moves: HEAD itself (checkout) and the branch it
+    // names (commit). Only existing files: a missing one would make cargo
+    // rerun this script on every build.
+    let mut watch = vec!["HEAD".to_string()];
+    if let Some(branch) = git(&["symbolic-ref", "-q", "HEAD"]) {
+        watch.push(branch);
+    }
+    watch.push("packed-refs".into());
+    for name in watch {
+        if let Some(path) = git(&["rev-parse", "--path-format=absolute", "--git-path", &name])
+            && Path::new(&path).exists()
+        {
+            println!("cargo:rerun-if-changed={path}");
+        }
+    }
+    commit
 }
 
 fn cargo_home() -> Option<PathBuf> {

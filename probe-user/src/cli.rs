@@ -11,6 +11,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 #[command(
     name = "mapaudit",
     version,
+    long_version = crate::build_info::LONG_VERSION,
     about = "Who writes which Go maps, how hard, from where — and do any writes overlap?",
     long_about = "mapaudit audits Go map writes (runtime.mapassign*, mapdelete*, mapclear) in \
 running, unmodified Go programs with eBPF uprobes, counting per goroutine, thread, map and \
@@ -38,12 +39,35 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Live terminal view (the default command).
+    #[command(after_help = TOP_EXAMPLES)]
     Top(TopArgs),
     /// Record for a while (or until CMD exits) and write a JSON report.
+    #[command(after_help = RECORD_EXAMPLES)]
     Record(RecordArgs),
     /// Gate on a JSON report: exit 1 when a --fail-on condition holds. Needs no privileges.
+    #[command(after_help = CHECK_EXAMPLES)]
     Check(CheckArgs),
 }
+
+// Each subcommand's --help (and so its man page) ends with examples.
+const TOP_EXAMPLES: &str = "EXAMPLES:\n  \
+sudo mapaudit top                               every Go process on the node (5% overhead budget)\n  \
+sudo mapaudit top --pid 4242                    one running process\n  \
+sudo mapaudit top -- ./server --flag            start a command under audit, from its first instruction";
+
+const RECORD_EXAMPLES: &str = "EXAMPLES:\n  \
+sudo mapaudit record --json r.json -- ./server  audit a command until it exits\n  \
+sudo mapaudit record --duration 30s --json - --pid 4242\n  \
+sudo mapaudit record --json r.json -- go test ./...   follows the test binaries go test execs\n  \
+sudo mapaudit record --fail-on overlap --json r.json -- ./integration-tests\n\n\
+EXIT STATUS: CMD's status (without CMD: 0, or 128+N when ended by signal N), 1 a gate (--fail-on, \
+--max-*) failed, 2 usage or environment error.";
+
+const CHECK_EXAMPLES: &str = "EXAMPLES:\n  \
+mapaudit check r.json                           validate a report\n  \
+mapaudit check r.json --fail-on overlap --fail-on shared-map\n  \
+mapaudit check r.json --max-lost-events 0 --max-writes-per-sec 100000\n\n\
+EXIT STATUS: 0 no gate failed, 1 a gate failed, 2 unreadable or invalid report.";
 
 #[derive(Args, Debug, Clone, Default)]
 pub struct TargetArgs {

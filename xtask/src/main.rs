@@ -4,6 +4,7 @@
 
 mod bench;
 mod build;
+mod dist;
 mod fuzz;
 mod run;
 mod setup;
@@ -60,6 +61,13 @@ enum Cmd {
         #[command(flatten)]
         args: bench::BenchArgs,
     },
+    /// Build what users install into target/dist: the Debian package and a
+    /// static musl binary tarball (man pages, completions, JSON Schema).
+    /// `--check` installs the package and tests both (root).
+    Dist {
+        #[command(flatten)]
+        args: dist::DistArgs,
+    },
     /// Run every cargo-fuzz target (probe-user/fuzz) for a bounded time;
     /// fails on a crash and says where the crashing input is. No root needed.
     Fuzz {
@@ -81,5 +89,6 @@ fn main() -> anyhow::Result<()> {
         Cmd::Fuzz { seconds, targets } => fuzz::run(seconds, &targets),
         Cmd::Bench { args } => bench::run(&args),
         Cmd::Soak { scale } => soak::run(scale),
+        Cmd::Dist { args } => dist::run(&args),
     }
 }

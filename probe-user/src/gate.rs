@@ -53,9 +53,24 @@ fn describe(f: &FindingReport) -> String {
     )
 }
 
+/// One gate condition (a `--fail-on` kind or a threshold) and what tripped
+/// it: the unit JUnit reports as a test case.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Condition {
+    /// As the user wrote it, e.g. `--fail-on overlap`.
+    pub name: String,
+    pub failures: Vec<Failure>,
+}
+
 pub fn evaluate(report: &Report, gate: &GateArgs) -> Vec<Failure> {
-    let mut out = Vec::new();
+    conditions(report, gate).into_iter().flat_map(|c| c.failures).collect()
+}
+
+/// Every condition of `gate`, in command-line order of kind, each with its failures.
+pub fn conditions(report: &Report, gate: &GateArgs) -> Vec<Condition> {
+    let mut all = Vec::new();
     for kind in &gate.fail_on {
+        let mut out = Vec::new();
         let name = match kind {
             FailOn::Overlap => "overlapping_writes",
             FailOn::SharedMap => "shared_map",
@@ -69,8 +84,15 @@ pub fn evaluate(report: &Report, gate: &GateArgs) -> Vec<Failure> {
             ));
         }
         out.extend(report.findings.iter().filter(|f| f.kind == name).map(|f| Failure(describe(f))));
+        let flag = match kind {
+            FailOn::Overlap => "overlap",
+            FailOn::SharedMap => "shared-map",
+            FailOn::ReadDuringWrite => "read-during-write",
+        };
+        all.push(Condition { name: format!("--fail-on {flag}"), failures: out });
     }
     if let Some(max) = gate.max_writes_per_sec {
+        let mut out = Vec::new();
         let secs = report.duration_s.max(f64::MIN_POSITIVE);
         for p in &report.processes {
             for g in &p.goroutines {
@@ -99,13 +121,16 @@ pub fn evaluate(report: &Report, gate: &GateArgs) -> Vec<Failure> {
                 }
             }
         }
+        all.push(Condition { name: format!("--max-writes-per-sec {max}"), failures: out });
     }
-    if let Some(max) = gate.max_lost_events
-        && report.totals.lost_events > max
-    {
-        out.push(Failure(format!("{} events were lost (> {max})", report.totals.lost_events)));
+    if let Some(max) = gate.max_lost_events {
+        let mut out = Vec::new();
+        if report.totals.lost_events > max {
+            out.push(Failure(format!("{} events were lost (> {max})", report.totals.lost_events)));
+        }
+        all.push(Condition { name: format!("--max-lost-events {max}"), failures: out });
     }
-    out
+    all
 }
 
 /// Prints the failures and returns the exit code (0 pass, 1 fail).
@@ -156,6 +181,21 @@ mod tests {
         assert_eq!(evaluate(&r, &g).len(), 1, "5/s > 4/s; 3 lost is not > 3");
         let g = GateArgs { max_writes_per_sec: Some(5.0), max_lost_events: Some(2), ..Default::default() };
         assert_eq!(evaluate(&r, &g).len(), 1);
+    }
+
+    #[test]
+    fn one_condition_per_flag_with_its_failures() {
+        let r = report();
+        let g = GateArgs {
+            fail_on: vec![FailOn::Overlap, FailOn::SharedMap],
+            max_writes_per_sec: Some(4.0),
+            max_lost_events: Some(3),
+        };
+        let c = conditions(&r, &g);
+        let names: Vec<_> = c.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["--fail-on overlap", "--fail-on shared-map", "--max-writes-per-sec 4", "--max-lost-events 3"]);
+        let failed: Vec<_> = c.iter().map(|c| c.failures.len()).collect();
+        assert_eq!(failed, [0, 1, 1, 0], "one shared map; goroutine 7 at 5/s; 3 lost is not > 3");
     }
 
     #[test]

@@ -12,6 +12,7 @@ pub mod classes;
 pub mod cli;
 pub mod collector;
 pub mod command;
+pub mod formats;
 pub mod counters;
 pub mod fixtures;
 pub mod gate;
@@ -28,6 +29,7 @@ pub mod sanity;
 pub mod session;
 pub mod summary;
 pub mod target;
+pub mod timeline;
 pub mod top;
 pub mod tui;
 
@@ -82,9 +84,12 @@ pub fn run(cli: Cli) -> i32 {
 }
 
 fn check(a: cli::CheckArgs) -> anyhow::Result<i32> {
+    // Destinations are checked before any work, as `record` does.
+    let outputs = formats::Outputs::prepare(&a.share, None)?;
     let rep = gate::read_report(&a.report)?;
+    outputs.write(&rep, &a.gate, a.share.source_root.as_deref())?;
     let failures = gate::evaluate(&rep, &a.gate);
-    if a.gate.is_empty() {
+    if a.gate.is_empty() && outputs.is_empty() {
         eprintln!("mapaudit: {} is a valid report ({} findings); give --fail-on or a threshold to gate on it", a.report.display(), rep.findings.len());
     }
     Ok(gate::conclude(&failures))

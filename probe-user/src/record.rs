@@ -9,6 +9,7 @@ use tokio::signal::unix::{SignalKind, signal};
 
 use crate::cli::{LogLevel, RecordArgs, Target};
 use crate::report::{self, Output};
+use crate::timeline::Timeline;
 use crate::session::Session;
 use crate::{gate, summary};
 
@@ -18,6 +19,8 @@ pub const ROWS_PER_CLASS: usize = 100;
 
 /// How often counters are read and the ring buffer drained while recording.
 const TICK: Duration = Duration::from_millis(250);
+/// The report's timeline resolution (it coarsens for long recordings).
+const TIMELINE_EVERY: Duration = Duration::from_secs(1);
 
 /// Why recording stopped.
 #[derive(Debug, PartialEq)]
@@ -33,6 +36,7 @@ pub async fn run(args: RecordArgs, log_level: LogLevel) -> anyhow::Result<i32> {
     // The report is written as the user mapaudit acts for (README "Threat model").
     let owner = crate::identity::Identity::resolve(args.probe.user.as_deref())?;
     let output = args.json.as_deref().map(|spec| Output::prepare(spec, owner.as_ref())).transpose()?;
+    let shared = crate::formats::Outputs::prepare(&args.share, owner.as_ref())?;
     let target = args.target.target();
     let mut s = Session::start(&target, &args.probe, log_level, None)?;
     for w in &s.warnings {
@@ -40,7 +44,8 @@ pub async fn run(args: RecordArgs, log_level: LogLevel) -> anyhow::Result<i32> {
     }
     eprintln!("mapaudit: recording {}", describe(&target, s.child_pid()));
 
-    let end = record_loop(&mut s, &target, args.duration).await?;
+    let mut timeline = Timeline::new(TIMELINE_EVERY.as_secs_f64());
+    let end = record_loop(&mut s, &target, args.duration, &mut timeline).await?;
     let t = std::time::Instant::now();
     s.finish()?;
     log::debug!("final read and model pass: {:?}", t.elapsed());
@@ -62,10 +67,13 @@ pub async fn run(args: RecordArgs, log_level: LogLevel) -> anyhow::Result<i32> {
     if let Some(d) = &s.duty {
         report::apply_sampling(&mut rep, d);
     }
+    timeline.sample(&s.model);
+    rep.timeline = Some(timeline.report(&s.model));
     log::debug!("report built: {:?}", t.elapsed());
     if let Some(out) = &output {
         out.write(&rep).context("writing the report")?;
     }
+    shared.write(&rep, &args.gate, args.share.source_root.as_deref())?;
     log::debug!("report written: {:?}", t.elapsed());
     summary::print(&rep, &s.model);
     if !args.gate.is_empty() {
@@ -77,11 +85,20 @@ pub async fn run(args: RecordArgs, log_level: LogLevel) -> anyhow::Result<i32> {
     Ok(status)
 }
 
-async fn record_loop(s: &mut Session, target: &Target, duration: Option<Duration>) -> anyhow::Result<End> {
+async fn record_loop(
+    s: &mut Session,
+    target: &Target,
+    duration: Option<Duration>,
+    timeline: &mut Timeline,
+) -> anyhow::Result<End> {
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sigterm = signal(SignalKind::terminate())?;
     let events = s.events_ready()?;
     let mut tick = tokio::time::interval(TICK);
+    let mut timeline_timer = tokio::time::interval(TIMELINE_EVERY);
+    timeline_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The first tick is immediate: the timeline starts at the next second.
+    timeline_timer.tick().await;
     let mut duty_timer = tokio::time::interval(crate::budget::STEP);
     let mut drain_timer = tokio::time::interval(crate::session::DRAIN_EVERY);
     drain_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -116,6 +133,7 @@ async fn record_loop(s: &mut Session, target: &Target, duration: Option<Duration
             }
             _ = duty_timer.tick(), if sampling => s.duty_step()?,
             _ = drain_timer.tick() => s.drain_counters()?,
+            _ = timeline_timer.tick() => timeline.sample(&s.model),
             _ = &mut deadline, if duration.is_some() => return Ok(End::Duration),
             _ = sigint.recv() => return Ok(End::Signal(libc::SIGINT)),
             _ = sigterm.recv() => return Ok(End::Signal(libc::SIGTERM)),

@@ -766,7 +766,7 @@ impl Output {
         match self {
             Self::Stdout => {
                 let mut out = std::io::stdout().lock();
-                out.write_all(&json)?;
+                out.write_all(json)?;
                 out.flush()?;
             }
             Self::File(f) => {

@@ -160,7 +160,7 @@ fn junit_failures_match_checks_exit_code_for_every_gate_condition() {
                       for suite in x:\n\
                       \x20   for case in suite:\n\
                       \x20       print(case.name + '\\t' + ('failed' if any(isinstance(r, junitparser.Failure) for r in case.result) else 'passed'))\n";
-        let p = Command::new(&python).args(["-c", script]).arg(&xml).output().unwrap();
+        let p = Command::new(python).args(["-c", script]).arg(&xml).output().unwrap();
         assert!(p.status.success(), "junitparser: {}", String::from_utf8_lossy(&p.stderr));
         let cases = String::from_utf8_lossy(&p.stdout).to_string();
         let lines: Vec<&str> = cases.lines().collect();

@@ -23,7 +23,8 @@ sudo mapaudit                                   live view of every Go process on
 sudo mapaudit top --pid 4242                    live view of one process\n  \
 sudo mapaudit record --json r.json -- ./server  audit a command, write a JSON report\n  \
 sudo mapaudit record --duration 30s --json - --pid 4242\n  \
-mapaudit check r.json --fail-on overlap         CI gate on a report (no privileges)\n\n\
+mapaudit check r.json --fail-on overlap         CI gate on a report (no privileges)\n  \
+mapaudit check r.json --fail-on overlap --format sarif --output r.sarif --format markdown --output summary.md\n\n\
 EXIT STATUS: 0 ok (for `record -- CMD`: CMD's status), 1 gate failed, 2 usage or environment error."
 )]
 pub struct Cli {
@@ -180,6 +181,8 @@ pub struct RecordArgs {
     #[arg(long, value_name = "PATH|-")]
     pub json: Option<String>,
     #[command(flatten)]
+    pub share: ShareArgs,
+    #[command(flatten)]
     pub gate: GateArgs,
 }
 
@@ -188,7 +191,76 @@ pub struct CheckArgs {
     /// A report written by `mapaudit record --json`.
     pub report: PathBuf,
     #[command(flatten)]
+    pub share: ShareArgs,
+    #[command(flatten)]
     pub gate: GateArgs,
+}
+
+/// Reports for CI systems and people, besides the JSON report.
+#[derive(Args, Debug, Clone, Default)]
+pub struct ShareArgs {
+    /// Also write the report in this format: `sarif` (code scanning: findings
+    /// on the diff), `junit` (one test case per gate condition), `markdown`
+    /// (a CI job summary such as $GITHUB_STEP_SUMMARY), `html` (one
+    /// self-contained page). Repeatable; each --format takes the --output
+    /// at the same position (e.g. `--format sarif --output r.sarif
+    /// --format html --output r.html`); a single --format without --output
+    /// goes to stdout.
+    #[arg(long = "format", value_enum, value_name = "FORMAT")]
+    pub formats: Vec<Format>,
+    /// Where the --format at the same position goes (`-` for stdout);
+    /// written atomically, as the user mapaudit acts for.
+    #[arg(long = "output", value_name = "PATH|-")]
+    pub outputs: Vec<String>,
+    /// SARIF: the checkout the Go sources live in; file locations under it
+    /// (or, for -trimpath builds, under the module its go.mod names) become
+    /// paths relative to it, so code scanning can place them on the diff.
+    #[arg(long, value_name = "DIR")]
+    pub source_root: Option<PathBuf>,
+}
+
+impl ShareArgs {
+    /// (format, destination) pairs; an error says how to pair them.
+    pub fn pairs(&self) -> Result<Vec<(Format, String)>, String> {
+        match (self.formats.len(), self.outputs.len()) {
+            (0, 0) => Ok(Vec::new()),
+            (1, 0) => Ok(vec![(self.formats[0], "-".into())]),
+            (f, o) if f == o => {
+                let pairs: Vec<_> = self.formats.iter().copied().zip(self.outputs.iter().cloned()).collect();
+                if pairs.iter().filter(|p| p.1 == "-").count() > 1 {
+                    return Err("only one --output may be `-` (stdout)".into());
+                }
+                Ok(pairs)
+            }
+            (f, o) => Err(format!(
+                "{f} --format but {o} --output: give one --output per --format, in the same order \
+                 (e.g. --format sarif --output r.sarif --format junit --output r.xml)"
+            )),
+        }
+    }
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// SARIF 2.1.0: one result per finding, for code scanning.
+    Sarif,
+    /// JUnit XML: one test case per gate condition.
+    Junit,
+    /// Markdown: a short summary for a CI job page.
+    Markdown,
+    /// HTML: one self-contained page with rankings and a timeline.
+    Html,
+}
+
+impl Format {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Sarif => "SARIF",
+            Self::Junit => "JUnit",
+            Self::Markdown => "Markdown",
+            Self::Html => "HTML",
+        }
+    }
 }
 
 #[derive(Args, Debug, Clone, Default)]
@@ -288,6 +360,20 @@ mod tests {
         let Some(Command::Check(c)) = cli.command else { panic!("not check") };
         assert_eq!(c.gate.fail_on, vec![FailOn::Overlap, FailOn::SharedMap]);
         assert_eq!(c.gate.max_lost_events, Some(0));
+    }
+
+    #[test]
+    fn formats_pair_with_outputs() {
+        let cli = parse(&["check", "r.json", "--format", "sarif", "--output", "a", "--format", "html", "--output", "-"]).unwrap();
+        let Some(Command::Check(c)) = cli.command else { panic!("not check") };
+        assert_eq!(c.share.pairs().unwrap(), vec![(Format::Sarif, "a".to_string()), (Format::Html, "-".to_string())]);
+        let cli = parse(&["check", "r.json", "--format", "markdown"]).unwrap();
+        let Some(Command::Check(c)) = cli.command else { panic!("not check") };
+        assert_eq!(c.share.pairs().unwrap(), vec![(Format::Markdown, "-".to_string())]);
+        let cli = parse(&["check", "r.json", "--format", "sarif", "--format", "junit"]).unwrap();
+        let Some(Command::Check(c)) = cli.command else { panic!("not check") };
+        assert!(c.share.pairs().unwrap_err().contains("2 --format but 0 --output"));
+        assert!(parse(&["check", "r.json", "--format", "pdf"]).is_err());
     }
 
     #[test]

@@ -86,12 +86,28 @@ pub struct Record {
     pub duration: Option<Duration>,
     /// `--json PATH|-`.
     pub json: Option<String>,
+    pub share: Share,
     pub gate: Gate,
+}
+
+/// `--format`/`--output` pairs and `--source-root`.
+#[derive(Debug, Clone)]
+pub struct Share {
+    /// (format, `PATH|-`); Err: the pairing was wrong (said when run: exit 2).
+    pub outputs: Result<Vec<(cli::Format, String)>, String>,
+    pub source_root: Option<PathBuf>,
+}
+
+impl From<cli::ShareArgs> for Share {
+    fn from(a: cli::ShareArgs) -> Self {
+        Self { outputs: a.pairs(), source_root: a.source_root }
+    }
 }
 
 #[derive(Debug)]
 pub struct Check {
     pub report: PathBuf,
+    pub share: Share,
     pub gate: Gate,
 }
 
@@ -106,9 +122,10 @@ impl From<Cli> for Config {
                 probe: probe(a.probe, log),
                 duration: a.duration,
                 json: a.json,
+                share: a.share.into(),
                 gate: a.gate.into(),
             }),
-            Some(cli::Command::Check(a)) => Command::Check(Check { report: a.report, gate: a.gate.into() }),
+            Some(cli::Command::Check(a)) => Command::Check(Check { report: a.report, share: a.share.into(), gate: a.gate.into() }),
         };
         Self { command, log }
     }

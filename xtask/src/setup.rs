@@ -19,7 +19,21 @@ const DEBIAN_PACKAGES: &[&str] = &[
 /// `-linkmode=external` fixtures; binutils' objcopy: the fixture without
 /// `.go.buildinfo`) and benchmarks (bpftrace).
 /// libc6-dev is only recommended by gcc, and cgo cannot link without it.
-const TEST_PACKAGES: &[&str] = &["tmux", "bpftrace", "python3-pip", "gcc", "libc6-dev", "binutils"];
+/// The report formats' tests read what mapaudit writes with real readers:
+/// chromium (the HTML page), python3-junitparser, python3-pil (the
+/// screenshot), npm (Microsoft's SARIF validator, `ensure_sarif_validator`).
+const TEST_PACKAGES: &[&str] = &[
+    "tmux",
+    "bpftrace",
+    "python3-pip",
+    "gcc",
+    "libc6-dev",
+    "binutils",
+    "chromium",
+    "python3-junitparser",
+    "python3-pil",
+    "npm",
+];
 
 /// For `cargo xtask dist`: Debian's compiler and library source rebuild std
 /// for musl; musl-gcc links against musl's libc.a and LLVM's libunwind.a;
@@ -42,6 +56,7 @@ pub fn run() -> anyhow::Result<()> {
 pub fn ensure() -> anyhow::Result<()> {
     ensure_ebpf_toolchain()?;
     ensure_packages()?;
+    ensure_sarif_validator()?;
     ensure_go()?;
     ensure_tracefs()?;
     Ok(())
@@ -158,6 +173,26 @@ pub fn ensure_dist_tools() -> anyhow::Result<()> {
     Ok(())
 }
 
+fn python_has(module: &str) -> bool {
+    // Debian's Python, where apt puts python3-* modules (not a pyenv one on PATH).
+    Command::new("/usr/bin/python3").args(["-c", &format!("import {module}")]).output().map(|o| o.status.success()).unwrap_or(false)
+}
+
+/// Microsoft's SARIF validator, from npm (the format tests check mapaudit's
+/// SARIF with it).
+fn ensure_sarif_validator() -> anyhow::Result<()> {
+    if have("sarif-multitool") || !have("npm") {
+        return Ok(());
+    }
+    if !is_root() {
+        eprintln!("xtask: warning: sarif-multitool missing: `npm install -g @microsoft/sarif-multitool` (as root)");
+        return Ok(());
+    }
+    let mut c = Command::new("npm");
+    c.args(["install", "-g", "--no-fund", "--no-audit", "@microsoft/sarif-multitool"]);
+    status(c)
+}
+
 fn ensure_packages() -> anyhow::Result<()> {
     let missing: Vec<&str> = TEST_PACKAGES
         .iter()
@@ -166,6 +201,8 @@ fn ensure_packages() -> anyhow::Result<()> {
             "python3-pip" => Command::new("python3").args(["-m", "pip", "--version"]).output().map(|o| !o.status.success()).unwrap_or(true),
             "binutils" => !have("objcopy"),
             "libc6-dev" => !Path::new("/usr/include/stdio.h").exists(),
+            "python3-junitparser" => !python_has("junitparser"),
+            "python3-pil" => !python_has("PIL"),
             cmd => !have(cmd),
         })
         .collect();

@@ -7,6 +7,8 @@ use std::time::Duration;
 use anyhow::Context as _;
 
 use crate::config::{Record, Target};
+use crate::model::timeline::Timeline;
+use crate::output::formats::Outputs;
 use crate::output::report::{self, Output};
 use crate::session::Session;
 use crate::session::driver::{Driver, SessionEvent, TickWork};
@@ -18,6 +20,8 @@ pub const ROWS_PER_CLASS: usize = 100;
 
 /// How often counters are read and the ring buffer drained while recording.
 const TICK: Duration = Duration::from_millis(250);
+/// The report's timeline resolution (it coarsens for long recordings).
+const TIMELINE_EVERY: Duration = Duration::from_secs(1);
 
 /// Why recording stopped.
 #[derive(Debug, PartialEq)]
@@ -33,6 +37,7 @@ pub async fn run(args: Record) -> anyhow::Result<i32> {
     // The report is written as the user mapaudit acts for (README "Threat model").
     let owner = crate::host::identity::Identity::resolve(args.probe.user.as_deref())?;
     let output = args.json.as_deref().map(|spec| Output::prepare(spec, owner.as_ref())).transpose()?;
+    let shared = Outputs::prepare(&args.share, owner.as_ref())?;
     let target = &args.target;
     let (mut s, duty) = Session::start(target, &args.probe, None)?;
     // Before "recording": from then on SIGINT/SIGTERM end the recording.
@@ -42,7 +47,8 @@ pub async fn run(args: Record) -> anyhow::Result<i32> {
     }
     eprintln!("mapaudit: recording {}", describe(target, s.child_pid()));
 
-    let end = record_loop(&mut s, &mut driver).await?;
+    let mut timeline = Timeline::new(TIMELINE_EVERY.as_secs_f64());
+    let end = record_loop(&mut s, &mut driver, &mut timeline).await?;
     let t = std::time::Instant::now();
     driver.finish(&mut s)?;
     log::debug!("final read and model pass: {:?}", t.elapsed());
@@ -64,10 +70,13 @@ pub async fn run(args: Record) -> anyhow::Result<i32> {
     if let Some(d) = driver.duty() {
         report::apply_sampling(&mut rep, d);
     }
+    timeline.sample(&s.model);
+    rep.timeline = Some(timeline.report(&s.model));
     log::debug!("report built: {:?}", t.elapsed());
     if let Some(out) = &output {
         out.write(&rep).context("writing the report")?;
     }
+    shared.write(&rep, &args.gate, args.share.source_root.as_deref())?;
     log::debug!("report written: {:?}", t.elapsed());
     summary::print(&rep, &s.model);
     if !args.gate.is_empty() {
@@ -79,10 +88,18 @@ pub async fn run(args: Record) -> anyhow::Result<i32> {
     Ok(status)
 }
 
-async fn record_loop(s: &mut Session, driver: &mut Driver) -> anyhow::Result<End> {
+async fn record_loop(s: &mut Session, driver: &mut Driver, timeline: &mut Timeline) -> anyhow::Result<End> {
+    // The timeline samples on the first tick past each interval.
+    let start = std::time::Instant::now();
+    let mut next = TIMELINE_EVERY;
     loop {
         match driver.next(s).await? {
-            SessionEvent::Tick { .. } => {}
+            SessionEvent::Tick { .. } => {
+                if start.elapsed() >= next {
+                    timeline.sample(&s.model);
+                    next += TIMELINE_EVERY;
+                }
+            }
             SessionEvent::TargetExited(_) => return Ok(End::TargetExited),
             SessionEvent::ChildExited(status) => return Ok(End::CommandExited(status?)),
             SessionEvent::Deadline => return Ok(End::Duration),

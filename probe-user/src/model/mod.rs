@@ -9,6 +9,7 @@ mod findings;
 mod ranking;
 mod rows;
 mod sets;
+pub mod timeline;
 
 pub use counter_index::*;
 pub use findings::*;

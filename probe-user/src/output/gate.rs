@@ -54,9 +54,34 @@ fn describe(f: &FindingReport) -> String {
     )
 }
 
+/// One gate condition (a `--fail-on` kind or a threshold) and what tripped
+/// it: the unit JUnit reports as a test case.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Condition {
+    /// As the user wrote it, e.g. `--fail-on overlap`.
+    pub name: String,
+    pub failures: Vec<Failure>,
+}
+
 pub fn evaluate(report: &Report, gate: &Gate) -> Vec<Failure> {
-    let mut out = Vec::new();
+    conditions(report, gate).into_iter().flat_map(|c| c.failures).collect()
+}
+
+/// The `--fail-on` value that names `kind`.
+fn flag(kind: FindingKind) -> &'static str {
+    match kind {
+        FindingKind::OverlappingWrites => "overlap",
+        FindingKind::SharedMap => "shared-map",
+        FindingKind::ReadDuringWrite => "read-during-write",
+    }
+}
+
+/// Every condition of `gate`, each with its failures: kinds in the order
+/// given, then `--max-writes-per-sec`, then `--max-lost-events`.
+pub fn conditions(report: &Report, gate: &Gate) -> Vec<Condition> {
+    let mut all = Vec::new();
     for kind in &gate.fail_on {
+        let mut out = Vec::new();
         if *kind == FindingKind::ReadDuringWrite && !report.reads_probed {
             // Passing would claim an absence nobody looked for.
             out.push(Failure(
@@ -65,8 +90,10 @@ pub fn evaluate(report: &Report, gate: &Gate) -> Vec<Failure> {
             ));
         }
         out.extend(report.findings.iter().filter(|f| f.kind == *kind).map(|f| Failure(describe(f))));
+        all.push(Condition { name: format!("--fail-on {}", flag(*kind)), failures: out });
     }
     if let Some(max) = gate.max_writes_per_sec {
+        let mut out = Vec::new();
         let secs = report.duration_s.max(f64::MIN_POSITIVE);
         for p in &report.processes {
             // Goroutines, then maps: (writes, deletes, clears) and who.
@@ -93,13 +120,16 @@ pub fn evaluate(report: &Report, gate: &Gate) -> Vec<Failure> {
                 }
             }
         }
+        all.push(Condition { name: format!("--max-writes-per-sec {max}"), failures: out });
     }
-    if let Some(max) = gate.max_lost_events
-        && report.totals.lost_events > max
-    {
-        out.push(Failure(format!("{} events were lost (> {max})", report.totals.lost_events)));
+    if let Some(max) = gate.max_lost_events {
+        let mut out = Vec::new();
+        if report.totals.lost_events > max {
+            out.push(Failure(format!("{} events were lost (> {max})", report.totals.lost_events)));
+        }
+        all.push(Condition { name: format!("--max-lost-events {max}"), failures: out });
     }
-    out
+    all
 }
 
 /// Whose write rate `--max-writes-per-sec` judges.
@@ -156,6 +186,21 @@ mod tests {
         assert_eq!(evaluate(&r, &g).len(), 1, "5/s > 4/s; 3 lost is not > 3");
         let g = Gate { max_writes_per_sec: Some(5.0), max_lost_events: Some(2), ..Default::default() };
         assert_eq!(evaluate(&r, &g).len(), 1);
+    }
+
+    #[test]
+    fn one_condition_per_flag_with_its_failures() {
+        let r = report();
+        let g = Gate {
+            fail_on: vec![FindingKind::OverlappingWrites, FindingKind::SharedMap],
+            max_writes_per_sec: Some(4.0),
+            max_lost_events: Some(3),
+        };
+        let c = conditions(&r, &g);
+        let names: Vec<_> = c.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["--fail-on overlap", "--fail-on shared-map", "--max-writes-per-sec 4", "--max-lost-events 3"]);
+        let failed: Vec<_> = c.iter().map(|c| c.failures.len()).collect();
+        assert_eq!(failed, [0, 1, 1, 0], "one shared map; goroutine 7 at 5/s; 3 lost is not > 3");
     }
 
     #[test]

@@ -39,6 +39,34 @@ pub struct Report {
     pub processes: Vec<ProcessReport>,
     pub bpf_maps: Vec<BpfMapReport>,
     pub findings: Vec<FindingReport>,
+    /// Mutations over time (`record` only; bounded: see `timeline.rs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeline: Option<TimelineReport>,
+}
+
+/// Mutations (writes + deletes + clears) per interval over the recording.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct TimelineReport {
+    /// Seconds per point (doubles for long recordings; at most 600 points).
+    pub interval_s: f64,
+    /// Every process together, from the start of the recording.
+    pub total: Vec<u64>,
+    /// The goroutines that were among the top 5 at some point (at most 10).
+    pub goroutines: Vec<SeriesReport>,
+    /// The map instances that were among the top 5 at some point (at most 10).
+    pub maps: Vec<SeriesReport>,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct SeriesReport {
+    pub pid: u32,
+    /// Goroutine id, or map address.
+    pub id: String,
+    pub label: String,
+    /// The interval `writes[0]` belongs to: tracking began when the entry
+    /// first ranked; before that its per-interval counts are unknown.
+    pub from: u32,
+    pub writes: Vec<u64>,
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq)]
@@ -644,6 +672,7 @@ pub fn build(model: &Model, started_at: &str, duration_s: f64) -> Report {
             })
             .collect(),
         findings,
+        timeline: None,
     }
 }
 
@@ -729,14 +758,19 @@ impl Output {
     pub fn write(&self, report: &Report) -> anyhow::Result<()> {
         let mut json = serde_json::to_vec_pretty(report)?;
         json.push(b'\n');
+        self.write_bytes(&json)
+    }
+
+    /// Writes `json` (or any rendered report) the same careful way.
+    pub fn write_bytes(&self, json: &[u8]) -> anyhow::Result<()> {
         match self {
             Self::Stdout => {
                 let mut out = std::io::stdout().lock();
-                out.write_all(&json)?;
+                out.write_all(json)?;
                 out.flush()?;
             }
             Self::File(f) => {
-                let write = || safefile::write_atomic(&f.dir, &f.name, &json);
+                let write = || safefile::write_atomic(&f.dir, &f.name, json);
                 match &f.owner {
                     Some(o) => o.run_as(write)??,
                     None => write()?,

@@ -25,5 +25,6 @@ mod reads;
 mod real;
 mod schema;
 mod security;
+mod share;
 mod soak;
 mod tui;

@@ -130,7 +130,19 @@ pub struct BpfRow {
     pub deletes: u64,
     pub update_calls: u64,
     pub delete_calls: u64,
+    /// bpf(2) lookups (`--reads`): elements and calls.
+    pub lookups: u64,
+    pub lookup_calls: u64,
     pub rate: f64,
+}
+
+/// One kernel BPF map's hottest written keys (`--bpf-hot-keys`), by the
+/// FNV-1a hash of each key's first 64 bytes.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct BpfHotKeys {
+    pub map_id: u32,
+    /// (hash, writes), hottest first.
+    pub keys: Vec<(u64, u64)>,
 }
 
 /// Ring-buffer events received, by kind: with the kernel's `ringbuf_full`
@@ -1049,7 +1061,11 @@ pub struct Model {
     pub processes: BTreeMap<u32, ProcessInfo>,
     pub overlaps: Vec<OverlapEvent>,
     pub bpf: Vec<BpfRow>,
-    prev_bpf: HashMap<(u32, u32, u32), u64>,
+    prev_bpf: HashMap<(u32, u32, u32, u32), u64>,
+    /// `--bpf-hot-keys`: per map, its hottest keys.
+    pub bpf_hot_keys: Vec<BpfHotKeys>,
+    /// How bpf(2) map fds were named (`kernel` or `userspace`, and why).
+    pub bpf_resolution: Option<(String, Option<String>)>,
     /// Summed `probe_common::lost` counters.
     pub lost: [u64; lost::COUNT as usize],
     /// Events the collector could not decode or resolve.
@@ -1624,7 +1640,7 @@ impl Model {
         }
 
         for row in &mut self.bpf {
-            let key = (row.pid, row.tid, row.fd);
+            let key = (row.pid, row.tid, row.fd, row.map_id.unwrap_or(0));
             let now = row.updates + row.deletes;
             let before = self.prev_bpf.insert(key, now).unwrap_or(now);
             row.rate = if secs > 0.0 { now.saturating_sub(before) as f64 / secs } else { 0.0 };

@@ -17,7 +17,9 @@ const DEBIAN_PACKAGES: &[&str] = &[
 /// `-linkmode=external` fixtures; binutils' objcopy: the fixture without
 /// `.go.buildinfo`) and benchmarks (bpftrace).
 /// libc6-dev is only recommended by gcc, and cgo cannot link without it.
-const TEST_PACKAGES: &[&str] = &["tmux", "bpftrace", "python3-pip", "gcc", "libc6-dev", "binutils"];
+/// bpftool: the bpf(2) tests write kernel BPF maps with it, one short-lived
+/// process per command, as scripts do.
+const TEST_PACKAGES: &[&str] = &["tmux", "bpftrace", "python3-pip", "gcc", "libc6-dev", "binutils", "bpftool"];
 
 pub fn run() -> anyhow::Result<()> {
     ensure()?;

@@ -78,4 +78,5 @@ pub const PROG_BPF_SYSCALL: &str = "sys_enter_bpf";
 /// Benchmark only: an empty uprobe attached where `map_write` would be (the
 /// cost floor), and a ring-buffer event pump.
 pub const PROG_FLOOR: &str = "map_write_floor";
+pub const PROG_BPF_SYSCALL_FLOOR: &str = "sys_enter_bpf_floor";
 pub const PROG_BENCH_PUMP: &str = "bench_pump";

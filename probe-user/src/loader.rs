@@ -160,7 +160,7 @@ impl Probes {
             LogLevel::Trace => 5,
         };
         // Read the kernel's BTF while the object loads.
-        let offsets = opts.bpf_maps.then(|| {
+        let offsets = (opts.bpf_maps && !opts.floor).then(|| {
             let forced = opts.bpf_force_userspace;
             std::thread::spawn(move || {
                 if forced { Err("forced by --debug-bpf-userspace".to_string()) } else { crate::bpfmaps::kernel_offsets() }
@@ -217,9 +217,10 @@ impl Probes {
             (names::PROG_FORK, "sched", "sched_process_fork"),
             (names::PROG_EXEC, "sched", "sched_process_exec"),
             (names::PROG_EXIT, "sched", "sched_process_exit"),
-            (names::PROG_BPF_SYSCALL, "syscalls", "sys_enter_bpf"),
+            // --bench-floor: the empty program, for the tracepoint's cost floor.
+            (if opts.floor { names::PROG_BPF_SYSCALL_FLOOR } else { names::PROG_BPF_SYSCALL }, "syscalls", "sys_enter_bpf"),
         ] {
-            if name == names::PROG_BPF_SYSCALL && !opts.bpf_maps {
+            if event == "sys_enter_bpf" && !opts.bpf_maps {
                 continue;
             }
             let prog: &mut TracePoint = me.program(name)?.try_into()?;

@@ -26,7 +26,19 @@ pub struct Global {
     /// that execs the same compiler 100 times attaches once, and nothing is
     /// detached before the end.
     pub maps_tracked_only: u32,
+    /// Non-zero: count bpf(2) lookups too (`--reads`).
+    pub bpf_reads: u32,
+    /// Non-zero: name map fds in the kernel with `kernel` offsets and
+    /// `bpf_map_fops` (set after calibration).
+    pub bpf_resolve: u32,
+    /// Non-zero: this process's next bpf(2) call calibrates (`CALIB`).
+    pub bpf_calibrating: u32,
+    /// Non-zero: count writes per key hash (`--bpf-hot-keys`).
+    pub bpf_hot_keys: u32,
     pub _pad: u32,
+    /// `&bpf_map_fops`, learnt by calibration.
+    pub bpf_map_fops: u64,
+    pub kernel: crate::bpfmap::KernelOffsets,
 }
 
 /// Value of `TRACKED`.

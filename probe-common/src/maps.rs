@@ -62,6 +62,12 @@ pub const GLOBAL: &str = "GLOBAL";
 /// Per-CPU hash: `bpfmap::BpfWriteKey` → `bpfmap::BpfWriteValue`.
 pub const BPF_WRITES: &str = "BPF_WRITES";
 pub const BPF_WRITES_DEFAULT_ENTRIES: u32 = 16_384;
+/// Single-entry array: `bpfmap::Calibration`.
+pub const CALIB: &str = "CALIB";
+/// Per-CPU LRU hash: `bpfmap::HotKey` → writes (`--bpf-hot-keys`). LRU: the
+/// coldest keys make room; the hottest stay, which is what is ranked.
+pub const HOT_KEYS: &str = "HOT_KEYS";
+pub const HOT_KEYS_ENTRIES: u32 = 16_384;
 
 /// Program names (the Rust function names in probe-ebpf).
 pub const PROG_MAP_WRITE: &str = "map_write";
@@ -72,4 +78,5 @@ pub const PROG_BPF_SYSCALL: &str = "sys_enter_bpf";
 /// Benchmark only: an empty uprobe attached where `map_write` would be (the
 /// cost floor), and a ring-buffer event pump.
 pub const PROG_FLOOR: &str = "map_write_floor";
+pub const PROG_BPF_SYSCALL_FLOOR: &str = "sys_enter_bpf_floor";
 pub const PROG_BENCH_PUMP: &str = "bench_pump";

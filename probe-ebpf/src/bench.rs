@@ -1,5 +1,6 @@
 //! Programs used only by `cargo xtask bench`: the cost floor (an empty
-//! uprobe at the same points as `map_write`) and a ring-buffer event pump.
+//! uprobe at the same points as `map_write`, an empty `sys_enter_bpf`
+//! tracepoint) and a ring-buffer event pump.
 
 use aya_ebpf::{macros::{tracepoint, uprobe}, programs::{ProbeContext, TracePointContext}};
 use probe_common::{
@@ -12,6 +13,12 @@ use crate::util::{pid_tid, submit_flags};
 
 #[uprobe]
 pub fn map_write_floor(_ctx: ProbeContext) -> u32 {
+    0
+}
+
+/// The bpf(2) tracepoint's cost floor: an empty program at `sys_enter_bpf`.
+#[tracepoint]
+pub fn sys_enter_bpf_floor(_ctx: TracePointContext) -> u32 {
     0
 }
 

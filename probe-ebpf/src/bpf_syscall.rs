@@ -1,17 +1,26 @@
-//! `syscalls/sys_enter_bpf`: who writes which kernel BPF map from userspace.
-//! Counted per (pid, tid, map fd, command) in place; userspace resolves the
-//! fd to the map's id and name.
+//! `syscalls/sys_enter_bpf`: who writes (and, with `--reads`, looks up)
+//! which kernel BPF map from userspace. Counted per (pid, tid, fd, command,
+//! map id) in place. The map behind the fd is named here, at the call,
+//! by following `current->files->fdt->fd[fd]->private_data` with offsets
+//! from the kernel's BTF: a writer that lives a few milliseconds (bpftool
+//! in a script) has closed its fd long before userspace could look.
 
-use aya_ebpf::{helpers::bpf_get_current_comm, macros::tracepoint, programs::TracePointContext};
+use aya_ebpf::{
+    helpers::{bpf_get_current_comm, bpf_get_current_task, bpf_probe_read_kernel, bpf_probe_read_user_buf},
+    macros::tracepoint,
+    programs::TracePointContext,
+};
 use probe_common::{
     bpfmap::{
-        ATTR_BATCH_COUNT, ATTR_BATCH_MAP_FD, ATTR_ELEM_MAP_FD, BpfWriteKey, BpfWriteValue, is_batch,
+        ATTR_BATCH_COUNT, ATTR_BATCH_MAP_FD, ATTR_ELEM_KEY, ATTR_ELEM_MAP_FD, BpfWriteKey, BpfWriteValue,
+        Calibration, FNV_OFFSET, FNV_PRIME, HOT_KEY_MAX_BYTES, HotKey, KernelOffsets, is_batch, is_lookup,
         is_write,
     },
+    config::Global,
     lost,
 };
 
-use crate::maps::{BPF_WRITES, TRACKED, count_lost, global};
+use crate::maps::{BPF_WRITES, CALIB, HOT_KEYS, TRACKED, count_lost, global};
 use crate::util::{BPF_NOEXIST, pid_tid, read_user};
 
 #[tracepoint]
@@ -20,15 +29,32 @@ pub fn sys_enter_bpf(ctx: TracePointContext) -> u32 {
     0
 }
 
+/// A map as the kernel holds it.
+struct Map {
+    id: u32,
+    map_type: u32,
+    key_size: u32,
+    name: [u8; 16],
+}
+
 fn try_sys_enter_bpf(ctx: &TracePointContext) -> Result<(), ()> {
     let g = global();
     // SAFETY: offsets of the syscall tracepoint record, from its format file.
     let cmd = unsafe { ctx.read_at::<u64>(g.bpf_cmd_off as usize) }.map_err(|_| ())? as u32;
-    if !is_write(cmd) {
+    let lookup = is_lookup(cmd);
+    if !is_write(cmd) && !lookup {
         return Ok(());
     }
     let (pid, tid) = pid_tid();
-    if g.bpf_maps == 0 || pid == g.self_pid {
+    if pid == g.self_pid {
+        if lookup && g.bpf_calibrating != 0 {
+            // SAFETY: as above.
+            let uattr = unsafe { ctx.read_at::<u64>(g.bpf_uattr_off as usize) }.map_err(|_| ())?;
+            calibrate(&g, uattr);
+        }
+        return Ok(());
+    }
+    if g.bpf_maps == 0 || (lookup && g.bpf_reads == 0) {
         return Ok(());
     }
     // SAFETY: TRACKED values are plain data.
@@ -44,7 +70,9 @@ fn try_sys_enter_bpf(ctx: &TracePointContext) -> Result<(), ()> {
     } else {
         (read_user::<u32>(uattr + ATTR_ELEM_MAP_FD as u64)?, 1)
     };
-    let key = BpfWriteKey { pid, tid, fd, cmd };
+    let map = if g.bpf_resolve != 0 { map_of(&g.kernel, fd, g.bpf_map_fops) } else { None };
+    let map_id = map.as_ref().map_or(0, |m| m.id);
+    let key = BpfWriteKey { pid, tid, fd, cmd, map_id };
     match BPF_WRITES.get_ptr_mut(&key) {
         Some(p) => {
             // SAFETY: per-CPU value of a key that includes the tid.
@@ -54,11 +82,118 @@ fn try_sys_enter_bpf(ctx: &TracePointContext) -> Result<(), ()> {
             }
         }
         None => {
-            let v = BpfWriteValue { calls: 1, elems, comm: bpf_get_current_comm().unwrap_or_default() };
+            let (map_name, map_type) = map.as_ref().map_or(([0; 16], 0), |m| (m.name, m.map_type));
+            let v = BpfWriteValue {
+                calls: 1,
+                elems,
+                comm: bpf_get_current_comm().unwrap_or_default(),
+                map_name,
+                map_type,
+                _pad: 0,
+            };
             if BPF_WRITES.insert(&key, &v, BPF_NOEXIST).is_err() {
                 count_lost(lost::BPF_WRITES_FULL);
             }
         }
     }
+    if g.bpf_hot_keys != 0
+        && !lookup
+        && !is_batch(cmd)
+        && let Some(m) = &map
+    {
+        count_hot_key(m, uattr);
+    }
     Ok(())
+}
+
+#[inline(always)]
+fn read_kernel<T>(addr: u64) -> Option<T> {
+    // SAFETY: bpf_probe_read_kernel validates the address; T is plain data.
+    unsafe { bpf_probe_read_kernel(addr as *const T) }.ok()
+}
+
+/// The file at `fd` in the current task: (file, its f_op).
+#[inline(always)]
+fn file_of(k: &KernelOffsets, fd: u32) -> Option<(u64, u64)> {
+    // SAFETY: the helper returns the current task_struct; it is only read.
+    let task = unsafe { bpf_get_current_task() };
+    let files: u64 = read_kernel(task + k.task_files as u64)?;
+    let fdt: u64 = read_kernel(files + k.files_fdt as u64)?;
+    let max_fds: u32 = read_kernel(fdt + k.fdt_max_fds as u64)?;
+    if fd >= max_fds {
+        return None;
+    }
+    let fds: u64 = read_kernel(fdt + k.fdt_fd as u64)?;
+    let file: u64 = read_kernel(fds + fd as u64 * 8)?;
+    if file == 0 {
+        return None;
+    }
+    Some((file, read_kernel(file + k.file_f_op as u64)?))
+}
+
+#[inline(always)]
+fn read_map(k: &KernelOffsets, file: u64) -> Option<Map> {
+    let map: u64 = read_kernel(file + k.file_private_data as u64)?;
+    Some(Map {
+        id: read_kernel(map + k.map_id as u64)?,
+        map_type: read_kernel(map + k.map_type as u64)?,
+        key_size: read_kernel(map + k.map_key_size as u64)?,
+        name: read_kernel(map + k.map_name as u64)?,
+    })
+}
+
+/// The BPF map behind `fd`, or None when it is something else (any other
+/// kind of file has other `f_op`s; its private data is never read).
+#[inline(always)]
+fn map_of(k: &KernelOffsets, fd: u32, bpf_map_fops: u64) -> Option<Map> {
+    let (file, f_op) = file_of(k, fd)?;
+    if f_op != bpf_map_fops || f_op == 0 {
+        return None;
+    }
+    read_map(k, file)
+}
+
+/// mapaudit's own lookup on one of its maps: record what the chain finds,
+/// so that userspace can check the offsets against the map's real id and
+/// learn `bpf_map_fops`.
+#[inline(always)]
+fn calibrate(g: &Global, uattr: u64) {
+    let Ok(fd) = read_user::<u32>(uattr + ATTR_ELEM_MAP_FD as u64) else { return };
+    let Some((file, f_op)) = file_of(&g.kernel, fd) else { return };
+    let Some(m) = read_map(&g.kernel, file) else { return };
+    if let Some(c) = CALIB.get_ptr_mut(0) {
+        // SAFETY: a plain-data array slot; userspace reads it after the call.
+        unsafe { *c = Calibration { f_op, map_id: m.id, map_type: m.map_type, name: m.name, done: 1, _pad: 0 } };
+    }
+}
+
+/// Counts one write under the hash of its key's first bytes.
+#[inline(always)]
+fn count_hot_key(m: &Map, uattr: u64) {
+    let Ok(key_ptr) = read_user::<u64>(uattr + ATTR_ELEM_KEY as u64) else { return };
+    let mut buf = [0u8; HOT_KEY_MAX_BYTES];
+    let len = if (m.key_size as usize) < HOT_KEY_MAX_BYTES { m.key_size as usize } else { HOT_KEY_MAX_BYTES };
+    let Some(dst) = buf.get_mut(..len) else { return };
+    // SAFETY: bpf_probe_read_user_buf validates the user address.
+    if unsafe { bpf_probe_read_user_buf(key_ptr as *const u8, dst) }.is_err() {
+        count_lost(lost::READ_FAILED);
+        return;
+    }
+    let mut h = FNV_OFFSET;
+    for (i, b) in buf.iter().enumerate() {
+        if i >= len {
+            break;
+        }
+        h = (h ^ *b as u64).wrapping_mul(FNV_PRIME);
+    }
+    let key = HotKey { map_id: m.id, _pad: 0, hash: h };
+    match HOT_KEYS.get_ptr_mut(&key) {
+        // SAFETY: per-CPU value.
+        Some(p) => unsafe { *p += 1 },
+        None => {
+            // LRU: a full table evicts its least recently written key (never a
+            // hot one); a cold key's count restarting is no loss to the ranking.
+            let _ = HOT_KEYS.insert(&key, &1, 0);
+        }
+    }
 }

@@ -3,10 +3,10 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{Array, HashMap, LruHashMap, PerCpuArray, PerCpuHashMap, RingBuf},
+    maps::{Array, HashMap, LruHashMap, LruPerCpuHashMap, PerCpuArray, PerCpuHashMap, RingBuf},
 };
 use probe_common::{
-    bpfmap::{BpfWriteKey, BpfWriteValue},
+    bpfmap::{BpfWriteKey, BpfWriteValue, Calibration, HotKey},
     config::{Global, Tracked},
     lost,
     maps as names,
@@ -57,6 +57,12 @@ pub static GLOBAL: Array<Global> = Array::with_max_entries(1, 0);
 #[map(name = "BPF_WRITES")]
 pub static BPF_WRITES: PerCpuHashMap<BpfWriteKey, BpfWriteValue> =
     PerCpuHashMap::with_max_entries(names::BPF_WRITES_DEFAULT_ENTRIES, 0);
+
+#[map(name = "CALIB")]
+pub static CALIB: Array<Calibration> = Array::with_max_entries(1, 0);
+
+#[map(name = "HOT_KEYS")]
+pub static HOT_KEYS: LruPerCpuHashMap<HotKey, u64> = LruPerCpuHashMap::with_max_entries(names::HOT_KEYS_ENTRIES, 0);
 
 /// Counts one thing the kernel side could not record (`probe_common::lost`).
 #[inline(always)]

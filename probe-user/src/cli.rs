@@ -92,10 +92,16 @@ pub struct ProbeArgs {
     pub no_bpf_maps: bool,
     /// Also count map reads (`runtime.mapaccess1*`/`mapaccess2*`) and find
     /// reads of a map while another goroutine writes it
-    /// (`read_during_write`). Reads are usually far more frequent than
-    /// writes: each costs a probe hit, so expect a larger slowdown.
+    /// (`read_during_write`), and count bpf(2) lookups of kernel BPF maps.
+    /// Reads are usually far more frequent than writes: each costs a probe
+    /// hit, so expect a larger slowdown.
     #[arg(long)]
     pub reads: bool,
+    /// Rank the hottest keys of each kernel BPF map written through bpf(2):
+    /// the kernel hashes each written key's first 64 bytes (FNV-1a); keys
+    /// are never stored or shown, only their hashes and counts.
+    #[arg(long, conflicts_with = "no_bpf_maps")]
+    pub bpf_hot_keys: bool,
     /// Capacity of the in-kernel write counter (distinct goroutine × thread ×
     /// map × site tuples). Memory: ~(40 + 8 × CPUs) bytes per entry. Writes
     /// beyond it are counted as lost, never dropped silently.
@@ -123,6 +129,10 @@ pub struct ProbeArgs {
     /// Testing only: drain the event ring buffer only at exit (forces overflow).
     #[arg(long, hide = true)]
     pub debug_drain_at_exit: bool,
+    /// Testing only: name bpf(2) map fds from /proc, as on a kernel whose
+    /// BTF lacks a field the kernel-side path needs.
+    #[arg(long, hide = true)]
+    pub debug_bpf_userspace: bool,
     /// Testing only: capacity of the bpf(2) write counter.
     #[arg(long, hide = true, default_value_t = probe_common::maps::BPF_WRITES_DEFAULT_ENTRIES)]
     pub debug_bpf_writes_entries: u32,
@@ -150,6 +160,8 @@ impl TopArgs {
                 probe: ProbeArgs {
                     no_bpf_maps: false,
                     reads: false,
+                    bpf_hot_keys: false,
+                    debug_bpf_userspace: false,
                     max_entries: probe_common::maps::WRITES_DEFAULT_ENTRIES,
                     ringbuf_kib: 1024,
                     user: None,

@@ -56,6 +56,9 @@ pub struct Probe {
     pub debug_map_state_entries: u32,
     pub debug_drain_at_exit: bool,
     pub debug_bpf_writes_entries: u32,
+    /// `--bpf-hot-keys`.
+    pub bpf_hot_keys: bool,
+    pub debug_bpf_userspace: bool,
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -169,6 +172,8 @@ fn probe(p: ProbeArgs, log: LevelFilter) -> Probe {
         debug_map_state_entries: p.debug_map_state_entries,
         debug_drain_at_exit: p.debug_drain_at_exit,
         debug_bpf_writes_entries: p.debug_bpf_writes_entries,
+        bpf_hot_keys: p.bpf_hot_keys,
+        debug_bpf_userspace: p.debug_bpf_userspace,
     }
 }
 

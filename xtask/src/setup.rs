@@ -33,6 +33,9 @@ const TEST_PACKAGES: &[&str] = &[
     "python3-junitparser",
     "python3-pil",
     "npm",
+    // The bpf(2) tests write kernel BPF maps with it, one short-lived
+    // process per command, as scripts do.
+    "bpftool",
 ];
 
 /// For `cargo xtask dist`: Debian's compiler and library source rebuild std

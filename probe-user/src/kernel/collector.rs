@@ -11,7 +11,7 @@ use aya::maps::{MapData, PerCpuArray, PerCpuHashMap, RingBuf};
 
 use crate::kernel::counters::{Batch, CounterTables, Drainer};
 use probe_common::{
-    bpfmap::{BpfWriteKey, BpfWriteValue},
+    bpfmap::{BpfWriteKey, BpfWriteValue, HotKey},
     events::{self, EventHeader},
     lost,
     maps as names,
@@ -21,7 +21,7 @@ use probe_common::{
 use crate::kernel::bpfmaps;
 use crate::gobin::GoBinary;
 use crate::kernel::loader::Probes;
-use crate::model::{BpfRow, Location, Model, OverlapEvent, ProcessInfo};
+use crate::model::{BpfHotKeys, BpfRow, Location, Model, OverlapEvent, ProcessInfo};
 use crate::host::proc::{self, ProcExe};
 
 /// Something the session must act on.
@@ -50,6 +50,10 @@ pub struct Collector {
     writes: Drainer,
     lost: PerCpuArray<MapData, u64>,
     bpf_writes: Option<PerCpuHashMap<MapData, BpfWriteKey, BpfWriteValue>>,
+    /// `--bpf-hot-keys`: write counts per (map id, key hash).
+    hot_keys: Option<PerCpuHashMap<MapData, HotKey, u64>>,
+    /// How bpf(2) map fds are named, for the model (and so the report).
+    bpf_resolution: Option<(String, Option<String>)>,
     /// Parsed executables by (dev, ino); None: not a Go binary.
     binaries: HashMap<(u64, u64), Option<Arc<GoBinary>>>,
     pub procs: HashMap<u32, Proc>,
@@ -72,17 +76,32 @@ pub struct Collector {
 
 impl Collector {
     pub fn new(probes: &mut Probes) -> anyhow::Result<Self> {
+        let hot_enabled = probes.hot_keys_enabled();
+        let bpf_resolution = probes.bpf_resolution.as_ref().map(|r| {
+            let why = match r {
+                bpfmaps::Resolution::Userspace(why) => Some(why.clone()),
+                bpfmaps::Resolution::Kernel => None,
+            };
+            (r.name().to_string(), why)
+        });
         let ebpf = &mut probes.ebpf;
         let take = |ebpf: &mut aya::Ebpf, n: &str| ebpf.take_map(n).with_context(|| format!("map {n} missing"));
         let events = RingBuf::try_from(take(ebpf, names::EVENTS)?)?;
         let writes = Drainer::spawn(CounterTables::new(ebpf)?, crate::session::DRAIN_EVERY)?;
         let lost = PerCpuArray::try_from(take(ebpf, names::LOST)?)?;
         let bpf_writes = PerCpuHashMap::try_from(take(ebpf, names::BPF_WRITES)?).ok();
+        let hot_keys = if hot_enabled {
+            Some(PerCpuHashMap::try_from(take(ebpf, names::HOT_KEYS)?)?)
+        } else {
+            None
+        };
         Ok(Self {
             events,
             writes,
             lost,
             bpf_writes,
+            hot_keys,
+            bpf_resolution,
             binaries: HashMap::new(),
             procs: HashMap::new(),
             not_go: HashSet::new(),
@@ -381,50 +400,72 @@ impl Collector {
     }
 
     fn snapshot_bpf(&mut self, model: &mut Model) {
+        use probe_common::bpfmap::{BPF_MAP_UPDATE_BATCH, BPF_MAP_UPDATE_ELEM, is_lookup};
         let Some(bw) = &self.bpf_writes else { return };
-        let mut rows: HashMap<(u32, u32, u32), BpfRow> = HashMap::new();
+        if model.bpf_resolution.is_none() {
+            model.bpf_resolution.clone_from(&self.bpf_resolution);
+        }
+        // (pid, tid, fd, map id): an fd closed and reused for another map
+        // in one process is two rows when the kernel named the maps.
+        let mut rows: HashMap<(u32, u32, u32, u32), BpfRow> = HashMap::new();
         let mut entries = Vec::new();
         for item in bw.iter() {
             let Ok((k, per_cpu)) = item else { continue };
-            let mut calls = 0;
-            let mut elems = 0;
-            let mut comm = [0u8; 16];
+            let mut sum = BpfWriteValue::default();
             for v in per_cpu.iter() {
-                calls += v.calls;
-                elems += v.elems;
+                sum.calls += v.calls;
+                sum.elems += v.elems;
                 if v.comm[0] != 0 {
-                    comm = v.comm;
+                    sum.comm = v.comm;
+                }
+                if v.map_name[0] != 0 || v.map_type != 0 {
+                    (sum.map_name, sum.map_type) = (v.map_name, v.map_type);
                 }
             }
-            entries.push((k, calls, elems, comm));
+            entries.push((k, sum));
         }
-        for (k, calls, elems, comm) in entries {
-            let id = self
-                .bpf_ids
-                .entry((k.pid, k.fd))
-                .or_insert_with(|| self.bpf_resolver.resolve(k.pid, k.fd))
-                .clone();
-            let row = rows.entry((k.pid, k.tid, k.fd)).or_insert_with(|| BpfRow {
+        for (k, v) in entries {
+            let id = if k.map_id != 0 {
+                // Named in the kernel at the call.
+                Some(bpfmaps::BpfMapId {
+                    id: k.map_id,
+                    name: bpfmaps::c_name(&v.map_name),
+                    map_type: bpfmaps::map_type_name(v.map_type),
+                })
+            } else {
+                self.bpf_ids.entry((k.pid, k.fd)).or_insert_with(|| self.bpf_resolver.resolve(k.pid, k.fd)).clone()
+            };
+            let row = rows.entry((k.pid, k.tid, k.fd, k.map_id)).or_insert_with(|| BpfRow {
                 pid: k.pid,
                 tid: k.tid,
                 fd: k.fd,
-                comm: String::from_utf8_lossy(&comm[..comm.iter().position(|&b| b == 0).unwrap_or(16)]).into_owned(),
+                comm: bpfmaps::c_name(&v.comm).unwrap_or_default(),
                 map_id: id.as_ref().map(|i| i.id),
                 map_name: id.as_ref().and_then(|i| i.name.clone()),
                 map_type: id.as_ref().and_then(|i| i.map_type.clone()),
                 ..Default::default()
             });
-            if k.cmd == probe_common::bpfmap::BPF_MAP_UPDATE_ELEM || k.cmd == probe_common::bpfmap::BPF_MAP_UPDATE_BATCH {
-                row.updates += elems;
-                row.update_calls += calls;
+            if is_lookup(k.cmd) {
+                row.lookups += v.elems;
+                row.lookup_calls += v.calls;
+            } else if k.cmd == BPF_MAP_UPDATE_ELEM || k.cmd == BPF_MAP_UPDATE_BATCH {
+                row.updates += v.elems;
+                row.update_calls += v.calls;
             } else {
-                row.deletes += elems;
-                row.delete_calls += calls;
+                row.deletes += v.elems;
+                row.delete_calls += v.calls;
             }
         }
         let mut rows: Vec<BpfRow> = rows.into_values().collect();
-        rows.sort_by(|a, b| (b.updates + b.deletes).cmp(&(a.updates + a.deletes)).then((a.pid, a.tid, a.fd).cmp(&(b.pid, b.tid, b.fd))));
+        rows.sort_by(|a, b| {
+            (b.updates + b.deletes)
+                .cmp(&(a.updates + a.deletes))
+                .then((a.pid, a.tid, a.fd, a.map_id).cmp(&(b.pid, b.tid, b.fd, b.map_id)))
+        });
         model.set_bpf(rows);
+        if let Some(hk) = &self.hot_keys {
+            model.bpf_hot_keys = hot_keys(hk);
+        }
     }
 
     /// Forgets a process that exited (after its counts were read).
@@ -438,6 +479,28 @@ impl Collector {
         self.bpf_resolver.forget(pid);
     }
 }
+
+/// Keys ranked per map: the LRU table summed over CPUs, then the
+/// `HOT_KEYS_PER_MAP` hottest of each map.
+fn hot_keys(table: &aya::maps::PerCpuHashMap<MapData, HotKey, u64>) -> Vec<BpfHotKeys> {
+    let mut by_map: HashMap<u32, Vec<(u64, u64)>> = HashMap::new();
+    for item in table.iter() {
+        let Ok((k, per_cpu)) = item else { continue };
+        by_map.entry(k.map_id).or_default().push((k.hash, per_cpu.iter().sum()));
+    }
+    let mut out: Vec<BpfHotKeys> = (by_map.into_iter())
+        .map(|(map_id, mut keys)| {
+            keys.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+            keys.truncate(HOT_KEYS_PER_MAP);
+            BpfHotKeys { map_id, keys }
+        })
+        .collect();
+    out.sort_by_key(|h| h.map_id);
+    out
+}
+
+/// Keys kept per map in the ranking.
+pub const HOT_KEYS_PER_MAP: usize = 10;
 
 /// Reads a `#[repr(C)]` POD event from the start of `bytes`.
 fn read_pod<T: aya::Pod>(bytes: &[u8]) -> Option<T> {

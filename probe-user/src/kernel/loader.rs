@@ -41,8 +41,12 @@ pub struct LoadOptions {
     pub bpf_writes_entries: u32,
     /// Benchmark: attach the empty floor program instead of `map_write`.
     pub floor: bool,
-    /// `--reads`: probe the map lookup routines too.
+    /// `--reads`: probe the map lookup routines too (and count bpf(2) lookups).
     pub reads: bool,
+    /// `--bpf-hot-keys`: count bpf(2) writes per key hash.
+    pub bpf_hot_keys: bool,
+    /// Testing: skip the kernel-side naming of map fds.
+    pub bpf_force_userspace: bool,
 }
 
 impl LoadOptions {
@@ -66,6 +70,8 @@ impl LoadOptions {
             bpf_writes_entries: p.debug_bpf_writes_entries.max(1),
             floor: p.bench_floor,
             reads: p.reads,
+            bpf_hot_keys: p.bpf_hot_keys,
+            bpf_force_userspace: p.debug_bpf_userspace,
         })
     }
 }
@@ -136,6 +142,8 @@ pub struct Probes {
     logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
     /// The tracepoints attached, detached together at the end.
     tracepoints: Vec<(&'static str, aya::programs::trace_point::TracePointLinkId)>,
+    /// How bpf(2) map fds are named (None: bpf(2) is not audited).
+    pub bpf_resolution: Option<crate::kernel::bpfmaps::Resolution>,
 }
 
 impl Probes {
@@ -145,12 +153,21 @@ impl Probes {
         }
         // aya-log's levels are `log`'s: Off 0, Error 1 … Trace 5.
         let level = opts.log_level as u8;
+        // Read the kernel's BTF while the object loads.
+        let offsets = (opts.bpf_maps && !opts.floor).then(|| {
+            let forced = opts.bpf_force_userspace;
+            std::thread::spawn(move || {
+                if forced { Err("forced by --debug-bpf-userspace".to_string()) } else { crate::kernel::bpfmaps::kernel_offsets() }
+            })
+        });
         let mut ebpf = EbpfLoader::new()
             .map_max_entries(names::WRITES[0], opts.writes_entries)
             .map_max_entries(names::WRITES[1], opts.writes_entries)
             .map_max_entries(names::EVENTS, opts.ringbuf_bytes)
             .map_max_entries(names::MAP_STATE, opts.map_state_entries)
             .map_max_entries(names::BPF_WRITES, opts.bpf_writes_entries)
+            // Never used without --bpf-hot-keys: do not preallocate.
+            .map_max_entries(names::HOT_KEYS, if opts.bpf_hot_keys { names::HOT_KEYS_ENTRIES } else { 1 })
             .override_global("AYA_LOG_LEVEL", &level, false)
             .load(EBPF_OBJECT)
             .context("loading the eBPF programs into the kernel (needs root or CAP_BPF+CAP_PERFMON, and a kernel with BTF)")?;
@@ -160,7 +177,17 @@ impl Probes {
             None
         };
         let uprobe = if opts.floor { names::PROG_FLOOR } else { names::PROG_MAP_WRITE };
-        let mut me = Self { ebpf, global: Global::default(), uprobe, attached: HashMap::new(), suspended: false, reads: opts.reads, logger, tracepoints: Vec::new() };
+        let mut me = Self {
+            ebpf,
+            global: Global::default(),
+            uprobe,
+            attached: HashMap::new(),
+            suspended: false,
+            reads: opts.reads,
+            logger,
+            tracepoints: Vec::new(),
+            bpf_resolution: None,
+        };
         me.set_global(Global {
             self_pid: std::process::id(),
             exec_all: opts.exec_all as u32,
@@ -172,7 +199,9 @@ impl Probes {
             bpf_uattr_off: tracefs_offset("syscalls", "sys_enter_bpf", "uattr").unwrap_or(probe_common::bpfmap::TP_UATTR),
             bench_pid: 0,
             maps_tracked_only: opts.maps_tracked_only as u32,
-            _pad: 0,
+            bpf_reads: opts.reads as u32,
+            bpf_hot_keys: opts.bpf_hot_keys as u32,
+            ..Global::default()
         })?;
         {
             let prog: &mut UProbe = me.program(uprobe)?.try_into()?;
@@ -182,9 +211,10 @@ impl Probes {
             (names::PROG_FORK, "sched", "sched_process_fork"),
             (names::PROG_EXEC, "sched", "sched_process_exec"),
             (names::PROG_EXIT, "sched", "sched_process_exit"),
-            (names::PROG_BPF_SYSCALL, "syscalls", "sys_enter_bpf"),
+            // --bench-floor: the empty program, for the tracepoint's cost floor.
+            (if opts.floor { names::PROG_BPF_SYSCALL_FLOOR } else { names::PROG_BPF_SYSCALL }, "syscalls", "sys_enter_bpf"),
         ] {
-            if name == names::PROG_BPF_SYSCALL && !opts.bpf_maps {
+            if event == "sys_enter_bpf" && !opts.bpf_maps {
                 continue;
             }
             let prog: &mut TracePoint = me.program(name)?.try_into()?;
@@ -194,7 +224,61 @@ impl Probes {
                 .with_context(|| format!("attaching tracepoint {category}/{event} (is tracefs mounted at /sys/kernel/tracing?)"))?;
             me.tracepoints.push((name, link));
         }
+        if let Some(offsets) = offsets {
+            let offsets = offsets.join().unwrap_or_else(|_| Err("reading the kernel's BTF failed".into()));
+            let resolution = match offsets.and_then(|k| me.calibrate_bpf(k)) {
+                Ok(()) => crate::kernel::bpfmaps::Resolution::Kernel,
+                Err(why) => {
+                    log::warn!("bpf(2) map fds are named from /proc after the fact: {why}");
+                    crate::kernel::bpfmaps::Resolution::Userspace(why)
+                }
+            };
+            me.bpf_resolution = Some(resolution);
+        }
         Ok(me)
+    }
+
+    /// Proves the kernel-side fd → map chain on one of our own maps before
+    /// trusting it: a lookup on `CALIB` makes the tracepoint record what it
+    /// finds; the id must be `CALIB`'s, and the file's `f_op` it saw is
+    /// `bpf_map_fops`, the mark of a map fd from then on.
+    fn calibrate_bpf(&mut self, k: probe_common::bpfmap::KernelOffsets) -> Result<(), String> {
+        use probe_common::bpfmap::Calibration;
+        let before = self.global;
+        self.set_global(Global { kernel: k, bpf_calibrating: 1, ..before }).map_err(|e| e.to_string())?;
+        let found = (|| -> anyhow::Result<(u32, Calibration)> {
+            let map = self.ebpf.map(names::CALIB).context("CALIB map")?;
+            let want = match map {
+                aya::maps::Map::Array(d) => d.info()?.id(),
+                _ => bail!("CALIB is not an array"),
+            };
+            let arr: Array<&MapData, Calibration> = Array::try_from(map)?;
+            arr.get(&0, 0)?; // the calibrating lookup
+            Ok((want, arr.get(&0, 0)?))
+        })();
+        let result = match found {
+            Ok((want, c)) if c.done != 0 && c.map_id == want && c.f_op != 0 => {
+                let name = crate::kernel::bpfmaps::c_name(&c.name);
+                if name.as_deref() != Some(names::CALIB) {
+                    Err(format!("calibration read the map name {name:?}, expected {:?}", names::CALIB))
+                } else {
+                    Ok(c.f_op)
+                }
+            }
+            Ok((want, c)) if c.done != 0 => Err(format!("calibration read map id {}, expected {want}", c.map_id)),
+            Ok(_) => Err("the calibration call was not seen by the bpf(2) tracepoint".into()),
+            Err(e) => Err(format!("calibration failed: {e:#}")),
+        };
+        let g = match &result {
+            Ok(fops) => Global { kernel: k, bpf_map_fops: *fops, bpf_resolve: 1, bpf_calibrating: 0, ..before },
+            Err(_) => before,
+        };
+        self.set_global(g).map_err(|e| e.to_string())?;
+        result.map(|_| ())
+    }
+
+    pub fn hot_keys_enabled(&self) -> bool {
+        self.global.bpf_hot_keys != 0
     }
 
     fn program(&mut self, name: &str) -> anyhow::Result<&mut aya::programs::Program> {

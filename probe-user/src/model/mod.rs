@@ -68,7 +68,11 @@ pub struct Model {
     pub processes: BTreeMap<u32, ProcessInfo>,
     pub overlaps: Vec<OverlapEvent>,
     pub bpf: Vec<BpfRow>,
-    prev_bpf: HashMap<(u32, u32, u32), u64>,
+    prev_bpf: HashMap<(u32, u32, u32, u32), u64>,
+    /// `--bpf-hot-keys`: per map, its hottest keys.
+    pub bpf_hot_keys: Vec<BpfHotKeys>,
+    /// How bpf(2) map fds were named (`kernel` or `userspace`, and why).
+    pub bpf_resolution: Option<(String, Option<String>)>,
     /// Summed `probe_common::lost` counters.
     pub lost: [u64; lost::COUNT as usize],
     /// Events the collector could not decode or resolve.
@@ -643,7 +647,7 @@ impl Model {
         }
 
         for row in &mut self.bpf {
-            let key = (row.pid, row.tid, row.fd);
+            let key = (row.pid, row.tid, row.fd, row.map_id.unwrap_or(0));
             let now = row.updates + row.deletes;
             let before = self.prev_bpf.insert(key, now).unwrap_or(now);
             row.rate = if secs > 0.0 { now.saturating_sub(before) as f64 / secs } else { 0.0 };

@@ -125,7 +125,19 @@ pub struct BpfRow {
     pub deletes: u64,
     pub update_calls: u64,
     pub delete_calls: u64,
+    /// bpf(2) lookups (`--reads`): elements and calls.
+    pub lookups: u64,
+    pub lookup_calls: u64,
     pub rate: f64,
+}
+
+/// One kernel BPF map's hottest written keys (`--bpf-hot-keys`), by the
+/// FNV-1a hash of each key's first 64 bytes.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct BpfHotKeys {
+    pub map_id: u32,
+    /// (hash, writes), hottest first.
+    pub keys: Vec<(u64, u64)>,
 }
 
 /// Ring-buffer events received, by kind: with the kernel's `ringbuf_full`

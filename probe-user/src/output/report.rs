@@ -38,6 +38,9 @@ pub struct Report {
     pub warnings: Vec<String>,
     pub processes: Vec<ProcessReport>,
     pub bpf_maps: Vec<BpfMapReport>,
+    /// `--bpf-hot-keys`: per kernel BPF map, its hottest written keys.
+    #[serde(default)]
+    pub bpf_hot_keys: Vec<BpfHotKeysReport>,
     pub findings: Vec<FindingReport>,
     /// Mutations over time (`record` only; bounded: see `timeline.rs`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -106,6 +109,9 @@ pub struct Diagnostics {
     pub folded_map_rows: u64,
     #[serde(default)]
     pub folded_goroutine_rows: u64,
+    /// None when bpf(2) was not audited.
+    #[serde(default)]
+    pub bpf_map_resolution: Option<BpfResolutionReport>,
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq)]
@@ -351,6 +357,40 @@ pub struct BpfMapReport {
     pub update_calls: u64,
     #[serde(default)]
     pub delete_calls: u64,
+    /// Elements looked up (`--reads`): lookup, lookup batch.
+    #[serde(default)]
+    pub lookups: u64,
+    #[serde(default)]
+    pub lookup_calls: u64,
+}
+
+/// A kernel BPF map's hottest written keys (`--bpf-hot-keys`).
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct BpfHotKeysReport {
+    pub map_id: u32,
+    pub map_name: Option<String>,
+    /// Hottest first (at most 10).
+    pub keys: Vec<HotKeyReport>,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct HotKeyReport {
+    /// FNV-1a (64 bits) of the key's first 64 bytes, `0x`-hex. Equal hashes:
+    /// the same key (collisions are vanishingly rare); the key itself
+    /// cannot be recovered from it, only confirmed by hashing a suspect.
+    pub hash: String,
+    pub writes: u64,
+}
+
+/// How bpf(2) map fds were named.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct BpfResolutionReport {
+    /// `kernel`: at each call, from the kernel's BTF; `userspace`: from
+    /// /proc after the fact (fds closed by then stay unresolved).
+    pub path: String,
+    /// Why the kernel path was not used.
+    #[serde(default)]
+    pub why: Option<String>,
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
@@ -642,6 +682,8 @@ pub fn build(model: &Model, started_at: &str, duration_s: f64) -> Report {
             slowest_drain: Drain::of(model.slowest_drain),
             folded_map_rows: model.folded.map_rows,
             folded_goroutine_rows: model.folded.goroutine_rows,
+            bpf_map_resolution: (model.bpf_resolution.as_ref())
+                .map(|(path, why)| BpfResolutionReport { path: path.clone(), why: why.clone() }),
             counter_keys: model.counts().len() as u64,
             events_received: [
                 ("new_tuple", model.events.new_tuple),
@@ -669,6 +711,15 @@ pub fn build(model: &Model, started_at: &str, duration_s: f64) -> Report {
                 deletes: b.deletes,
                 update_calls: b.update_calls,
                 delete_calls: b.delete_calls,
+                lookups: b.lookups,
+                lookup_calls: b.lookup_calls,
+            })
+            .collect(),
+        bpf_hot_keys: (model.bpf_hot_keys.iter())
+            .map(|h| BpfHotKeysReport {
+                map_id: h.map_id,
+                map_name: model.bpf.iter().find(|b| b.map_id == Some(h.map_id)).and_then(|b| b.map_name.clone()),
+                keys: h.keys.iter().map(|&(hash, writes)| HotKeyReport { hash: format!("{hash:#018x}"), writes }).collect(),
             })
             .collect(),
         findings,

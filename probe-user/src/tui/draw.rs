@@ -468,8 +468,10 @@ pub fn detail_lines(app: &App, model: &Model, row: &RowData) -> Vec<Line<'static
                 N,
             ));
         }
-        RowId::Bpf { pid, tid, fd } => {
-            let Some(b) = model.bpf.iter().find(|b| b.pid == pid && b.tid == tid && b.fd == fd) else { return out };
+        RowId::Bpf { pid, tid, fd, map } => {
+            let Some(b) = model.bpf.iter().find(|b| b.pid == pid && b.tid == tid && b.fd == fd && b.map_id == map) else {
+                return out;
+            };
             let name = b.map_name.clone().unwrap_or_else(|| "?".into());
             out.push(Line::from(Span::styled(format!("bpf map {name}"), bold())));
             out.push(kv("map id", b.map_id.map(|i| i.to_string()).unwrap_or_else(|| "unresolved".into())));
@@ -477,7 +479,17 @@ pub fn detail_lines(app: &App, model: &Model, row: &RowData) -> Vec<Line<'static
             out.push(kv("writer", format!("pid {pid} tid {tid} ({}), fd {fd}", b.comm)));
             out.push(kv("updates", format!("{} elements in {} calls", b.updates, b.update_calls)));
             out.push(kv("deletes", format!("{} elements in {} calls", b.deletes, b.delete_calls)));
+            if b.lookup_calls > 0 {
+                out.push(kv("lookups", format!("{} elements in {} calls", b.lookups, b.lookup_calls)));
+            }
             out.extend(rate_lines(app, row));
+            // --bpf-hot-keys: the map's hottest keys, by every writer.
+            if let Some(hk) = model.bpf_hot_keys.iter().find(|h| Some(h.map_id) == b.map_id) {
+                out.push(section("hottest keys (FNV-1a of the key bytes; writes by anyone)"));
+                for (hash, n) in hk.keys.iter().take(N) {
+                    out.push(Line::from(format!("  {hash:#018x}  {n}")));
+                }
+            }
         }
         RowId::Finding { kind, pid, map } => {
             let Some(f) = a.findings.iter().find(|f| f.kind == kind && f.pid == pid && f.map == map) else { return out };
@@ -571,6 +583,11 @@ fn draw_help(frame: &mut Frame, area: Rect, app: &App, model: &Model) {
         k("p Space", "pause the view (the kernel keeps counting)"),
         k("+ / -", &format!("refresh less / more often (now {})", fmt_interval(app.interval))),
         k("q Esc Ctrl-C", "quit (Esc first closes help, detail, filter)"),
+        Line::raw(""),
+        Line::from(Span::styled(
+            " BPF maps: writes through the bpf(2) syscall only; writes by BPF programs and through mmap'ed arrays are not seen",
+            dim(),
+        )),
         Line::raw(""),
     ];
     let c = &app.cost;
@@ -816,6 +833,12 @@ mod tests {
         app.detail = false;
         let s = screen(&render(&app, &m, 80, 24));
         assert!(s.contains("cilium_ct4") && s.contains("MAP ID"), "{s}");
+        app.detail = true;
+        let s = screen(&render(&app, &m, 120, 40));
+        for want in ["lookups", "40 elements in 4 calls", "hottest keys", "0x0000000000abcdef  9", "0x0000000000000012  3"] {
+            assert!(s.contains(want), "{want}: {s}");
+        }
+        app.detail = false;
         app.apply(Action::Tab(Tab::Findings), &m);
         let s = screen(&render(&app, &m, 80, 24));
         assert!(s.contains("OVERLAP") && s.contains("SHARED") && s.contains("10, 9"), "{s}");

@@ -81,7 +81,8 @@ pub enum RowId {
     Thread { pid: u32, tid: u32 },
     Map { pid: u32, map: MapId },
     Site { pid: u32, pc: u64 },
-    Bpf { pid: u32, tid: u32, fd: u32 },
+    /// `map`: the map id named in the kernel (an fd reused for another map is another row).
+    Bpf { pid: u32, tid: u32, fd: u32, map: Option<u32> },
     Finding { kind: FindingKind, pid: u32, map: MapId },
 }
 
@@ -236,7 +237,7 @@ impl App {
             .chain(a.threads.iter().map(|t| (RowId::Thread { pid: t.pid, tid: t.tid }, t.rate)))
             .chain(a.maps.iter().map(|m| (RowId::Map { pid: m.pid, map: m.map }, m.rate)))
             .chain(a.sites.iter().map(|s| (RowId::Site { pid: s.pid, pc: s.pc }, s.rate)))
-            .chain(model.bpf.iter().map(|b| (RowId::Bpf { pid: b.pid, tid: b.tid, fd: b.fd }, b.rate)));
+            .chain(model.bpf.iter().map(|b| (RowId::Bpf { pid: b.pid, tid: b.tid, fd: b.fd, map: b.map_id }, b.rate)));
         let tick = self.ticks;
         for (id, rate) in rates {
             let rate = rate.round() as u64;
@@ -410,8 +411,11 @@ pub(crate) mod testutil {
             deletes: 2,
             update_calls: 10,
             delete_calls: 2,
+            lookups: 40,
+            lookup_calls: 4,
             rate: 0.0,
         }]);
+        m.bpf_hot_keys = vec![crate::model::BpfHotKeys { map_id: 31, keys: vec![(0xabcdef, 9), (0x12, 3)] }];
         m.tick(Duration::from_secs(1));
         m.set_counts(counts().into_iter().map(|(k, _, b)| (k, b)));
         m.bpf[0].updates = 60;

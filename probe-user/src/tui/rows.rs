@@ -260,7 +260,7 @@ fn item_id(tab: Tab, model: &Model, i: usize) -> RowId {
         }
         Tab::Bpf => {
             let b = &model.bpf[i];
-            RowId::Bpf { pid: b.pid, tid: b.tid, fd: b.fd }
+            RowId::Bpf { pid: b.pid, tid: b.tid, fd: b.fd, map: b.map_id }
         }
         Tab::Findings => {
             let f = &a.findings[i];

@@ -9,6 +9,7 @@
 #[macro_use]
 mod support;
 
+mod bpfkernel;
 mod bpfmaps;
 mod budget;
 mod churn;

@@ -22,12 +22,15 @@
 //!    configurations, bpftrace on `runtime.mapaccess1_faststr`.
 //! 6. to 9. Real programs at real scale (`real`): a net/http churn server
 //!    against `-race`, a cold-cache `go build`, fixed costs, drains.
+//! 10. The bpf(2) tracepoint per call (`bpf`): unprobed, an empty program
+//!    at `sys_enter_bpf`, mapaudit, mapaudit `--bpf-hot-keys`.
 //!
 //! One file per row (`probe`: rows 1 and 4, `drain`: 2, `model`: 3,
-//! `budget`: 5, `real`: 6–9); `exec` runs the commands, `table` and
+//! `budget`: 5, `real`: 6–9, `bpf`: 10); `exec` runs the commands, `table` and
 //! `markdown` render. Counts come from JSON (mapaudit's report, the
 //! fixtures' and helper's output lines) read with serde_json.
 
+mod bpf;
 mod budget;
 mod drain;
 mod exec;
@@ -42,6 +45,7 @@ use std::path::PathBuf;
 use anyhow::{Context as _, bail};
 
 use crate::{is_root, root};
+use bpf::*;
 use budget::*;
 use drain::*;
 use exec::*;
@@ -96,6 +100,9 @@ pub struct BenchArgs {
     /// Rounds of the cold-cache `go build` (row 7; ~30 s unprobed here).
     #[arg(long, default_value_t = 1)]
     build_rounds: u32,
+    /// Interleaved rounds of the bpf(2) tracepoint row (10); 0 skips it.
+    #[arg(long, default_value_t = 5)]
+    bpf_rounds: usize,
     /// Only rows 6–9 (real programs): a quick check of a change to the
     /// session or the collector; printed, BENCHMARKS.md untouched.
     #[arg(long)]
@@ -150,9 +157,10 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     ];
     let drain = drain_ladder(&bins, args)?;
     let model = model_cost(&bins, args)?;
+    let bpf = if args.bpf_rounds == 0 { None } else { Some(bpf_cost(&bins, args.bpf_rounds)?) };
     let real = if args.real_rounds == 0 { Vec::new() } else { real::rows(&bins.mapaudit, args.real_rounds, args.build_rounds.max(1))? };
     let res =
-        Results { probe, body, reads, budget, drain, model, real, goroutines: args.goroutines, writes_per_goroutine: args.writes };
+        Results { probe, body, reads, budget, drain, model, real, bpf, goroutines: args.goroutines, writes_per_goroutine: args.writes };
 
     let mut machine = machine;
     machine.load_after = loadavg();
@@ -205,6 +213,8 @@ struct Results {
     model: ModelCost,
     /// Rows 6–9.
     real: Vec<real::Row>,
+    /// Row 10.
+    bpf: Option<BpfCost>,
     goroutines: u64,
     writes_per_goroutine: u64,
 }
@@ -338,6 +348,9 @@ fn render_table(r: &Results) -> Table {
 
     // 6–9. Real programs.
     real_rows(&mut t, &r.real);
+    if let Some(b) = &r.bpf {
+        bpf_rows(&mut t, b);
+    }
     t
 }
 
@@ -414,6 +427,7 @@ mod tests {
             probe,
             reads,
             budget,
+            bpf: Some(BpfCost { runs: [vec![2e8; 3], vec![2.1e8; 3], vec![2.3e8; 3], vec![2.4e8; 3]], calls: 200_000 }),
             real: vec![real::Row {
                 measurement: "6 mapaudit's extra time / the race detector's".into(),
                 median: "0.90 s / 1.70 s".into(),
@@ -483,6 +497,17 @@ mod tests {
         assert!((r.probe.ratio(Config::Mapaudit, Config::Floor).unwrap() - 2000.0 / 1060.0).abs() < 1e-9);
         assert!(r.drain.target_met());
         assert!(r.drain.loss_starts().is_none());
+    }
+
+    #[test]
+    fn bpf_row_arithmetic() {
+        let r = fake_results();
+        let b = r.bpf.as_ref().unwrap();
+        // (2.1e8 - 2e8) / 200,000 calls = 50 ns; (2.3e8 - 2.1e8) / 200,000 = 100 ns.
+        assert_eq!(b.per_call(BpfConfig::Floor, BpfConfig::Unprobed), Some(50.0));
+        assert_eq!(b.per_call(BpfConfig::Mapaudit, BpfConfig::Floor), Some(100.0));
+        let md = render_table(&r).markdown();
+        assert!(md.contains("| 10 | bpf(2) updates (200,000 calls): mapaudit |"), "{md}");
     }
 
     #[test]

@@ -219,7 +219,7 @@ impl Session {
         self.collector.events.as_raw_fd()
     }
 
-    /// Readiness of the event ring buffer for a `select!` loop: woken only
+    /// Readiness of the event ring buffer for the session driver: woken only
     /// by exec events and when the buffer is half full.
     pub fn events_ready(&self) -> anyhow::Result<tokio::io::unix::AsyncFd<std::os::fd::RawFd>> {
         // SAFETY: the ring buffer's fd stays open for the whole session,

@@ -99,7 +99,13 @@ fn git_commit(root: &Path) -> String {
             .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
             .filter(|s| !s.is_empty())
     };
-    let Some(commit) = git(&["rev-parse", "--short=12", "HEAD"]) else {
+    // A source tarball unpacked inside some other git checkout must not
+    // report that checkout's commit: the work tree has to be this workspace.
+    let ours = git(&["rev-parse", "--show-toplevel"])
+        .and_then(|top| std::fs::canonicalize(top).ok())
+        .is_some_and(|top| std::fs::canonicalize(root).is_ok_and(|r| r == top));
+    let commit = git(&["rev-parse", "--short=12", "HEAD"]);
+    let (true, Some(commit)) = (ours, commit) else {
         return "unknown".into();
     };
     // Rebuild when HEAD moves: HEAD itself (checkout) and the branch it

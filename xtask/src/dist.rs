@@ -28,8 +28,8 @@ const TARGET: &str = "x86_64-unknown-linux-musl";
 const PACKAGE: &str = "mapaudit";
 /// The root end-to-end test both binaries must pass: `record -- sh -c
 /// 'fixture; true'`, the report's counts equal to the fixture's own.
-const E2E_FILE: &str = "e2e_core";
-const E2E_TEST: &str = "exact_counts_through_a_shell";
+const E2E_FILE: &str = "e2e";
+const E2E_TEST: &str = "core::exact_counts_through_a_shell";
 
 /// What `cargo metadata` says about the workspace and the package.
 struct Meta {
@@ -345,9 +345,9 @@ fn check_installed(meta: &Meta) -> anyhow::Result<()> {
 }
 
 /// Runs the exact-count root end-to-end test against `bin`, and proves it ran
-/// (the test records its name in target/root-tests-ran.txt when it runs as root).
+/// (the test records `module::name` in target/e2e-tests-ran.txt when it runs).
 fn e2e(bin: &Path) -> anyhow::Result<()> {
-    let marker = root().join("target/root-tests-ran.txt");
+    let marker = root().join("target/e2e-tests-ran.txt");
     let count = || std::fs::read_to_string(&marker).unwrap_or_default().lines().filter(|l| l.trim() == E2E_TEST).count();
     let before = count();
     let mut c = cargo();
@@ -356,7 +356,7 @@ fn e2e(bin: &Path) -> anyhow::Result<()> {
         .env("MAPAUDIT_BIN", bin)
         .args(["test", "--workspace", "--exclude", "probe-ebpf", "--test", E2E_FILE, "--", "--exact", E2E_TEST, "--test-threads=1"]);
     status(c)?;
-    ensure!(count() == before + 1, "{E2E_FILE}::{E2E_TEST} did not run against {}", bin.display());
+    ensure!(count() == before + 1, "{E2E_FILE} {E2E_TEST} did not run against {}", bin.display());
     Ok(())
 }
 

@@ -73,7 +73,7 @@ fn find_member(btf: &Btf, s: &btf_rs::Struct, member: &str, base_bits: u64, dept
         let bits = base_bits + u64::from(m.bit_offset());
         let name = btf.resolve_name(m).unwrap_or_default();
         if name == member {
-            return (bits % 8 == 0).then_some(bits / 8);
+            return bits.is_multiple_of(8).then_some(bits / 8);
         }
         if name.is_empty()
             && let Ok(Type::Struct(inner) | Type::Union(inner)) = btf.resolve_chained_type(m)

@@ -23,7 +23,7 @@
 //! 6. to 9. Real programs at real scale (`real`): a net/http churn server
 //!    against `-race`, a cold-cache `go build`, fixed costs, drains.
 //! 10. The bpf(2) tracepoint per call (`bpf`): unprobed, an empty program
-//!    at `sys_enter_bpf`, mapaudit, mapaudit `--bpf-hot-keys`.
+//!     at `sys_enter_bpf`, mapaudit, mapaudit `--bpf-hot-keys`.
 //!
 //! One file per row (`probe`: rows 1 and 4, `drain`: 2, `model`: 3,
 //! `budget`: 5, `real`: 6–9, `bpf`: 10); `exec` runs the commands, `table` and

@@ -31,11 +31,16 @@ pub const INST_SEQ: &str = "INST_SEQ";
 pub const MAP_STATE: &str = "MAP_STATE";
 pub const MAP_STATE_DEFAULT_ENTRIES: u32 = 65_536;
 
-/// Per-CPU array of `uprobe::LastEntry`, slot `tid % LAST_ENTRY_SLOTS`: the
-/// write a thread entered last on this CPU (writes to shared maps only).
-/// An array slot costs a fraction of a hash update on the hot path.
+/// Array of `uprobe::LastEntry`, slot `tid % LAST_ENTRY_SLOTS`: the write a
+/// thread entered last (writes to shared maps only). An array slot costs a
+/// fraction of a hash update on the hot path. Not per-CPU: the thread may
+/// run on another CPU when Go's `fatal` follows (returning from the uprobe
+/// trap is a preemption point, and under load the scheduler moves it), and
+/// the `fatal` probe must still find the entry. Threads whose tids collide
+/// overwrite each other's slot; the probe checks tid and goid, so a
+/// collision can only lose an incident, never misname one.
 pub const LAST_ENTRY: &str = "LAST_ENTRY";
-pub const LAST_ENTRY_SLOTS: u32 = 64;
+pub const LAST_ENTRY_SLOTS: u32 = 4096;
 
 /// Array of `uprobe::NestEntry`, slot `tid % NEST_SLOTS`: the wrapper
 /// routine a thread entered last (see `uprobe::Cookie::nest`). Shared by

@@ -275,7 +275,12 @@ impl MapState {
 pub struct LastEntry {
     pub key: WriteKey,
     pub maptype: u64,
+    /// To 64 bytes: one cache line per slot, so that threads on different
+    /// CPUs never share the line they write.
+    pub _pad: [u64; 2],
 }
+
+const _: () = assert!(core::mem::size_of::<LastEntry>() == 64, "one cache line per LAST_ENTRY slot");
 
 crate::user_pod!(WriteKey, WriteValue, MapKey, Writer, MapState, LastEntry, NestEntry);
 

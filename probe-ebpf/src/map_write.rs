@@ -103,9 +103,9 @@ fn try_map_write(call: &GoCall, cookie: &Cookie) -> Result<(), ()> {
         }
         // Remember this entry for the `fatal` probe.
         if let Some(p) = LAST_ENTRY.get_ptr_mut(tid % LAST_ENTRY_SLOTS) {
-            // SAFETY: this CPU's slot for this thread; the `fatal` probe runs
-            // on the same CPU moments later (it checks the tid and goid).
-            unsafe { *p = LastEntry { key, maptype } };
+            // SAFETY: this thread's slot (shared only with colliding tids;
+            // the `fatal` probe checks the tid and goid it reads back).
+            unsafe { *p = LastEntry { key, maptype, _pad: [0; 2] } };
         }
     }
     count(&key, maptype, call, cookie);

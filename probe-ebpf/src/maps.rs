@@ -36,7 +36,7 @@ pub static MAP_STATE: LruHashMap<MapKey, MapState> =
     LruHashMap::with_max_entries(names::MAP_STATE_DEFAULT_ENTRIES, 0);
 
 #[map(name = "LAST_ENTRY")]
-pub static LAST_ENTRY: PerCpuArray<LastEntry> = PerCpuArray::with_max_entries(names::LAST_ENTRY_SLOTS, 0);
+pub static LAST_ENTRY: Array<LastEntry> = Array::with_max_entries(names::LAST_ENTRY_SLOTS, 0);
 
 #[map(name = "NEST")]
 pub static NEST: Array<NestEntry> = Array::with_max_entries(names::NEST_SLOTS, 0);

@@ -101,12 +101,16 @@ fn try_map_write(call: &GoCall, cookie: &Cookie) -> Result<(), ()> {
         {
             report_overlap(&key, maptype, &mkey, gopc(call, cookie), OVERLAP_AT_ENTRY);
         }
-        // Remember this entry for the `fatal` probe.
-        if let Some(p) = LAST_ENTRY.get_ptr_mut(tid % LAST_ENTRY_SLOTS) {
-            // SAFETY: this thread's slot (shared only with colliding tids;
-            // the `fatal` probe checks the tid and goid it reads back).
-            unsafe { *p = LastEntry { key, maptype, _pad: [0; 2] } };
-        }
+    }
+    // Remember every entry for the `fatal` probe, not only those that looked
+    // contended: the racing write of a crash can enter while the map's state
+    // still shows one writer (its rival's entry not yet recorded), and Go's
+    // own check then names a write that was never remembered (seen about 1
+    // crash in 6 under load). One cache-line store.
+    if let Some(p) = LAST_ENTRY.get_ptr_mut(tid % LAST_ENTRY_SLOTS) {
+        // SAFETY: this thread's slot (shared only with colliding tids; the
+        // `fatal` probe checks the tid and goid it reads back).
+        unsafe { *p = LastEntry { key, maptype, _pad: [0; 2] } };
     }
     count(&key, maptype, call, cookie);
     Ok(())

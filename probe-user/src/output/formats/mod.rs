@@ -17,7 +17,7 @@ use crate::config::{Gate, Share};
 use crate::host::identity::Identity;
 use crate::model::FindingKind;
 use crate::output::gate::{self, Condition};
-use crate::output::report::{FindingReport, Output, Report};
+use crate::output::report::{FindingReport, Output, ProcessReport, Report};
 
 /// The `--format`/`--output` pairs of one command, each destination checked
 /// before anything is recorded (as `--json` is).
@@ -164,67 +164,57 @@ impl<'a> View<'a> {
         Some(Site { function: function.into(), file: file.into(), line: line.parse().ok()? })
     }
 
-    pub fn top_goroutines(&self) -> Vec<Top> {
+    /// The `TOP` busiest rows of every process: `rows` gives a process's
+    /// rows as (label, writes, deletes, clears).
+    fn top<'s, I>(&'s self, rows: impl Fn(&'s ProcessReport) -> I) -> Vec<Top>
+    where
+        I: Iterator<Item = (String, u64, u64, u64)> + 's,
+    {
         let mut v: Vec<Top> = (self.report.processes.iter())
             .flat_map(|p| {
-                p.goroutines.iter().map(move |g| Top {
-                    label: format!("goroutine {} · {}", g.goid, g.created_by.as_deref().unwrap_or("creator unknown")),
-                    pid: p.pid,
-                    ops: g.writes.saturating_add(g.deletes).saturating_add(g.clears),
-                })
+                rows(p).map(move |(label, w, d, c)| Top { label, pid: p.pid, ops: w.saturating_add(d).saturating_add(c) })
             })
             .collect();
         sort_top(&mut v);
         v
+    }
+
+    pub fn top_goroutines(&self) -> Vec<Top> {
+        self.top(|p| {
+            p.goroutines.iter().map(|g| {
+                let label = format!("goroutine {} · {}", g.goid, g.created_by.as_deref().unwrap_or("creator unknown"));
+                (label, g.writes, g.deletes, g.clears)
+            })
+        })
     }
 
     pub fn top_threads(&self) -> Vec<Top> {
-        let mut v: Vec<Top> = (self.report.processes.iter())
-            .flat_map(|p| {
-                p.threads.iter().map(move |t| Top {
-                    label: format!("thread {} ({})", t.tid, t.comm),
-                    pid: p.pid,
-                    ops: t.writes.saturating_add(t.deletes).saturating_add(t.clears),
-                })
-            })
-            .collect();
-        sort_top(&mut v);
-        v
+        self.top(|p| p.threads.iter().map(|t| (format!("thread {} ({})", t.tid, t.comm), t.writes, t.deletes, t.clears)))
     }
 
     pub fn top_maps(&self) -> Vec<Top> {
-        let mut v: Vec<Top> = (self.report.processes.iter())
-            .flat_map(|p| {
-                p.maps.iter().map(move |m| Top {
-                    label: format!("{} {}", m.type_name.as_deref().unwrap_or("map (type unknown)"), m.addr),
-                    pid: p.pid,
-                    ops: m.writes.saturating_add(m.deletes).saturating_add(m.clears),
-                })
+        self.top(|p| {
+            p.maps.iter().map(|m| {
+                let label = format!("{} {}", m.type_name.as_deref().unwrap_or("map (type unknown)"), m.addr);
+                (label, m.writes, m.deletes, m.clears)
             })
-            .collect();
-        sort_top(&mut v);
-        v
+        })
     }
 
     /// Map kinds (type + creating site) with their instance counts.
     pub fn top_map_classes(&self) -> Vec<Top> {
-        let mut v: Vec<Top> = (self.report.processes.iter())
-            .flat_map(|p| {
-                p.map_classes.iter().map(move |c| Top {
-                    label: format!(
-                        "{} at {} ({} instance{})",
-                        c.type_name.as_deref().unwrap_or("map (type unknown)"),
-                        c.site.as_deref().unwrap_or("site unknown"),
-                        c.instances,
-                        if c.instances == 1 { "" } else { "s" }
-                    ),
-                    pid: p.pid,
-                    ops: c.writes.saturating_add(c.deletes).saturating_add(c.clears),
-                })
+        self.top(|p| {
+            p.map_classes.iter().map(|c| {
+                let label = format!(
+                    "{} at {} ({} instance{})",
+                    c.type_name.as_deref().unwrap_or("map (type unknown)"),
+                    c.site.as_deref().unwrap_or("site unknown"),
+                    c.instances,
+                    if c.instances == 1 { "" } else { "s" }
+                );
+                (label, c.writes, c.deletes, c.clears)
             })
-            .collect();
-        sort_top(&mut v);
-        v
+        })
     }
 
     /// Write sites over every map of a process.

@@ -120,6 +120,16 @@ pub struct ProbeArgs {
     /// sudo: the invoking user; as plain root: root).
     #[arg(long, value_name = "NAME")]
     pub user: Option<String>,
+    /// With `-- CMD`: how long a program CMD execs may stand stopped while
+    /// mapaudit attaches its probes. Past it, the program is resumed
+    /// unaudited from its start, and the report says so (a warning and
+    /// `diagnostics.exec_stops.watchdog_resumes`). Whatever happens to
+    /// mapaudit, even SIGKILL, no program is left stopped.
+    #[arg(long, default_value = "1s", value_parser = parse_duration, value_name = "DURATION")]
+    pub exec_stop_timeout: Duration,
+    /// Testing only: stall every attach at exec this long (the exec watchdog's test).
+    #[arg(long, hide = true, value_parser = parse_duration)]
+    pub debug_exec_stall: Option<Duration>,
     /// Benchmark only: attach an empty program at the same points (the cost floor).
     #[arg(long, hide = true)]
     pub bench_floor: bool,
@@ -170,6 +180,8 @@ impl TopArgs {
                     debug_drain_at_exit: false,
                     debug_map_state_entries: probe_common::maps::MAP_STATE_DEFAULT_ENTRIES,
                     debug_bpf_writes_entries: probe_common::maps::BPF_WRITES_DEFAULT_ENTRIES,
+                    exec_stop_timeout: Duration::from_secs(1),
+                    debug_exec_stall: None,
                 },
                 interval: Duration::from_secs(1),
             },

@@ -5,6 +5,7 @@
 //!
 //!   mapaudit-bench drain RATE SECONDS     (needs root)
 //!   mapaudit-bench model GOROUTINES MAPS  (also times one TUI frame)
+//!   mapaudit-bench churn SECONDS RATE     (model memory under map churn)
 
 use std::time::{Duration, Instant};
 
@@ -21,7 +22,8 @@ fn main() {
     let result = match args.get(1).map(String::as_str) {
         Some("drain") => drain(num(2, 2_000_000), num(3, 3)),
         Some("model") => model(num(2, 100_000) as usize, num(3, 10_000) as usize),
-        _ => Err(anyhow::anyhow!("usage: mapaudit-bench drain RATE SECONDS | model GOROUTINES MAPS")),
+        Some("churn") => churn(num(2, 600), num(3, 50_000)),
+        _ => Err(anyhow::anyhow!("usage: mapaudit-bench drain RATE SECONDS | model GOROUTINES MAPS | churn SECONDS RATE")),
     };
     match result {
         Ok(v) => println!("{v}"),
@@ -174,6 +176,78 @@ fn model(goroutines: usize, maps: usize) -> anyhow::Result<serde_json::Value> {
         "rss_mib": (rss_kib().saturating_sub(rss0)) as f64 / 1024.0,
         // The kernel counter's default capacity: what bounds `keys`.
         "max_entries_default": probe_common::maps::WRITES_DEFAULT_ENTRIES,
+    }))
+}
+
+/// The model under churn, as `record` drives it, in simulated time: every
+/// 100 ms drain (`session::DRAIN_EVERY`) brings `rate / 10` new map
+/// instances, each written 3 times by a new goroutine of its own at one of
+/// 16 sites (a server's per-request maps), plus one long-lived cache every
+/// goroutine writes; idle rows are folded into their classes on the
+/// session's own schedule (`FOLD_EVERY`, `FOLD_IDLE_DRAINS`,
+/// `FOLD_MIN_ROWS`). Reports the process's RSS and the live rows once per
+/// simulated minute: bounded means it stops growing.
+fn churn(seconds: u64, rate: u64) -> anyhow::Result<serde_json::Value> {
+    use mapaudit::session::{DRAIN_EVERY, FOLD_EVERY, FOLD_IDLE_DRAINS, FOLD_MIN_ROWS};
+    let rss0 = rss_kib();
+    let mut m = Model::new();
+    let per_drain = (rate as f64 * DRAIN_EVERY.as_secs_f64()).round() as u64;
+    let drains = seconds * 1000 / DRAIN_EVERY.as_millis() as u64;
+    let per_minute = 60_000 / DRAIN_EVERY.as_millis() as u64;
+    let mut samples = Vec::new();
+    let mut peak_rows = 0usize;
+    let t = Instant::now();
+    let mut n: u64 = 0;
+    for d in 0..drains {
+        let keys: Vec<(WriteKey, u64)> = (0..per_drain)
+            .flat_map(|_| {
+                n += 1;
+                let goid = n;
+                let w = |map: u64, inst: u32, pc: u64, count: u64| {
+                    (
+                        WriteKey {
+                            pid: 1000,
+                            tid: 2000 + (goid % 8) as u32,
+                            goid,
+                            // Addresses reused round-robin, as the allocator does.
+                            map,
+                            pc,
+                            routine: routine::MAPASSIGN_FASTSTR,
+                            _pad: [0; 3],
+                            inst,
+                        },
+                        count,
+                    )
+                };
+                [w(0xc000_0000 + (n % 4096) * 0x30, n as u32, 0x40_0000 + (n % 16) * 0x10, 3), w(0xc100_0000, 1, 0x40_1000, 1)]
+            })
+            .collect();
+        m.add_counts(keys);
+        if m.epoch().is_multiple_of(FOLD_EVERY) {
+            m.fold_idle(FOLD_IDLE_DRAINS, FOLD_MIN_ROWS);
+        }
+        peak_rows = peak_rows.max(m.agg.maps.len() + m.agg.goroutines.len());
+        if (d + 1) % per_minute == 0 {
+            samples.push(serde_json::json!({
+                "minute": (d + 1) / per_minute,
+                "rss_mib": rss_kib().saturating_sub(rss0) as f64 / 1024.0,
+                "map_rows": m.agg.maps.len(),
+                "goroutine_rows": m.agg.goroutines.len(),
+                "folded_map_rows": m.folded.map_rows,
+            }));
+        }
+    }
+    let rep = mapaudit::output::report::build(&m, "t", seconds as f64);
+    let classes: u64 = rep.processes.iter().map(|p| p.map_classes.iter().map(|c| c.instances).sum::<u64>()).sum();
+    Ok(serde_json::json!({
+        "seconds": seconds,
+        "rate": rate,
+        "instances": n + 1,
+        "instances_in_classes": classes,
+        "peak_rows": peak_rows,
+        "cpu_s": t.elapsed().as_secs_f64(),
+        "samples": samples,
+        "rss_mib": rss_kib().saturating_sub(rss0) as f64 / 1024.0,
     }))
 }
 

@@ -34,10 +34,46 @@ pub fn continue_if_same(pid: u32, not_started_after_ktime_ns: u64) -> io::Result
 
 /// `continue_if_same` for any signal.
 pub fn signal_if_same(pid: u32, not_started_after_ktime_ns: u64, sig: Signal) -> io::Result<bool> {
-    let Some(p) = i32::try_from(pid).ok().and_then(Pid::from_raw) else { return Ok(false) };
+    match pin_if_same(pid, not_started_after_ktime_ns)? {
+        Some(p) => p.signal(sig),
+        None => Ok(false),
+    }
+}
+
+/// One process, pinned: signals reach it or nothing.
+pub struct Pinned {
+    pid: Pid,
+    /// None only on kernels without pidfd_open (see `pin_if_same`).
+    fd: Option<std::os::fd::OwnedFd>,
+}
+
+impl Pinned {
+    pub fn pidfd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        use std::os::fd::AsFd as _;
+        self.fd.as_ref().map(|f| f.as_fd())
+    }
+
+    /// Ok(true) when signalled, Ok(false) when the process is gone.
+    pub fn signal(&self, sig: Signal) -> io::Result<bool> {
+        let sent = match &self.fd {
+            Some(fd) => rustix::process::pidfd_send_signal(fd, sig),
+            None => rustix::process::kill_process(self.pid, sig),
+        };
+        match sent {
+            Ok(()) => Ok(true),
+            Err(rustix::io::Errno::SRCH) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+/// Pins process `pid` if it is still the process that was there at
+/// `not_started_after_ktime_ns`; None when that process is gone.
+pub fn pin_if_same(pid: u32, not_started_after_ktime_ns: u64) -> io::Result<Option<Pinned>> {
+    let Some(p) = i32::try_from(pid).ok().and_then(Pid::from_raw) else { return Ok(None) };
     let pidfd = match rustix::process::pidfd_open(p, PidfdFlags::empty()) {
         Ok(fd) => Some(fd),
-        Err(rustix::io::Errno::SRCH) => return Ok(false),
+        Err(rustix::io::Errno::SRCH) => return Ok(None),
         // Kernels before 5.3 have no pidfd_open (mapaudit needs 5.8 for its
         // ring buffer, so this is for completeness): check, then kill(2).
         Err(rustix::io::Errno::NOSYS) => None,
@@ -47,22 +83,14 @@ pub fn signal_if_same(pid: u32, not_started_after_ktime_ns: u64, sig: Signal) ->
     // on since, this sees the newer process, which is refused below.
     let started = match start_boottime_ns(pid) {
         Ok(t) => t,
-        Err(e) if e.kind() == io::ErrorKind::NotFound || e.raw_os_error() == Some(libc::ESRCH) => return Ok(false),
+        Err(e) if e.kind() == io::ErrorKind::NotFound || e.raw_os_error() == Some(libc::ESRCH) => return Ok(None),
         Err(e) => return Err(e),
     };
     if started > monotonic_to_boottime_ns(not_started_after_ktime_ns) {
         log::debug!("pid {pid} started after the event it answers: another process now; not signalled");
-        return Ok(false);
+        return Ok(None);
     }
-    let sent = match &pidfd {
-        Some(fd) => rustix::process::pidfd_send_signal(fd, sig),
-        None => rustix::process::kill_process(p, sig),
-    };
-    match sent {
-        Ok(()) => Ok(true),
-        Err(rustix::io::Errno::SRCH) => Ok(false),
-        Err(e) => Err(e.into()),
-    }
+    Ok(Some(Pinned { pid: p, fd: pidfd }))
 }
 
 /// CLOCK_MONOTONIC ns, the clock of `bpf_ktime_get_ns`.

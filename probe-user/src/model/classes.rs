@@ -157,6 +157,72 @@ pub fn merge_goroutine_classes<'a>(
     live
 }
 
+/// What a row of the live view's Classes tab stands for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ClassKind {
+    /// Maps of one type, written most at one site.
+    Map,
+    /// Goroutines created at one site.
+    Goroutine,
+}
+
+/// One row of the Classes tab: a map class or a goroutine class of a live
+/// process, rows and folded rows together.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ClassRow {
+    pub pid: u32,
+    pub kind: ClassKind,
+    /// "TYPE at SITE" for maps, the creating site for goroutines.
+    pub name: String,
+    /// Map instances, or goroutines.
+    pub instances: u64,
+    pub ops: Ops,
+    /// Map classes: instances written by more than one goroutine.
+    pub shared_instances: u64,
+    /// Map classes: the busiest instance's mutations.
+    pub max_instance_ops: u64,
+    /// Mutations per second over the last tick.
+    pub rate: f64,
+}
+
+impl ClassRow {
+    /// Mutations per instance (per goroutine), rounded down.
+    pub fn per_instance(&self) -> u64 {
+        self.ops.total() / self.instances.max(1)
+    }
+}
+
+/// Classes as rows (rate 0: `Model::tick` sets it), busiest first.
+pub fn class_rows(maps: Vec<MapClass>, goroutines: Vec<GoroutineClass>) -> Vec<ClassRow> {
+    let map_rows = maps.into_iter().map(|c| ClassRow {
+        pid: c.pid,
+        kind: ClassKind::Map,
+        name: format!(
+            "{} at {}",
+            c.type_name.as_deref().unwrap_or("?"),
+            c.site.as_ref().map(Location::short).unwrap_or_else(|| "?".into())
+        ),
+        instances: c.instances,
+        ops: c.ops,
+        shared_instances: c.shared_instances,
+        max_instance_ops: c.max_instance_ops,
+        rate: 0.0,
+    });
+    let goroutine_rows = goroutines.into_iter().map(|c| ClassRow {
+        pid: c.pid,
+        kind: ClassKind::Goroutine,
+        name: c.created_by.as_ref().map(Location::short).unwrap_or_else(|| "?".into()),
+        instances: c.goroutines,
+        ops: c.ops,
+        shared_instances: 0,
+        max_instance_ops: 0,
+        rate: 0.0,
+    });
+    let mut out: Vec<ClassRow> = map_rows.chain(goroutine_rows).collect();
+    out.sort_by(|a, b| b.ops.total().cmp(&a.ops.total()).then(a.kind.cmp(&b.kind)).then(a.pid.cmp(&b.pid)).then(a.name.cmp(&b.name)));
+    out
+}
+
 /// Names sites from the model's live names.
 pub fn live_site_name(names: &Names) -> impl Fn(u32, u64) -> Option<Location> + '_ {
     move |pid, pc| names.sites.get(&(pid, pc)).cloned()
@@ -200,6 +266,39 @@ mod tests {
         assert_eq!((c[0].site_pc, c[0].max_instance_ops), (0x10, 5));
         assert_eq!(c[0].site.as_ref().map(|l| l.line), Some(0x10));
         assert_eq!((c[1].instances, c[1].ops.writes, c[1].shared_instances, c[1].site_pc), (1, 3, 1, 0x30));
+    }
+
+    #[test]
+    fn the_live_views_classes_have_instances_totals_and_rates() {
+        let mut m = Model::new();
+        m.add_counts([
+            (key(1, 0xa, 1, 0x10, routine::MAPASSIGN_FASTSTR), 4),
+            (key(2, 0xa, 2, 0x10, routine::MAPASSIGN_FASTSTR), 4),
+            (key(1, 0xc, 9, 0x30, routine::MAPASSIGN_FAST64), 1),
+            (key(2, 0xc, 9, 0x30, routine::MAPASSIGN_FAST64), 1),
+        ]);
+        for (addr, inst, t) in [(0xa, 1, "http.Header"), (0xa, 2, "http.Header"), (0xc, 9, "map[int64]int")] {
+            m.names.map_types.insert((1, MapId { addr, inst }), t.into());
+        }
+        m.tick(std::time::Duration::from_secs(1));
+        let maps: Vec<&ClassRow> = m.agg.classes.iter().filter(|c| c.kind == ClassKind::Map).collect();
+        assert_eq!(maps.len(), 2);
+        assert!(maps[0].name.starts_with("http.Header at "), "{}", maps[0].name);
+        assert_eq!((maps[0].instances, maps[0].ops.total(), maps[0].per_instance(), maps[0].shared_instances), (2, 8, 4, 0));
+        assert!(maps[1].name.starts_with("map[int64]int at "), "{}", maps[1].name);
+        assert_eq!((maps[1].instances, maps[1].ops.total(), maps[1].shared_instances), (1, 2, 1));
+        // Goroutines 1 and 2, creator unknown: one class of two.
+        let gs: Vec<&ClassRow> = m.agg.classes.iter().filter(|c| c.kind == ClassKind::Goroutine).collect();
+        assert_eq!((gs.len(), gs[0].instances, gs[0].ops.total()), (1, 2, 10));
+        // A second tick: 6 more writes to a new instance of the header class
+        // in 2 s → 3/s for that class, 0/s for the cache.
+        m.add_counts([(key(3, 0xb, 3, 0x10, routine::MAPASSIGN_FASTSTR), 6)]);
+        m.names.map_types.insert((1, MapId { addr: 0xb, inst: 3 }), "http.Header".into());
+        m.tick(std::time::Duration::from_secs(2));
+        let h = m.agg.classes.iter().find(|c| c.name.starts_with("http.Header")).unwrap();
+        assert_eq!((h.instances, h.ops.total(), h.rate), (3, 14, 3.0));
+        let cache = m.agg.classes.iter().find(|c| c.name.starts_with("map[int64]int")).unwrap();
+        assert_eq!(cache.rate, 0.0);
     }
 
     #[test]

@@ -37,6 +37,8 @@ pub struct Aggregates {
     pub maps: Ranking<MapRow>,
     pub sites: Ranking<SiteRow>,
     pub findings: Vec<Finding>,
+    /// Map and goroutine classes of the live processes (the Classes tab).
+    pub classes: Vec<crate::model::classes::ClassRow>,
 }
 
 /// A program that ran at a pid and was replaced (exec, or the pid reused):
@@ -69,6 +71,9 @@ pub struct Model {
     pub overlaps: Vec<OverlapEvent>,
     pub bpf: Vec<BpfRow>,
     prev_bpf: HashMap<(u32, u32, u32, u32), u64>,
+    /// Each class's mutations at the last tick (its rate's base); holds
+    /// the live classes only.
+    prev_classes: FxHashMap<(u32, crate::model::classes::ClassKind, String), u64>,
     /// `--bpf-hot-keys`: per map, its hottest keys.
     pub bpf_hot_keys: Vec<BpfHotKeys>,
     /// How bpf(2) map fds were named (`kernel` or `userspace`, and why).
@@ -114,6 +119,8 @@ pub struct Model {
     /// How long processes stood stopped at exec until their probes were
     /// attached, ns (the most recent `EXEC_STOPS_KEPT`).
     pub exec_stops_ns: VecDeque<u64>,
+    /// Processes the exec guard resumed at its deadline, unattached.
+    pub watchdog_resumes: u64,
     /// The slowest drain of the kernel's counters: (keys, time).
     pub slowest_drain: (usize, Duration),
     /// The most keys one drain read, and how long that took.
@@ -663,6 +670,30 @@ impl Model {
             }
         }
         self.refresh_findings();
+        self.refresh_classes(secs);
+    }
+
+    /// `agg.classes`: the live processes' map and goroutine classes, rows
+    /// and folded rows together, with their rates since the last tick.
+    fn refresh_classes(&mut self, secs: f64) {
+        use crate::model::classes;
+        let a = &self.agg;
+        let maps = classes::merge_map_classes(
+            classes::map_classes(a.maps.rows.iter(), classes::live_site_name(&self.names)),
+            self.folded.maps.values(),
+        );
+        let goroutines =
+            classes::merge_goroutine_classes(classes::goroutine_classes(a.goroutines.rows.iter()), self.folded.goroutines.values());
+        let mut rows = classes::class_rows(maps, goroutines);
+        let mut prev = std::mem::take(&mut self.prev_classes);
+        for r in &mut rows {
+            let now = r.ops.total();
+            let key = (r.pid, r.kind, r.name.clone());
+            let before = prev.remove(&key).unwrap_or(now);
+            r.rate = if secs > 0.0 { now.saturating_sub(before) as f64 / secs } else { 0.0 };
+            self.prev_classes.insert(key, now);
+        }
+        self.agg.classes = rows;
     }
 
     /// `agg.findings` for the current rows: what [`derive_findings`] gives,

@@ -132,17 +132,21 @@ pub struct ExecStops {
     pub p50_ms: f64,
     pub p99_ms: f64,
     pub max_ms: f64,
+    /// Processes resumed by the exec guard at `--exec-stop-timeout`, before
+    /// their probes were attached (each also named in `warnings`).
+    #[serde(default)]
+    pub watchdog_resumes: u64,
 }
 
 impl ExecStops {
-    fn of(ns: &std::collections::VecDeque<u64>) -> Option<Self> {
+    fn of(ns: &std::collections::VecDeque<u64>, watchdog_resumes: u64) -> Option<Self> {
         let mut v: Vec<u64> = ns.iter().copied().collect();
         if v.is_empty() {
             return None;
         }
         v.sort_unstable();
         let at = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize] as f64 / 1e6;
-        Some(Self { count: v.len() as u64, p50_ms: at(0.5), p99_ms: at(0.99), max_ms: at(1.0) })
+        Some(Self { count: v.len() as u64, p50_ms: at(0.5), p99_ms: at(0.99), max_ms: at(1.0), watchdog_resumes })
     }
 }
 
@@ -677,7 +681,7 @@ pub fn build(model: &Model, started_at: &str, duration_s: f64) -> Report {
         sampling: None,
         warnings: model.warnings.clone(),
         diagnostics: Some(Diagnostics {
-            exec_stops: ExecStops::of(&model.exec_stops_ns),
+            exec_stops: ExecStops::of(&model.exec_stops_ns, model.watchdog_resumes),
             largest_drain: Drain::of(model.largest_drain),
             slowest_drain: Drain::of(model.slowest_drain),
             folded_map_rows: model.folded.map_rows,

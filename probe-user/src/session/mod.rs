@@ -67,6 +67,11 @@ pub struct Session {
     pub drain_at_exit_only: bool,
     /// `Model::epoch` at the last `fold_idle`.
     last_fold: u32,
+    /// `-- CMD`: holds every process stopped at exec until resumed (see
+    /// `host::exec_guard`); None for other targets, or if it cannot start.
+    guard: Option<crate::host::exec_guard::ExecGuard>,
+    /// Testing: `--debug-exec-stall`.
+    exec_stall: Duration,
 }
 
 impl Session {
@@ -122,6 +127,8 @@ impl Session {
             exe_key: None,
             drain_at_exit_only: probe.debug_drain_at_exit,
             last_fold: 0,
+            guard: None,
+            exec_stall: probe.debug_exec_stall,
         };
         s.model.reads_probed = probe.reads;
         let duty = match probe.max_overhead.filter(|b| *b < 1.0) {
@@ -162,6 +169,14 @@ impl Session {
             }
             Target::Command(cmd) => {
                 let path = cmd_path.context("command checked above")?;
+                // Before mapaudit tracks its own children: the guard is
+                // never stopped at its own exec.
+                match crate::host::exec_guard::ExecGuard::start(probe.exec_stop_timeout) {
+                    Ok(g) => s.guard = Some(g),
+                    Err(e) => s.warnings.push(format!(
+                        "cannot start the exec guard ({e}): a program stopped at exec is resumed only by mapaudit itself, and stays stopped if mapaudit is killed"
+                    )),
+                }
                 s.spawn(&path, &cmd[1..], probe.user.as_deref(), child_output)?;
             }
         }
@@ -245,13 +260,24 @@ impl Session {
         for c in controls {
             match c {
                 Control::Exec { pid, stopped, ktime_ns } => {
+                    // Pinned through a pidfd, and only if the process at
+                    // `pid` started before this exec: a reused pid is never
+                    // continued. The guard holds it meanwhile (a deadline,
+                    // and a resume should mapaudit die before it does).
+                    let pinned = if stopped { self.pin_stopped(pid, ktime_ns) } else { None };
+                    if stopped && !self.exec_stall.is_zero() {
+                        std::thread::sleep(self.exec_stall);
+                    }
                     self.on_exec(pid, ktime_ns);
-                    // Through a pidfd, and only if the process at `pid`
-                    // started before this exec: a reused pid is never continued.
-                    if stopped {
-                        if let Err(e) = crate::host::pidctl::continue_if_same(pid, ktime_ns) {
+                    if let Some((p, held)) = pinned {
+                        if let Err(e) = p.signal(rustix::process::Signal::CONT) {
                             log::warn!("cannot continue pid {pid} after its exec: {e}");
                         }
+                        if let (Some(g), Some(h)) = (self.guard.as_mut(), held) {
+                            g.release(h);
+                        }
+                    }
+                    if stopped {
                         // How long it stood stopped: the price of exactness.
                         self.model.note_exec_stop(crate::host::pidctl::monotonic_ns().saturating_sub(ktime_ns));
                     }
@@ -259,7 +285,43 @@ impl Session {
                 Control::Exit { pid } => exited.push(pid),
             }
         }
+        self.note_watchdog_resumes();
         exited
+    }
+
+    /// Pins a process the kernel stopped at exec and hands it to the guard.
+    fn pin_stopped(
+        &mut self,
+        pid: u32,
+        ktime_ns: u64,
+    ) -> Option<(crate::host::pidctl::Pinned, Option<crate::host::exec_guard::Held>)> {
+        let p = match crate::host::pidctl::pin_if_same(pid, ktime_ns) {
+            Ok(Some(p)) => p,
+            Ok(None) => return None,
+            Err(e) => {
+                log::warn!("cannot pin pid {pid} stopped at its exec: {e}");
+                return None;
+            }
+        };
+        let held = match (self.guard.as_mut(), p.pidfd()) {
+            (Some(g), Some(fd)) => g.hold(pid, fd),
+            _ => None,
+        };
+        Some((p, held))
+    }
+
+    /// Processes the guard resumed at their deadline, before their probes
+    /// were attached: not audited from their start. Said in the report.
+    fn note_watchdog_resumes(&mut self) {
+        let Some(g) = self.guard.as_mut() else { return };
+        for pid in g.resumed_by_watchdog() {
+            self.model.watchdog_resumes += 1;
+            let exe = proc::proc_exe(pid).map(|e| e.display).unwrap_or_else(|_| "?".into());
+            log::warn!("pid {pid} ({exe}) resumed by the exec guard before its probes were attached");
+            self.model.warnings.push(format!(
+                "pid {pid} ({exe}) stood stopped at exec past --exec-stop-timeout and was resumed before its probes were attached: its writes before that are not counted"
+            ));
+        }
     }
 
     fn on_exec(&mut self, pid: u32, ktime_ns: u64) {

@@ -16,6 +16,7 @@ use super::rows::{
     self, Alert, Kind, RowData, fmt_addr, fmt_approx, fmt_count, fmt_rate, map_type, process_name, site_name,
 };
 use super::{App, RowId, RowList, Tab, row_list};
+use crate::model::classes::{ClassKind, ClassRow};
 use crate::model::{FindingKind, Location, Model, Ops};
 
 const ACCENT: Color = Color::Cyan;
@@ -198,6 +199,7 @@ fn row_label(row: &RowData) -> String {
         RowId::Site { .. } => row.cells.first().cloned().unwrap_or_default(),
         RowId::Bpf { .. } => format!("bpf map {}", row.cells.get(3).cloned().unwrap_or_default()),
         RowId::Finding { map, .. } => format!("map {}", fmt_addr(map.addr)),
+        RowId::Class { .. } => row.cells.get(1).cloned().unwrap_or_default(),
     }
 }
 
@@ -511,6 +513,28 @@ pub fn detail_lines(app: &App, model: &Model, row: &RowData) -> Vec<Line<'static
                 out.push(Line::from(format!("  {s}")));
             }
         }
+        RowId::Class { pid, kind, .. } => {
+            let Some(c) = a.classes.iter().find(|c| c.pid == pid && c.kind == kind && Some(&c.name) == row.cells.get(1)) else {
+                return out;
+            };
+            let ClassRow { instances, ops, .. } = c;
+            match kind {
+                ClassKind::Map => {
+                    out.push(section("map class"));
+                    out.push(kv("type and site", c.name.clone()));
+                    out.push(kv("instances", format!("{instances} ({} written by more than one goroutine)", c.shared_instances)));
+                    out.push(kv("busiest instance", format!("{} ops", c.max_instance_ops)));
+                }
+                ClassKind::Goroutine => {
+                    out.push(section("goroutine class"));
+                    out.push(kv("created by", c.name.clone()));
+                    out.push(kv("goroutines", instances.to_string()));
+                }
+            }
+            out.push(kv("ops", format!("{} writes, {} deletes, {} clears", ops.writes, ops.deletes, ops.clears)));
+            out.push(kv("per instance", c.per_instance().to_string()));
+            out.push(kv("process", process_name(model, pid)));
+        }
     }
     out
 }
@@ -556,7 +580,7 @@ fn draw_footer(frame: &mut Frame, area: Rect, app: &App) {
         ("⏎", if app.detail { "close".into() } else { "detail".into() }),
         ("p", if app.paused { "resume".into() } else { "pause".into() }),
         ("+/-", fmt_interval(app.interval)),
-        ("1-6", "view".into()),
+        ("1-7", "view".into()),
     ];
     for (k, what) in hints {
         let w = k.chars().count() + what.chars().count() + 3;
@@ -574,7 +598,7 @@ fn draw_footer(frame: &mut Frame, area: Rect, app: &App) {
 fn draw_help(frame: &mut Frame, area: Rect, app: &App, model: &Model) {
     let k = |keys: &str, what: &str| Line::from(vec![Span::styled(format!(" {keys:<18}"), key_style()), Span::raw(what.to_string())]);
     let mut lines = vec![
-        k("1-6 Tab ←/→", "switch view (Shift-Tab: back)"),
+        k("1-7 Tab ←/→", "switch view (Shift-Tab: back)"),
         k("↑/↓ j/k PgUp/PgDn", "move; Home/End (g/G) first/last"),
         k("Enter", "detail: a goroutine's maps and sites, a map's writers…"),
         k("s > / <", "sort by the next / previous column"),

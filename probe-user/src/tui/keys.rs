@@ -76,7 +76,7 @@ pub fn action(key: KeyEvent, app: &App) -> Action {
         KeyCode::Esc => Action::Quit,
         KeyCode::Tab | KeyCode::Right | KeyCode::Char('l') => Action::NextTab,
         KeyCode::BackTab | KeyCode::Left | KeyCode::Char('h') => Action::PrevTab,
-        KeyCode::Char(c @ '1'..='6') => Action::Tab(Tab::from_index(c as usize - '1' as usize)),
+        KeyCode::Char(c @ '1'..='7') => Action::Tab(Tab::from_index(c as usize - '1' as usize)),
         KeyCode::Up | KeyCode::Char('k') => Action::Up,
         KeyCode::Down | KeyCode::Char('j') => Action::Down,
         KeyCode::PageUp => Action::PageUp,
@@ -210,7 +210,8 @@ mod tests {
             (ch('1'), Action::Tab(Tab::Goroutines)),
             (ch('3'), Action::Tab(Tab::Maps)),
             (ch('6'), Action::Tab(Tab::Findings)),
-            (ch('7'), Action::None),
+            (ch('7'), Action::Tab(Tab::Classes)),
+            (ch('8'), Action::None),
             (key(KeyCode::Up), Action::Up),
             (ch('j'), Action::Down),
             (key(KeyCode::PageDown), Action::PageDown),
@@ -348,6 +349,8 @@ mod tests {
         assert_eq!(app.interval, Duration::from_millis(100));
         app.apply(Action::NextTab, &m);
         app.apply(Action::PrevTab, &m);
+        app.apply(Action::PrevTab, &m);
+        assert_eq!(app.tab, Tab::Classes, "wraps from the first view to the last");
         app.apply(Action::PrevTab, &m);
         assert_eq!(app.tab, Tab::Findings);
         app.apply(Action::Quit, &m);

@@ -25,7 +25,7 @@ pub use draw::draw;
 pub use keys::{Action, action};
 pub use rows::{RowData, RowList, row_list, rows_for};
 
-/// The views, in tab order (keys 1..6).
+/// The views, in tab order (keys 1..7).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Tab {
     Goroutines,
@@ -34,10 +34,13 @@ pub enum Tab {
     Sites,
     Bpf,
     Findings,
+    /// Map classes (type and site) and goroutine classes (creation site):
+    /// what churning programs are made of.
+    Classes,
 }
 
 impl Tab {
-    pub const ALL: [Tab; 6] = [Tab::Goroutines, Tab::Threads, Tab::Maps, Tab::Sites, Tab::Bpf, Tab::Findings];
+    pub const ALL: [Tab; 7] = [Tab::Goroutines, Tab::Threads, Tab::Maps, Tab::Sites, Tab::Bpf, Tab::Findings, Tab::Classes];
 
     pub fn index(self) -> usize {
         match self {
@@ -47,6 +50,7 @@ impl Tab {
             Tab::Sites => 3,
             Tab::Bpf => 4,
             Tab::Findings => 5,
+            Tab::Classes => 6,
         }
     }
 
@@ -62,6 +66,7 @@ impl Tab {
             Tab::Sites => "Sites",
             Tab::Bpf => "BPF maps",
             Tab::Findings => "Findings",
+            Tab::Classes => "Classes",
         }
     }
 
@@ -84,6 +89,8 @@ pub enum RowId {
     /// `map`: the map id named in the kernel (an fd reused for another map is another row).
     Bpf { pid: u32, tid: u32, fd: u32, map: Option<u32> },
     Finding { kind: FindingKind, pid: u32, map: MapId },
+    /// `name`: a hash of the class's name (a row id is Copy).
+    Class { pid: u32, kind: crate::model::classes::ClassKind, name: u64 },
 }
 
 /// How a table is ordered: `col: None` keeps the model's order (busiest
@@ -164,19 +171,19 @@ pub struct Status {
 #[derive(Debug)]
 pub struct App {
     pub tab: Tab,
-    pub sort: [Sort; 6],
+    pub sort: [Sort; Tab::ALL.len()],
     pub filter: String,
     /// The filter line has the keyboard.
     pub filtering: bool,
     pub paused: bool,
     /// Selected index per view, into that view's visible rows.
-    pub selected: [usize; 6],
+    pub selected: [usize; Tab::ALL.len()],
     /// The selected row's identity per view: selection follows the row when
     /// the order changes.
-    pub selected_id: [Option<RowId>; 6],
+    pub selected_id: [Option<RowId>; Tab::ALL.len()],
     /// The user moved the selection in this view: it follows its row. Until
     /// then it stays on the top row, whichever row is busiest.
-    pub pinned: [bool; 6],
+    pub pinned: [bool; Tab::ALL.len()],
     pub detail: bool,
     pub help: bool,
     pub interval: Duration,
@@ -205,9 +212,9 @@ impl App {
             filter: String::new(),
             filtering: false,
             paused: false,
-            selected: [0; 6],
-            selected_id: [None; 6],
-            pinned: [false; 6],
+            selected: [0; Tab::ALL.len()],
+            selected_id: [None; Tab::ALL.len()],
+            pinned: [false; Tab::ALL.len()],
             detail: false,
             help: false,
             interval: interval.clamp(Duration::from_millis(100), Duration::from_secs(10)),

@@ -7,6 +7,7 @@ use std::cmp::Ordering;
 use rustc_hash::FxHashMap;
 
 use super::{App, RowId, Sort, Tab};
+use crate::model::classes::ClassKind;
 use crate::model::{FindingKind, Location, MapId, Model};
 
 /// How a column sorts and aligns.
@@ -89,6 +90,17 @@ const FINDINGS: &[Column] = &[
     col("COUNT", 8, false, 0, Num),
 ];
 
+const CLASSES: &[Column] = &[
+    col("KIND", 10, false, 0, Text),
+    col("CLASS", 30, true, 0, Text),
+    col("INSTANCES", 10, false, 0, Num),
+    col("WRITES/S", 10, false, 0, Rate),
+    col("TOTAL", 8, false, 0, Num),
+    col("PER INST.", 10, false, 1, Num),
+    col("SHARED", 7, false, 1, Num),
+    col("PROCESS", 14, false, 2, Text),
+];
+
 pub fn columns(tab: Tab) -> &'static [Column] {
     match tab {
         Tab::Goroutines => GOROUTINES,
@@ -97,6 +109,7 @@ pub fn columns(tab: Tab) -> &'static [Column] {
         Tab::Sites => SITES,
         Tab::Bpf => BPF,
         Tab::Findings => FINDINGS,
+        Tab::Classes => CLASSES,
     }
 }
 
@@ -266,6 +279,12 @@ fn item_id(tab: Tab, model: &Model, i: usize) -> RowId {
             let f = &a.findings[i];
             RowId::Finding { kind: f.kind, pid: f.pid, map: f.map }
         }
+        Tab::Classes => {
+            let c = &a.classes[i];
+            use std::hash::{BuildHasher as _, BuildHasherDefault};
+            let name = BuildHasherDefault::<rustc_hash::FxHasher>::default().hash_one(&c.name);
+            RowId::Class { pid: c.pid, kind: c.kind, name }
+        }
     }
 }
 
@@ -370,6 +389,29 @@ fn cell(tab: Tab, model: &Model, i: usize, col: usize) -> (String, Option<f64>) 
                 _ => (String::new(), None),
             }
         }
+        Tab::Classes => {
+            let c = &a.classes[i];
+            match col {
+                0 => text(
+                    match c.kind {
+                        ClassKind::Map => "maps",
+                        ClassKind::Goroutine => "goroutines",
+                    }
+                    .into(),
+                ),
+                1 => text(c.name.clone()),
+                2 => num(c.instances),
+                3 => rate(c.rate),
+                4 => num(c.ops.total()),
+                5 => num(c.per_instance()),
+                6 => match c.kind {
+                    ClassKind::Map => num(c.shared_instances),
+                    ClassKind::Goroutine => (String::new(), None),
+                },
+                7 => (process_name(model, c.pid), Some(c.pid as f64)),
+                _ => (String::new(), None),
+            }
+        }
     }
 }
 
@@ -422,7 +464,7 @@ fn sort_key(tab: Tab, model: &Model, i: usize, col: usize) -> Option<f64> {
             }
         }
         // Few rows: not worth a second description.
-        (Tab::Bpf | Tab::Findings, _) => cell(tab, model, i, col).1,
+        (Tab::Bpf | Tab::Findings | Tab::Classes, _) => cell(tab, model, i, col).1,
     }
 }
 
@@ -453,6 +495,7 @@ fn extras<'m>(tab: Tab, model: &'m Model, i: usize, mut site: impl FnMut(u32, u6
             let f = &a.findings[i];
             vec![f.kind.as_str().into(), exe(model, f.pid).into()]
         }
+        Tab::Classes => vec![exe(model, a.classes[i].pid).into()],
     }
 }
 
@@ -484,6 +527,10 @@ fn build(tab: Tab, model: &Model, i: usize) -> RowData {
             FindingKind::SharedMap => (0.0, Alert::Warn),
             FindingKind::ReadDuringWrite => (0.0, Alert::Bad),
         },
+        Tab::Classes => {
+            let c = &a.classes[i];
+            (c.rate, if c.shared_instances > 0 { Alert::Warn } else { Alert::None })
+        }
     };
     row(id, cells, &extra, rate, alert)
 }
@@ -631,6 +678,7 @@ pub fn count(tab: Tab, model: &Model) -> usize {
         Tab::Sites => a.sites.len(),
         Tab::Bpf => model.bpf.len(),
         Tab::Findings => a.findings.len(),
+        Tab::Classes => a.classes.len(),
     }
 }
 

@@ -141,3 +141,75 @@ root_test! {
         wait_until("programs to unload", || still_loaded(&ids) == 0);
     }
 }
+
+/// A process's state letter from /proc/PID/stat ('T' stopped), if it exists.
+fn proc_state(pid: u32) -> Option<char> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    s[s.rfind(')')? + 1..].split_ascii_whitespace().next()?.chars().next()
+}
+
+root_test! {
+    /// mapaudit SIGKILLed while the command stands stopped at exec (its
+    /// attach stalled on purpose, `--debug-exec-stall`): the exec guard
+    /// resumes it, and it runs to its end. Without the guard it would stay
+    /// stopped forever.
+    fn sigkill_while_a_process_is_stopped_at_exec_leaves_nothing_stopped(name) {
+        let _g = SERIAL.lock();
+        let json = scratch(name).join("r.json");
+        let (m, line) = start_mapaudit(&[
+            "record", "--debug-exec-stall", "600s", "--exec-stop-timeout", "3600s", "--json", s(&json),
+            "--", s(&fixture("writers")), "-n", "2000",
+        ]);
+        let pid: u32 = line.rsplit("(pid ").next().unwrap().trim_end_matches([')', '\n']).parse().unwrap();
+        wait_until("the command to stand stopped at its exec", || proc_state(pid) == Some('T'));
+        let ids = prog_ids_of(m.pid());
+        m.signal(Signal::SIGKILL);
+        // The command, resumed by the guard, runs to its end and prints its truth.
+        let t: serde_json::Value = serde_json::from_str(&m.out.wait_for("the command's truth", DEADLINE, |l| l.starts_with('{'))).unwrap();
+        assert_eq!(t["pid"], pid);
+        let out = m.wait();
+        assert_eq!(out.code(), None, "mapaudit was killed: {}", out.stderr);
+        assert!(out.stderr.contains(&format!("pid {pid} stood stopped at exec; resumed it")), "the guard says what it did: {}", out.stderr);
+        wait_until("programs to unload", || still_loaded(&ids) == 0);
+    }
+}
+
+root_test! {
+    /// An attach that stalls past `--exec-stop-timeout`: the guard resumes
+    /// the process at the deadline, the command completes, and the report
+    /// says the process was not audited from its start (count and warning).
+    fn a_stalled_attach_is_resumed_at_the_deadline_and_reported(name) {
+        let _g = SERIAL.lock();
+        let json = scratch(name).join("r.json");
+        let out = record(&[
+            "record", "--debug-exec-stall", "3s", "--exec-stop-timeout", "200ms", "--json", s(&json),
+            "--", s(&fixture("writers")), "-n", "2000",
+        ]);
+        out.assert_success(name);
+        let t = out.truth();
+        let r = read_json(&json);
+        let stops = &r["diagnostics"]["exec_stops"];
+        assert_eq!(stops["count"], 1, "{stops}");
+        assert_eq!(stops["watchdog_resumes"], 1, "{stops}");
+        let pid = t["pid"].as_u64().unwrap();
+        let warned = r["warnings"].as_array().unwrap().iter().filter(|w| {
+            w.as_str().is_some_and(|w| w.starts_with(&format!("pid {pid} ")) && w.contains("--exec-stop-timeout"))
+        });
+        assert_eq!(warned.count(), 1, "{}", r["warnings"]);
+    }
+}
+
+root_test! {
+    /// The ordinary path: attaches well within the deadline, so the guard
+    /// never acts: no watchdog resume, exact counts.
+    fn an_attach_within_the_deadline_is_not_a_watchdog_resume(name) {
+        let _g = SERIAL.lock();
+        let json = scratch(name).join("r.json");
+        let out = record(&["record", "--json", s(&json), "--", s(&fixture("writers")), "-n", "2000"]);
+        out.assert_success(name);
+        let r = read_json(&json);
+        assert_eq!(r["diagnostics"]["exec_stops"]["watchdog_resumes"], 0);
+        assert_eq!(r["diagnostics"]["exec_stops"]["count"], 1);
+        assert_writers_truth(&r, &out.truth(), name);
+    }
+}

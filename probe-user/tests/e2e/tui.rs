@@ -179,6 +179,28 @@ root_test! {
             table(s, "ADDRESS").is_some_and(|(_, rows)| rows.len() >= 5) && !s.iter().any(|l| l.contains("filter: int64"))
         });
 
+        // Classes (7): maps by type and site, goroutines by creation site.
+        // The fixture's six workers come from six `go` statements: six
+        // classes of one goroutine; the shared map is one instance written
+        // by two of them.
+        keys(&session, &["7"]);
+        let s = wait_for(&session, "the classes view", 10, |s| {
+            table(s, "CLASS").is_some_and(|(_, rows)| {
+                rows.iter().any(|r| r.contains("map[string]int at"))
+                    && rows.iter().filter(|r| r.contains("goroutines") && r.contains("main.main main.go:")).count() >= 6
+            })
+        });
+        let (header, rows) = table(&s, "CLASS").expect("classes table");
+        for col in ["KIND", "CLASS", "INSTANCES", "WRITES/S", "TOTAL", "PER INST.", "SHARED"] {
+            assert!(header.contains(col), "{col} in {header}");
+        }
+        let shared = rows.iter().find(|r| r.contains("map[string]int at")).expect("shared map class");
+        assert_eq!(numeric_cell(&header, shared, "INSTANCES"), "1", "{shared}");
+        assert_eq!(numeric_cell(&header, shared, "SHARED"), "1", "{shared}");
+        let workers: Vec<&String> = rows.iter().filter(|r| r.contains("goroutines") && r.contains("main.main main.go:")).collect();
+        assert_eq!(workers.len(), 6, "{rows:#?}");
+        assert!(workers.iter().all(|r| numeric_cell(&header, r, "INSTANCES") == "1"), "{workers:#?}");
+
         // q: mapaudit exits with 0, off the alternate screen, raw mode off, no
         // trace of the view on the normal screen.
         keys(&session, &["q"]);

@@ -184,11 +184,10 @@ fn model(goroutines: usize, maps: usize) -> anyhow::Result<serde_json::Value> {
 /// instances, each written 3 times by a new goroutine of its own at one of
 /// 16 sites (a server's per-request maps), plus one long-lived cache every
 /// goroutine writes; idle rows are folded into their classes on the
-/// session's own schedule (`FOLD_EVERY`, `FOLD_IDLE_DRAINS`,
-/// `FOLD_MIN_ROWS`). Reports the process's RSS and the live rows once per
+/// session's own schedule (`session::fold_step`). Reports the process's RSS and the live rows once per
 /// simulated minute: bounded means it stops growing.
 fn churn(seconds: u64, rate: u64) -> anyhow::Result<serde_json::Value> {
-    use mapaudit::session::{DRAIN_EVERY, FOLD_EVERY, FOLD_IDLE_DRAINS, FOLD_MIN_ROWS};
+    use mapaudit::session::{DRAIN_EVERY, fold_step};
     let rss0 = rss_kib();
     let mut m = Model::new();
     let per_drain = (rate as f64 * DRAIN_EVERY.as_secs_f64()).round() as u64;
@@ -198,6 +197,7 @@ fn churn(seconds: u64, rate: u64) -> anyhow::Result<serde_json::Value> {
     let mut peak_rows = 0usize;
     let t = Instant::now();
     let mut n: u64 = 0;
+    let mut last_fold = 0;
     for d in 0..drains {
         let keys: Vec<(WriteKey, u64)> = (0..per_drain)
             .flat_map(|_| {
@@ -223,9 +223,7 @@ fn churn(seconds: u64, rate: u64) -> anyhow::Result<serde_json::Value> {
             })
             .collect();
         m.add_counts(keys);
-        if m.epoch().is_multiple_of(FOLD_EVERY) {
-            m.fold_idle(FOLD_IDLE_DRAINS, FOLD_MIN_ROWS);
-        }
+        fold_step(&mut m, &mut last_fold);
         peak_rows = peak_rows.max(m.agg.maps.len() + m.agg.goroutines.len());
         if (d + 1) % per_minute == 0 {
             samples.push(serde_json::json!({

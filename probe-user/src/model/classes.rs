@@ -381,4 +381,40 @@ mod fold_tests {
         assert_eq!(m.agg.maps.len(), 2);
         assert_eq!(m.agg.totals.writes, totals.writes + 12);
     }
+
+    #[test]
+    fn a_folded_single_writer_map_written_again_by_another_goroutine_is_shared() {
+        let mut m = Model::new();
+        // A cache written once by goroutine 7, then idle, then folded; many
+        // idle per-request maps fold with it.
+        m.add_counts([(key(7, 0xc0, 3, 0x30), 1)]);
+        for i in 0..50u64 {
+            m.add_counts([(key(100 + i, 0xa0, 10 + i as u32, 0x10), 2)]);
+        }
+        m.tick(std::time::Duration::from_secs(1));
+        for _ in 0..10 {
+            m.add_counts([]);
+        }
+        assert_eq!(m.fold_idle(5, 0).0, 51);
+        assert!(m.agg.findings.is_empty());
+        // Goroutine 8 writes the cache: a fresh row, but two writers.
+        m.add_counts([(key(8, 0xc0, 3, 0x30), 1)]);
+        m.tick(std::time::Duration::from_secs(1));
+        let row = m.agg.maps.iter().find(|r| r.map == MapId { addr: 0xc0, inst: 3 }).unwrap();
+        assert_eq!(row.writers.iter().map(|(g, _)| *g).collect::<Vec<_>>(), vec![7, 8]);
+        let f: Vec<_> = m.agg.findings.iter().filter(|f| f.map == MapId { addr: 0xc0, inst: 3 }).collect();
+        assert_eq!(f.len(), 1, "{:?}", m.agg.findings);
+        assert_eq!(f[0].goroutines, vec![7, 8]);
+        // A per-request map's address reused by a new instance (another
+        // `inst`) is not the folded one: no writer carried over.
+        m.add_counts([(key(200, 0xa0, 99, 0x10), 1)]);
+        m.tick(std::time::Duration::from_secs(1));
+        let fresh = m.agg.maps.iter().find(|r| r.map == MapId { addr: 0xa0, inst: 99 }).unwrap();
+        assert_eq!(fresh.writers.len(), 1);
+        // The same goroutine writing its folded map again: still one writer.
+        m.add_counts([(key(100, 0xa0, 10, 0x10), 1)]);
+        m.tick(std::time::Duration::from_secs(1));
+        let again = m.agg.maps.iter().find(|r| r.map == MapId { addr: 0xa0, inst: 10 }).unwrap();
+        assert_eq!(again.writers.len(), 1);
+    }
 }

@@ -141,6 +141,43 @@ pub struct Folded {
     pub findings: Vec<Finding>,
     pub map_rows: u64,
     pub goroutine_rows: u64,
+    /// The writer of each single-writer map instance folded while idle.
+    pub(super) writers: Tombstones,
+}
+
+/// The only writer of map instances folded with one writer, by (pid, map):
+/// if the instance is written again, by another goroutine, it is shared all
+/// the same (a controller's cache written every few seconds by different
+/// workers must not lose its finding to a fold between two writes).
+/// Bounded: two generations of at most `TOMBSTONES / 2` entries; the oldest
+/// generation is dropped whole (≈ 40 bytes an entry: 40 MB at most).
+#[derive(Debug, Default)]
+pub struct Tombstones {
+    young: FxHashMap<(u32, MapId), u64>,
+    old: FxHashMap<(u32, MapId), u64>,
+}
+
+pub const TOMBSTONES: usize = 1_000_000;
+
+impl Tombstones {
+    fn insert(&mut self, k: (u32, MapId), goid: u64) {
+        if self.young.len() >= TOMBSTONES / 2 {
+            self.old = std::mem::take(&mut self.young);
+        }
+        self.young.insert(k, goid);
+    }
+
+    fn take(&mut self, k: &(u32, MapId)) -> Option<u64> {
+        self.young.remove(k).or_else(|| self.old.remove(k))
+    }
+
+    pub fn len(&self) -> usize {
+        self.young.len() + self.old.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 /// How many exec stops `Model::exec_stops_ns` keeps.
@@ -239,6 +276,14 @@ impl Model {
                 self.sites.touch(&mut a.sites, site);
             }
             return Counter { count, goroutine, thread, map, site, ..READER };
+        }
+        if m.writers.is_empty()
+            && let Some(before) = self.folded.writers.take(&(k.pid, mid))
+            && before != k.goid
+        {
+            // Written before it was folded, by another goroutine: that
+            // writer is still one (its ops are in the map's class).
+            m.writers.entry(before);
         }
         let (map_writer, new_writer) = m.writers.entry(k.goid);
         let (map_site, new_map_site) = m.sites.entry(k.pc);
@@ -584,6 +629,11 @@ impl Model {
         }
         self.folded.map_rows += maps.len() as u64;
         self.folded.goroutine_rows += goroutines.len() as u64;
+        for m in maps.iter().filter(|m| m.writers.len() == 1) {
+            if let Some((&goid, _)) = m.writers.iter().next() {
+                self.folded.writers.insert((m.pid, m.map), goid);
+            }
+        }
 
         // Counter keys of folded rows go (a key seen again is linked anew);
         // the others follow their rows to their new slots.

@@ -49,6 +49,29 @@ pub const FOLD_EVERY: u32 = 50;
 /// resumes processes stopped at exec, worth it only for many rows at once.
 /// Memory stays within a constant factor of the window's.
 pub const FOLD_MIN_ROWS: usize = 50_000;
+/// Past this many live rows (maps + goroutines), rows idle for
+/// `FOLD_PRESSURE_IDLE_DRAINS` (1 s) fold at once, at any drain: a server
+/// making 50,000 maps and goroutines a second would otherwise hold 30 s of
+/// them (gigabytes). A single-writer instance folded early keeps its
+/// writer (`Tombstones`), so a map written again later by another goroutine
+/// is still found shared.
+pub const FOLD_PRESSURE_ROWS: usize = 200_000;
+pub const FOLD_PRESSURE_IDLE_DRAINS: u32 = 10;
+
+/// Folds idle rows when due (see the constants above); `last_fold`: the
+/// epoch of the last periodic fold. Shared by the session and the bench.
+/// Returns (map rows, goroutine rows) folded.
+pub fn fold_step(model: &mut Model, last_fold: &mut u32) -> (usize, usize) {
+    let live = model.agg.maps.len() + model.agg.goroutines.len();
+    if live > FOLD_PRESSURE_ROWS {
+        return model.fold_idle(FOLD_PRESSURE_IDLE_DRAINS, FOLD_PRESSURE_ROWS / 4);
+    }
+    if model.epoch() / FOLD_EVERY != *last_fold / FOLD_EVERY {
+        *last_fold = model.epoch();
+        return model.fold_idle(FOLD_IDLE_DRAINS, FOLD_MIN_ROWS);
+    }
+    (0, 0)
+}
 
 pub struct Session {
     pub probes: Probes,
@@ -368,12 +391,9 @@ impl Session {
     /// whatever the model's tick costs.
     pub fn drain_counters(&mut self) -> anyhow::Result<()> {
         self.collector.collect(&mut self.model)?;
-        if self.model.epoch() / FOLD_EVERY != self.last_fold / FOLD_EVERY {
-            self.last_fold = self.model.epoch();
-            let (maps, goroutines) = self.model.fold_idle(FOLD_IDLE_DRAINS, FOLD_MIN_ROWS);
-            if maps + goroutines > 0 {
-                log::debug!("folded {maps} idle map instances and {goroutines} goroutines into their classes");
-            }
+        let (maps, goroutines) = fold_step(&mut self.model, &mut self.last_fold);
+        if maps + goroutines > 0 {
+            log::debug!("folded {maps} idle map instances and {goroutines} goroutines into their classes");
         }
         Ok(())
     }

@@ -152,8 +152,14 @@ fn harness_reaches_the_parsers() {
     assert!(!bin.routines().is_empty());
 
     // The `types` target returns early unless the base's moduledata gives
-    // the type region (its layout offsets are the newest Go's): both of its
-    // bases must, and the region must hold the fixture's map types.
+    // the type region (at offsets derived from the same version's plain
+    // build, never assumed): both of its bases must, and the region must
+    // hold the fixture's map types. Every version's derivation either finds
+    // both words or has no `.go.module` to look in.
+    for v in fixtures::GO_VERSIONS {
+        let found = harness::types_offsets(v).unwrap_or_else(|e| panic!("Go {v}: {e}"));
+        assert!(found.is_some() || *v != fixtures::GO_NEWEST, "Go {v}: the newest Go names moduledata in .go.module");
+    }
     for i in 0..2 {
         let base = harness::base(i).expect("base");
         let (types, etypes) = base.types.unwrap_or_else(|| panic!("base {i}: moduledata's types/etypes not found: the types target would test nothing"));

@@ -319,7 +319,11 @@ impl Base {
         let sections = sections(&data).ok_or_else(|| format!("{}: unreadable section headers", path.display()))?;
         let segments = segments(&data).ok_or_else(|| format!("{}: unreadable program headers", path.display()))?;
         let mut base = Self { data, sections, segments, types: None };
-        base.types = base.module_types();
+        // The stripped base has no symbols to say where moduledata keeps
+        // `types`/`etypes`; the same version's plain build does.
+        if let Some(offsets) = types_offsets(version)? {
+            base.types = base.module_types(offsets);
+        }
         Ok(base)
     }
 
@@ -328,18 +332,69 @@ impl Base {
         us(off + (vaddr - v))
     }
 
-    /// `types`/`etypes` from moduledata (Go 1.27 layout: 296, 312), checked
-    /// to be a range inside the file.
-    fn module_types(&self) -> Option<(u64, u64)> {
+    /// `types`/`etypes` from moduledata at `offsets` (see [`types_offsets`]),
+    /// checked to be a range inside the file.
+    fn module_types(&self, (types_at, etypes_at): (usize, usize)) -> Option<(u64, u64)> {
         let m = self.sections.iter().find(|s| s.name == ".go.module")?;
         let word = |off: usize| -> Option<u64> {
             let b = self.data.get(m.offset + off..m.offset + off + 8)?;
             Some(u64::from_le_bytes(b.try_into().ok()?))
         };
-        let (t, e) = (word(296)?, word(312)?);
+        let (t, e) = (word(types_at)?, word(etypes_at)?);
         let ok = t < e && self.vaddr_to_offset(t).is_some() && self.vaddr_to_offset(e - 1).is_some();
         ok.then_some((t, e))
     }
+}
+
+/// Where Go `version`'s `runtime.moduledata` keeps `types` and `etypes`
+/// (byte offsets), derived rather than assumed: in the version's plain
+/// build, the first words of `runtime.firstmoduledata` equal to the
+/// linker's `runtime.types` and `runtime.etypes` symbols. `None` when the
+/// binary has no `.go.module` section (moduledata is then found by a scan,
+/// which the `types` target does not exercise).
+pub fn types_offsets(version: &str) -> Result<Option<(usize, usize)>, String> {
+    let path = fixtures::build("writers", version, Variant::Plain).map_err(|e| format!("{e:#}"))?;
+    let data = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let bad = |what: &str| format!("{}: {what}", path.display());
+    let secs = sections(&data).ok_or_else(|| bad("unreadable section headers"))?;
+    if !secs.iter().any(|s| s.name == ".go.module") {
+        return Ok(None);
+    }
+    let segs = segments(&data).ok_or_else(|| bad("unreadable program headers"))?;
+    let syms = symbols(&data, &secs, &["runtime.firstmoduledata", "runtime.types", "runtime.etypes"]);
+    let [Some(md), Some(types), Some(etypes)] = syms else {
+        return Err(bad(&format!("symbols firstmoduledata/types/etypes: {syms:?}")));
+    };
+    let &(v, off, _) = segs.iter().find(|&&(v, _, n)| md >= v && md - v < n).ok_or_else(|| bad("moduledata not in a segment"))?;
+    let md_at = us(off + (md - v)).ok_or_else(|| bad("moduledata offset"))?;
+    // moduledata is well under 1 KiB in every version.
+    let words: Vec<u64> = (0..128).map_while(|i| r64(&data, md_at + 8 * i)).collect();
+    let at = |x: u64| words.iter().position(|&w| w == x).map(|i| 8 * i);
+    match (at(types), at(etypes)) {
+        (Some(t), Some(e)) if t < e => Ok(Some((t, e))),
+        other => Err(bad(&format!("types/etypes not found in moduledata: {other:?}"))),
+    }
+}
+
+/// The values of the named symbols in `.symtab` (Elf64_Sym: name u32, info,
+/// other, shndx u16, value u64, size u64), in the order asked.
+fn symbols<const N: usize>(d: &[u8], secs: &[Sec], names: &[&str; N]) -> [Option<u64>; N] {
+    let mut out = [None; N];
+    let (Some(symtab), Some(strtab)) =
+        (secs.iter().find(|s| s.name == ".symtab"), secs.iter().find(|s| s.name == ".strtab"))
+    else {
+        return out;
+    };
+    for at in (symtab.offset..symtab.offset + symtab.size).step_by(24) {
+        let (Some(name), Some(value)) = (r32(d, at), r64(d, at + 8)) else { break };
+        let Some(name) = d.get(strtab.offset + name as usize..).and_then(|n| n.split(|&c| c == 0).next()) else {
+            continue;
+        };
+        if let Some(i) = names.iter().position(|n| n.as_bytes() == name) {
+            out[i] = Some(value);
+        }
+    }
+    out
 }
 
 /// The base binary `i` of [`BASES`], built on first use. Panics (a fuzz

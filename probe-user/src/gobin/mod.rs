@@ -31,6 +31,7 @@ use probe_common::uprobe::routine;
 pub use elf::Segment;
 pub use infer::VersionSource;
 pub use offsets::{OffsetSource, RuntimeOffsets};
+pub(crate) use offsets::NEWEST_MINOR;
 
 use elf::ElfImage;
 use moduledata::ModuleData;

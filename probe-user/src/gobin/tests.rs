@@ -113,7 +113,7 @@ fn objdump(version: &str, variant: Variant) -> Arc<HashMap<String, Vec<DumpInsn>
             "tool",
             "objdump",
             "-s",
-            r"^(runtime\.map(assign|delete|clear).*|main\.strWriter)$",
+            r"^(runtime\.map(assign|delete|clear|access).*|runtime\.gcStart|main\.strWriter)$",
         ])
         .arg(&path)
         .output()
@@ -354,6 +354,50 @@ fn routines_attach_after_the_stack_check() {
         );
         assert!(fatal.attach_is_ideal(), "{what}");
     }
+}
+
+/// Every probed routine the binary links — the write, delete and clear
+/// routines, every `mapaccess*` read routine, `runtime.gcStart` — is
+/// attached exactly at the instruction after its prologue's stack check as
+/// the toolchain's own disassembler shows it: the conditional jump whose
+/// target calls `runtime.morestack*`. A routine without that check is
+/// attached at its entry.
+#[test]
+fn every_attach_point_matches_the_toolchains_objdump() {
+    let mut reads = 0;
+    for (ver, variant) in matrix() {
+        let (_, bin) = fixture(ver, variant);
+        let what = label(ver, variant);
+        let dump = objdump(ver, variant);
+        for r in bin.routines().iter().filter(|r| r.id != routine::FATAL) {
+            let sym = r.symbol;
+            let insns = dump.get(sym).unwrap_or_else(|| panic!("{what}: objdump has no {sym}"));
+            let entry = r.entry;
+            let at = |asm: &str| {
+                let target = asm.split_whitespace().nth(1)?.strip_prefix("0x")?;
+                u64::from_str_radix(target, 16).ok()?.checked_sub(entry)
+            };
+            // The stack check: a conditional jump (not JMP) among the first
+            // instructions to a block that calls morestack.
+            let check = insns.iter().take(4).position(|i| {
+                i.asm.starts_with('J')
+                    && !i.asm.starts_with("JMP")
+                    && at(&i.asm).is_some_and(|t| {
+                        insns
+                            .iter()
+                            .skip_while(|j| j.off < t)
+                            .take_while(|j| !j.asm.starts_with("JMP"))
+                            .any(|j| j.asm.starts_with("CALL runtime.morestack"))
+                    })
+            });
+            let want = check.map_or(0, |c| insns[c + 1].off);
+            assert_eq!(r.attach_vaddr - entry, want, "{what}: {sym}: {:?}", &insns[..insns.len().min(4)]);
+            assert_eq!(r.after_prologue, check.is_some(), "{what}: {sym}");
+            reads += usize::from(routine::op(r.id) == routine::Op::Read);
+        }
+    }
+    // The writers fixture links the eight `mapaccess{1,2}{,_fast32,_fast64,_faststr}`.
+    assert!(reads >= 8 * matrix().len(), "{reads} read routines compared");
 }
 
 #[test]

@@ -155,6 +155,25 @@ impl Collector {
                 go_version_source: Some(bin.version_source()),
             },
         );
+        if let Ok(o) = bin.runtime_offsets()
+            && o.source == crate::gobin::OffsetSource::VersionTableGuess
+        {
+            // No DWARF to read them from and no table for this version: the
+            // newest table's offsets are a guess (the goroutine-id check
+            // warns again if the counts they give look wrong).
+            let w = format!(
+                "{} (pid {}): {} is newer than the newest Go known (go1.{newest}) and the binary has no DWARF: \
+                 using go1.{newest}'s runtime offsets, a guess",
+                exe.display,
+                exe.pid,
+                bin.go_version(),
+                newest = crate::gobin::NEWEST_MINOR
+            );
+            log::warn!("{w}");
+            if !model.warnings.contains(&w) {
+                model.warnings.push(w);
+            }
+        }
         self.not_go.remove(&exe.pid);
         self.nested.retain(|k| k.0 != exe.pid);
         self.nested.extend(bin.nested_returns().iter().map(|&pc| (exe.pid, pc.wrapping_add(bias))));

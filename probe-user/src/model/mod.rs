@@ -997,6 +997,69 @@ mod tests {
         assert_eq!(m.agg.maps.iter().find(|x| x.map.addr == 0xa).unwrap().overlaps, 2);
     }
 
+    fn overlap(goid: u64, tid: u32, pc: u64, ktime_ns: u64, by_go_runtime: bool) -> OverlapEvent {
+        OverlapEvent {
+            pid: 10,
+            map: MapId { addr: 0xa, inst: 0 },
+            goid,
+            tid,
+            site: Some(loc("main.other", 40)),
+            other_goid: Some(7),
+            other_tid: Some(11),
+            other_site: Some(loc("main.worker", 27)),
+            ktime_ns,
+            by_go_runtime,
+            read: false,
+            pc,
+        }
+    }
+
+    fn overlap_count(m: &mut Model) -> u64 {
+        m.tick(Duration::ZERO);
+        let f: Vec<_> = m.agg.findings.iter().filter(|f| f.kind == FindingKind::OverlappingWrites).collect();
+        assert_eq!(f.len(), 1);
+        assert_eq!(m.agg.maps.iter().find(|x| x.map.addr == 0xa).unwrap().overlaps, f[0].count);
+        f[0].count
+    }
+
+    #[test]
+    fn one_incident_seen_at_entry_and_by_go_runtime_is_one_overlap() {
+        let mut m = sample();
+        m.add_overlap(overlap(8, 13, 0x200, 5, false));
+        m.add_overlap(overlap(8, 13, 0x200, 6, true));
+        assert_eq!(overlap_count(&mut m), 1);
+    }
+
+    #[test]
+    fn each_path_alone_counts_its_incident() {
+        for by_go_runtime in [false, true] {
+            let mut m = sample();
+            m.add_overlap(overlap(8, 13, 0x200, 5, by_go_runtime));
+            assert_eq!(overlap_count(&mut m), 1, "by_go_runtime {by_go_runtime}");
+        }
+    }
+
+    #[test]
+    fn distinct_incidents_are_two_overlaps() {
+        // Another goroutine, thread or site is another incident, whichever
+        // path saw each.
+        for second in [overlap(9, 13, 0x200, 6, true), overlap(8, 14, 0x200, 6, true), overlap(8, 13, 0x204, 6, true)] {
+            let mut m = sample();
+            m.add_overlap(overlap(8, 13, 0x200, 5, false));
+            m.add_overlap(second);
+            assert_eq!(overlap_count(&mut m), 2);
+        }
+        // Two entry-check reports of one write site are two incidents (a loop
+        // that overlaps twice), as are two Go reports (never merged with
+        // each other: the runtime dies at its first).
+        for by_go_runtime in [false, true] {
+            let mut m = sample();
+            m.add_overlap(overlap(8, 13, 0x200, 5, by_go_runtime));
+            m.add_overlap(overlap(8, 13, 0x200, 6, by_go_runtime));
+            assert_eq!(overlap_count(&mut m), 2, "by_go_runtime {by_go_runtime}");
+        }
+    }
+
     #[test]
     fn reads_count_apart_and_never_make_a_writer() {
         let mut m = sample();

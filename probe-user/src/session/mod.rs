@@ -477,7 +477,13 @@ fn check_pid(pid: u32) -> Result<ProcExe, TargetError> {
     }
     let exe = proc::proc_exe(pid).map_err(|e| TargetError::NotGo {
         what: format!("pid {pid}"),
-        why: format!("cannot read /proc/{pid}/exe ({e}); is it a kernel thread?"),
+        why: if e.kind() == std::io::ErrorKind::PermissionDenied {
+            // Another user's process, and mapaudit runs with file
+            // capabilities rather than as root (README "Privileges").
+            format!("cannot read /proc/{pid}/exe ({e}): auditing another user's process needs root or cap_sys_ptrace")
+        } else {
+            format!("cannot read /proc/{pid}/exe ({e}); is it a kernel thread?")
+        },
     })?;
     crate::gobin::GoBinary::open(&exe.path)
         .map_err(|e| TargetError::NotGo { what: format!("pid {pid} ({})", exe.display), why: e.to_string() })?;

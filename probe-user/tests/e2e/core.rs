@@ -190,3 +190,130 @@ root_test! {
         assert_writers_truth(&read_json(&json), &out.truth(), name);
     }
 }
+
+root_test! {
+    /// `totals` is every map operation of the process: after its READY line
+    /// the `exact` fixture makes no map operation it does not count (see its
+    /// header).
+    fn totals_are_the_fixtures_truth_on_every_go(name) {
+        for version in fixtures::GO_VERSIONS {
+            let bin = fixtures::build("exact", version, Variant::Plain).unwrap();
+            let json = scratch(name).join(format!("{version}.json"));
+            let fx = spawn_waiting(&bin, &["-n", "3000"]);
+            let pid = fx.pid().to_string();
+            let (m, _) = start_mapaudit(&["record", "--reads", "--no-bpf-maps", "--pid", &pid, "--json", s(&json)]);
+            fx.go();
+            let t = fx.wait().truth();
+            m.wait().assert_success(&format!("record --pid, Go {version}"));
+            let r = read_json(&json);
+            for f in ["writes", "deletes", "clears", "reads"] {
+                assert_eq!(r["totals"][f], t[f], "Go {version}: totals.{f}");
+            }
+            assert_eq!(r["totals"]["lost_events"], 0, "Go {version}");
+        }
+    }
+}
+
+root_test! {
+    /// A process in its own mount and pid namespaces (what a container
+    /// runtime makes): its executable is on a tmpfs mounted only inside, so
+    /// the host path names nothing and only /proc/PID/exe reaches it; its
+    /// own pid is 1. `--pid` with the host pid counts it exactly.
+    fn a_process_in_its_own_mount_and_pid_namespace_is_reached_through_proc_exe(name) {
+        let dir = scratch(name);
+        let inside = dir.join("inside");
+        std::fs::create_dir_all(&inside).unwrap();
+        let script = format!(
+            "mount -t tmpfs none '{i}' && cp '{b}' '{i}/exact' && exec '{i}/exact' -n 5000 -wait-signal",
+            i = inside.display(),
+            b = fixture("exact").display()
+        );
+        let mut c = std::process::Command::new("unshare");
+        c.args(["--mount", "--pid", "--fork", "--mount-proc", "/bin/sh", "-c", &script]);
+        let ns = Proc::spawn(c);
+        let ready = ns.err.wait_for("the fixture's READY line", DEADLINE, |l| l.starts_with("READY"));
+        assert_eq!(ready.trim(), "READY 1", "pid 1 in its own pid namespace");
+        let children = std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", ns.pid())).unwrap();
+        let host_pid: u32 = children.trim().parse().unwrap_or_else(|_| panic!("unshare's one child: {children:?}"));
+        let exe = std::fs::read_link(format!("/proc/{host_pid}/exe")).unwrap();
+        assert_eq!(exe, inside.join("exact"));
+        assert!(!exe.exists(), "{} exists only in the process's mount namespace", exe.display());
+
+        let json = dir.join("report.json");
+        let (m, _) = start_mapaudit(&["record", "--reads", "--no-bpf-maps", "--pid", &host_pid.to_string(), "--json", s(&json)]);
+        signal(host_pid, Signal::SIGUSR1);
+        let out = ns.wait();
+        assert!(out.status.success(), "{}", out.stderr);
+        m.wait().assert_success("a --pid recording ends with its target");
+        let t = out.truth();
+        assert_eq!(t["pid"], 1);
+        let r = read_json(&json);
+        let p = process(&r, u64::from(host_pid));
+        assert_eq!(p["go_version"], format!("go{}", fixtures::GO_NEWEST));
+        for f in ["writes", "deletes", "clears", "reads"] {
+            assert_eq!(r["totals"][f], t[f], "totals.{f}");
+        }
+        let sum = |f: &str| p["goroutines"].as_array().unwrap().iter().map(|g| g[f].as_u64().unwrap()).sum::<u64>();
+        assert_eq!(sum("writes"), t["writes"].as_u64().unwrap(), "all in that process's goroutines");
+    }
+}
+
+/// One inotify event: (mask, cookie, file name).
+fn inotify_events(fd: i32) -> Vec<(u32, u32, String)> {
+    let mut out = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        // SAFETY: reads into a buffer of the length given.
+        let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+        if n <= 0 {
+            return out;
+        }
+        let mut at = 0;
+        while at + 16 <= n as usize {
+            let word = |o: usize| u32::from_ne_bytes(buf[at + o..at + o + 4].try_into().unwrap());
+            let (mask, cookie, len) = (word(4), word(8), word(12) as usize);
+            let name = buf[at + 16..at + 16 + len].split(|&b| b == 0).next().unwrap();
+            out.push((mask, cookie, String::from_utf8_lossy(name).into_owned()));
+            at += 16 + len;
+        }
+    }
+}
+
+root_test! {
+    /// The report is written whole under another name in its directory and
+    /// renamed into place: a reader sees no file or a complete one. The
+    /// directory's inotify events show it (no open, write or create ever
+    /// happens under the report's own name).
+    fn the_report_appears_whole_by_a_rename_in_its_directory(name) {
+        use std::os::unix::ffi::OsStrExt as _;
+        let dir = scratch(name);
+        let json = dir.join("r.json");
+        // SAFETY: plain syscalls; the descriptor is closed below.
+        let fd = unsafe { libc::inotify_init1(libc::IN_NONBLOCK | libc::IN_CLOEXEC) };
+        assert!(fd >= 0);
+        let c = std::ffi::CString::new(dir.as_os_str().as_bytes()).unwrap();
+        let all = libc::IN_CREATE | libc::IN_OPEN | libc::IN_MODIFY | libc::IN_CLOSE_WRITE | libc::IN_MOVED_FROM | libc::IN_MOVED_TO;
+        // SAFETY: a valid descriptor and NUL-terminated path.
+        assert!(unsafe { libc::inotify_add_watch(fd, c.as_ptr(), all) } >= 0);
+        let out = record(&["record", "--no-bpf-maps", "--json", s(&json), "--", s(&fixture("exact"))]);
+        out.assert_success("record");
+        let events = inotify_events(fd);
+        // SAFETY: our descriptor.
+        unsafe { libc::close(fd) };
+        let on_report: Vec<_> = events.iter().filter(|e| e.2 == "r.json").collect();
+        assert_eq!(on_report.len(), 1, "only the rename touches r.json: {events:?}");
+        let (mask, cookie, _) = on_report[0];
+        assert_eq!(mask & libc::IN_MOVED_TO, libc::IN_MOVED_TO, "{events:?}");
+        let from = events.iter().find(|e| e.0 & libc::IN_MOVED_FROM != 0 && e.1 == *cookie).expect("renamed from this directory");
+        let temp = &from.2;
+        let of_temp: Vec<u32> = events.iter().filter(|e| &e.2 == temp).map(|e| e.0).collect();
+        let first = |m: u32| of_temp.iter().position(|&x| x & m != 0).unwrap_or_else(|| panic!("{temp}: no {m:#x} in {events:?}"));
+        assert!(first(libc::IN_CREATE) < first(libc::IN_CLOSE_WRITE), "{events:?}");
+        assert!(first(libc::IN_CLOSE_WRITE) < first(libc::IN_MOVED_FROM), "written and closed before the rename: {events:?}");
+        let left: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(left, vec![std::ffi::OsString::from("r.json")], "no temporary file left");
+        // Whole: it parses and validates, and names the command's process.
+        let r = read_json(&json);
+        process(&r, out.truth()["pid"].as_u64().unwrap());
+    }
+}

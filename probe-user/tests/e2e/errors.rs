@@ -198,6 +198,10 @@ fn relabelled(bin: &std::path::Path, from: &[u8], to: &[u8], dir: &str) -> std::
     f
 }
 
+fn r_has_guess(r: &serde_json::Value) -> bool {
+    r["warnings"].as_array().unwrap().iter().any(|w| w.as_str().unwrap().contains("newer than the newest Go known"))
+}
+
 root_test! {
     /// A Go newer than the matrix (the newest build relabelled go1.28.0):
     /// with DWARF it is audited exactly from the binary's own offsets;
@@ -208,6 +212,7 @@ root_test! {
         let json = scratch(&format!("{name}_plain_report")).join("r.json");
         let out = record(&["record", "--no-bpf-maps", "--json", s(&json), "--", s(&plain), "-n", "2000"]);
         out.assert_success("record a go1.28.0 binary with DWARF");
+        assert!(!r_has_guess(&read_json(&json)), "DWARF gives the offsets: no guess");
         let r = read_json(&json);
         let t = out.truth();
         assert_eq!(process(&r, t["pid"].as_u64().unwrap())["go_version"], "go1.28.0");
@@ -222,8 +227,13 @@ root_test! {
         let t = out.truth();
         assert_writers_truth(&r, &t, name);
         assert_eq!(process(&r, t["pid"].as_u64().unwrap())["go_version"], "go1.28.0");
-        // The README says stripped binaries of a newer Go "say so"; today
-        // neither stderr nor the report's warnings do (reported: not asserted
-        // here until mapaudit says it).
+        // Stripped: the newest table's offsets are a guess, and the report says so.
+        let warning = format!(
+            "{} (pid {}): go1.28.0 is newer than the newest Go known (go1.27) and the binary has no DWARF: using \
+             go1.27's runtime offsets, a guess",
+            stripped.display(),
+            t["pid"]
+        );
+        assert_eq!(r["warnings"], serde_json::json!([warning]));
     }
 }

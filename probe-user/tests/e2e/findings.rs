@@ -56,6 +56,49 @@ root_test! {
 }
 
 root_test! {
+    fn each_overlap_path_alone_and_one_incident_seen_by_both_is_one(name) {
+        // The fixture sets the map header's write-in-progress flag itself, so
+        // which of the two paths can see the overlap is fixed by its mode
+        // (see fixtures/go/overlapmode): `fatal` only the runtime.fatal probe
+        // (one writer ever: the entry check cannot fire), `entry` only the
+        // entry check (Go returns from a delete on an empty map before its
+        // own check: no crash), `both` one incident seen by both paths.
+        let dir = scratch(name);
+        for version in fixtures::GO_VERSIONS {
+            let bin = fixtures::build("overlapmode", version, Variant::Plain).unwrap();
+            for (mode, code) in [("fatal", 2), ("both", 2), ("entry", 0)] {
+                let json = dir.join(format!("{version}-{mode}.json"));
+                let out = run(&["record", "--json", json.to_str().unwrap(), "--", bin.to_str().unwrap(), "-mode", mode]);
+                let stderr = String::from_utf8_lossy(&out.stderr);
+                let ctx = format!("Go {version}, -mode {mode}");
+                assert_eq!(out.status.code(), Some(code), "{ctx}: {stderr}");
+                assert_eq!(stderr.contains("fatal error: concurrent map writes"), code == 2, "{ctx}: {stderr}");
+                let t = truth(&out.stdout);
+                let report = read_json(&json);
+                let ov: Vec<_> =
+                    report["findings"].as_array().unwrap().iter().filter(|f| f["kind"] == "overlapping_writes").collect();
+                assert_eq!(ov.len(), 1, "{ctx}: {report:#}");
+                let f = ov[0];
+                assert_eq!(f["map"], t["map"], "{ctx}");
+                assert_eq!(f["type"], "map[int]int", "{ctx}");
+                // Exactly one: the runtime's report of the incident the entry
+                // check already reported is merged, not counted again.
+                assert_eq!(f["count"], 1, "{ctx}: {f:#}");
+                assert_eq!(f["goroutines"], t["goids"], "{ctx}: the overlapping writer first, then the other (if any)");
+                let mut sites = vec![format!("main.overlappingWrite main.go:{}", t["line"])];
+                if mode != "fatal" {
+                    sites.push(format!("main.otherWrite main.go:{}", t["other_line"]));
+                }
+                assert_eq!(f["sites"], serde_json::json!(sites), "{ctx}");
+                let p = process(&report, t["pid"].as_u64().unwrap());
+                let m = p["maps"].as_array().unwrap().iter().find(|m| m["addr"] == t["map"]).unwrap();
+                assert_eq!(m["overlaps"], 1, "{ctx}");
+            }
+        }
+    }
+}
+
+root_test! {
     fn mutex_protected_shared_map_is_shared_but_not_overlapping(name) {
         let bin = fixtures::build("writers", fixtures::GO_NEWEST, Variant::Plain).unwrap();
         let json = scratch(name).join("report.json");

@@ -69,3 +69,49 @@ root_test! {
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
+
+root_test! {
+    /// README: "To audit other users' processes (`--pid`, system-wide) without
+    /// root, add `cap_sys_ptrace`": as nobody with the README's capabilities,
+    /// root's process is refused with a message saying so; with
+    /// cap_sys_ptrace added it is audited, exactly.
+    fn cap_sys_ptrace_audits_another_users_process(name) {
+        let dir = std::env::temp_dir().join(format!("mapaudit-ptrace-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let m = dir.join("mapaudit");
+        std::fs::copy(mapaudit_bin(), &m).unwrap();
+        for p in [&dir, &m] {
+            std::process::Command::new("chmod").args(["777"]).arg(p).status().unwrap();
+        }
+        // Root's process, waiting before its writes.
+        let fx = spawn_waiting(&fixtures::build("exact", fixtures::GO_NEWEST, Variant::Plain).unwrap(), &["-n", "2000"]);
+        let pid = fx.pid().to_string();
+        let json = dir.join("r.json");
+        let as_nobody = |caps: &str| {
+            assert!(std::process::Command::new("setcap").args([caps]).arg(&m).status().unwrap().success());
+            let mut c = std::process::Command::new("setpriv");
+            c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+                .arg(&m)
+                .args(["record", "--no-bpf-maps", "--pid", &pid, "--json"])
+                .arg(&json);
+            c
+        };
+        let base = "cap_bpf,cap_perfmon,cap_sys_admin,cap_kill,cap_dac_read_search";
+        let out = as_nobody(&format!("{base}+ep")).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(err.contains("another user's process needs root or cap_sys_ptrace"), "{err}");
+        assert!(!json.exists());
+
+        let (rec, _) = start_mapaudit_cmd(as_nobody(&format!("{base},cap_sys_ptrace+ep")));
+        fx.go();
+        let t = fx.wait().truth();
+        rec.wait().assert_success("a --pid recording ends with its target");
+        let r = read_json(&json);
+        for f in ["writes", "deletes", "clears"] {
+            assert_eq!(r["totals"][f], t[f], "{name}: totals.{f}");
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

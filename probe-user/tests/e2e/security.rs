@@ -202,7 +202,17 @@ root_test! {
         let st = Command::new("tmux").args(["new-session", "-d", "-x", "160", "-y", "45", "-s", &session, &cmd]).status().unwrap();
         assert!(st.success());
         wait_until("the command to plant its links", 30, || out.join("planted").exists());
-        std::thread::sleep(Duration::from_millis(500));
+        // Quit once the view is drawn (its header line names the attached
+        // command), and the command has written its line to its log.
+        let screen = || String::from_utf8_lossy(&Command::new("tmux").args(["capture-pane", "-p", "-t", &session]).output().unwrap().stdout).into_owned();
+        wait_until("the view to be drawn", 30, || screen().lines().next().is_some_and(|l| l.contains("writes/s")));
+        let command_log_written = || {
+            std::fs::read_dir(&tmp).unwrap().flatten().any(|e| {
+                e.file_name().to_string_lossy().starts_with("mapaudit-top-")
+                    && std::fs::read_to_string(e.path()).is_ok_and(|t| t.contains("written-by-the-command"))
+            })
+        };
+        wait_until("the command's line in its log", 30, command_log_written);
         Command::new("tmux").args(["send-keys", "-t", &session, "q"]).status().unwrap();
         wait_until("mapaudit to quit", 30, || out.join("exited").exists());
         let stderr = std::fs::read_to_string(out.join("stderr")).unwrap();
@@ -233,16 +243,17 @@ root_test! {
         // A tracked process (its exec event at `event`), which exits and is reaped…
         let mut tracked = Command::new("sleep").arg("30").spawn().unwrap();
         let pid = tracked.id();
-        std::thread::sleep(Duration::from_millis(30));
         let event = pidctl::monotonic_ns();
         tracked.kill().unwrap();
         tracked.wait().unwrap();
         // Start times have clock-tick resolution (10 ms): a process started within
         // the event's tick is indistinguishable from the tracked one. Naturally a
         // reaped pid comes round again only after the whole pid space; steered
-        // (below, root only) it could within the tick, so wait that out — the
-        // residual window pidctl documents.
-        std::thread::sleep(Duration::from_millis(30));
+        // (below, root only) it could within the tick, so wait for the next tick
+        // to begin — the residual window pidctl documents.
+        let tick = 1_000_000_000 / rustix::param::clock_ticks_per_second().max(1);
+        let next_tick = (pidctl::monotonic_to_boottime_ns(event) / tick + 1) * tick;
+        wait_until("the clock tick after the event", 5, || pidctl::monotonic_to_boottime_ns(pidctl::monotonic_ns()) >= next_tick);
         // …and an unrelated process that gets the very same pid: root can steer
         // the next pid (ns_last_pid); other processes forking meanwhile may take
         // it first, so try until it lands.
@@ -258,6 +269,7 @@ root_test! {
             c.wait().unwrap();
         }
         let mut reuser = reuser.unwrap_or_else(|| panic!("could not get pid {pid} reused in 500 tries"));
+        assert!(pidctl::start_boottime_ns(pid).unwrap() > pidctl::monotonic_to_boottime_ns(event), "the reuser started after the event");
         // Stopped, as it would be if mapaudit's SIGCONT were its only way on.
         let state = |p: u32| {
             let s = std::fs::read_to_string(format!("/proc/{p}/stat")).unwrap();
@@ -267,7 +279,8 @@ root_test! {
         wait_until("the reuser to stop", 5, || state(pid) == 'T');
         // mapaudit answering the tracked process's exec event: refused.
         assert!(!pidctl::continue_if_same(pid, event).unwrap(), "the process now at pid {pid} is not the tracked one");
-        std::thread::sleep(Duration::from_millis(100));
+        // No wait needed: a SIGCONT wakes a stopped process while it is being
+        // sent (the control below sees the change right after its call).
         assert_eq!(state(pid), 'T', "the unrelated process was never continued");
         // Control: for an event after it started, the same call does continue it.
         assert!(pidctl::continue_if_same(pid, pidctl::monotonic_ns()).unwrap());
@@ -396,5 +409,62 @@ root_test! {
         assert_eq!(groups, BTreeSet::from([gid, extra]), "the user's groups, as initgroups sets them");
         let m = std::fs::metadata(out.join("r.json")).unwrap();
         assert_eq!((m.uid(), m.gid()), (uid, gid), "the report belongs to the user");
+    }
+}
+
+root_test! {
+    fn top_runs_the_command_as_the_sudo_user_with_its_output_in_a_file(_) {
+        // `sudo mapaudit top -- CMD`: CMD runs as the invoking user, and its
+        // output goes to a file of that user's (the terminal is the view's).
+        let (uid, gid, extra) = test_user();
+        let out = scratch_owned("sec_top_cmd_out", uid, gid);
+        let tmp = scratch_owned("sec_top_cmd_tmp", uid, gid);
+        let script = format!(
+            "{}; echo line-on-stdout; echo line-on-stderr >&2; touch '{}/done'\n",
+            introspect(&out),
+            out.display()
+        );
+        let script_file = out.join("cmd.sh");
+        std::fs::write(&script_file, script).unwrap();
+        let session = format!("mapaudit-topcmd-{}", std::process::id());
+        let _cleanup = Tmux(session.clone());
+        let cmd = format!(
+            "SUDO_UID={uid} SUDO_GID={gid} SUDO_USER=mapaudit-t TMPDIR='{}' {} top -- /bin/sh '{}' 2>'{}/stderr'; echo EXITED=$? > '{}/exited'; sleep 600",
+            tmp.display(),
+            mapaudit_bin(),
+            script_file.display(),
+            out.display(),
+            out.display()
+        );
+        let st = Command::new("tmux").args(["new-session", "-d", "-x", "160", "-y", "45", "-s", &session, &cmd]).status().unwrap();
+        assert!(st.success());
+        wait_until("the command to finish", 30, || out.join("done").exists());
+        let screen = || String::from_utf8_lossy(&Command::new("tmux").args(["capture-pane", "-p", "-t", &session]).output().unwrap().stdout).into_owned();
+        // Nothing of the command's output is on the terminal: it is the view's.
+        wait_until("the view to be drawn", 30, || screen().lines().next().is_some_and(|l| l.contains("writes/s")));
+        let shown = screen();
+        assert!(!shown.contains("line-on-stdout") && !shown.contains("line-on-stderr"), "{shown}");
+        Command::new("tmux").args(["send-keys", "-t", &session, "q"]).status().unwrap();
+        wait_until("mapaudit to quit", 30, || out.join("exited").exists());
+        assert_eq!(std::fs::read_to_string(out.join("exited")).unwrap().trim(), "EXITED=0");
+
+        let id_u: u32 = std::fs::read_to_string(out.join("uid")).unwrap().trim().parse().unwrap();
+        assert_eq!(id_u, uid, "CMD runs as the sudo user");
+        let groups: BTreeSet<u32> =
+            std::fs::read_to_string(out.join("groups")).unwrap().split_whitespace().map(|g| g.parse().unwrap()).collect();
+        assert_eq!(groups, BTreeSet::from([gid, extra]), "with the user's groups");
+        let logs: Vec<PathBuf> = std::fs::read_dir(&tmp)
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("mapaudit-top-"))
+            .collect();
+        assert_eq!(logs.len(), 1, "{logs:?}");
+        let log = std::fs::read_to_string(&logs[0]).unwrap();
+        assert_eq!(log, "line-on-stdout\nline-on-stderr\n", "both streams, in order");
+        let m = std::fs::symlink_metadata(&logs[0]).unwrap();
+        assert_eq!((m.uid(), m.gid(), m.mode() & 0o777), (uid, gid, 0o600));
+        let stderr = std::fs::read_to_string(out.join("stderr")).unwrap();
+        assert!(stderr.contains(&logs[0].display().to_string()), "stderr names the file: {stderr}");
     }
 }

@@ -221,3 +221,129 @@ root_test! {
         assert!(fixture.running(), "quitting the view must not stop a --pid target");
     }
 }
+
+/// The TOTAL cells of the table under `header`, as numbers.
+fn totals(s: &[String], header: &str) -> Vec<u64> {
+    let (h, rows) = table(s, header).unwrap_or_else(|| panic!("no {header} table:\n{}", s.join("\n")));
+    rows.iter().filter_map(|r| numeric_cell(&h, r, "TOTAL").parse().ok()).collect()
+}
+
+root_test! {
+    /// The view's numbers against the fixture's truth and a report of the
+    /// same run (`record --pid` on the same process), then every view,
+    /// drill-down, pause, the refresh interval and help, each synchronised
+    /// on what the screen shows.
+    fn top_numbers_views_and_keys_against_truth_and_report(name) {
+        // 4 workers, each: 3000 writes, every third key deleted (1000), one clear.
+        const PER_WORKER: u64 = 3000 + 1000 + 1;
+        let mut fx = spawn_waiting(&fixture("exact"), &["-n", "3000", "-hold"]);
+        let pid = fx.pid();
+        let json = scratch(name).join("report.json");
+        let (rec, _) = start_mapaudit(&["record", "--no-bpf-maps", "--pid", &pid.to_string(), "--json", s(&json)]);
+
+        let session = format!("mapaudit-tui2-{}", std::process::id());
+        let _cleanup = Cleanup { session: session.clone() };
+        let cmd = format!("{} top --no-bpf-maps --interval 250ms --pid {pid}; echo EXITED=$?; sleep 600", mapaudit_bin());
+        tmux(&["new-session", "-d", "-x", "160", "-y", "45", "-s", &session, &cmd]);
+        wait_for(&session, "the view, attached", 20, |s| {
+            s.first().is_some_and(|l| l.contains("1 attached")) && s.iter().any(|l| l.contains("GOID"))
+        });
+        fx.go();
+        let truth_line = fx.out.wait_for("the fixture's truth", DEADLINE, |l| l.starts_with('{'));
+        let t: serde_json::Value = serde_json::from_str(&truth_line).unwrap();
+        assert_eq!(t["writes"], 4 * 3000, "{t}");
+
+        // Goroutines (view 1): the four workers, each with its exact total.
+        let s = wait_for(&session, "four goroutines with their totals", 20, |s| {
+            totals(s, "GOID").iter().filter(|&&n| n == PER_WORKER).count() == 4
+        });
+        let (h, rows) = table(&s, "GOID").unwrap();
+        let mut on_screen: Vec<u64> = rows
+            .iter()
+            .filter(|r| numeric_cell(&h, r, "TOTAL") == PER_WORKER.to_string())
+            .filter_map(|r| r.split_whitespace().next()?.parse().ok())
+            .collect();
+        on_screen.sort();
+
+        // The report of the same run says the same, and the fixture's truth.
+        rec.signal(Signal::SIGINT);
+        assert_eq!(rec.wait().code(), Some(130));
+        let r = read_json(&json);
+        for f in ["writes", "deletes", "clears"] {
+            assert_eq!(r["totals"][f], t[f], "totals.{f}");
+        }
+        let p = process(&r, u64::from(pid));
+        let op_total = |g: &serde_json::Value| ["writes", "deletes", "clears"].iter().map(|f| g[f].as_u64().unwrap()).sum::<u64>();
+        let mut in_report: Vec<u64> =
+            p["goroutines"].as_array().unwrap().iter().filter(|g| op_total(g) == PER_WORKER).map(|g| g["goid"].as_u64().unwrap()).collect();
+        in_report.sort();
+        assert_eq!(on_screen, in_report, "the same goroutines on screen and in the report");
+        let all = t["writes"].as_u64().unwrap() + t["deletes"].as_u64().unwrap() + t["clears"].as_u64().unwrap();
+
+        // Threads (view 2): every operation on some thread.
+        keys(&session, &["2"]);
+        let s = wait_for(&session, "the threads view", 10, |s| table(s, "GOROUTINES SEEN").is_some());
+        assert_eq!(totals(&s, "GOROUTINES SEEN").iter().sum::<u64>(), all, "{}", s.join("\n"));
+        // Maps (view 3): four maps, each its worker's total.
+        keys(&session, &["3"]);
+        let s = wait_for(&session, "the maps view", 10, |s| table(s, "ADDRESS").is_some());
+        assert_eq!(totals(&s, "ADDRESS"), vec![PER_WORKER; 4], "{}", s.join("\n"));
+        // Sites (view 4): the write, delete and clear lines of main.worker.
+        keys(&session, &["4"]);
+        let s = wait_for(&session, "the sites view", 10, |s| table(s, "FUNCTION FILE:LINE").is_some());
+        let mut sites = totals(&s, "FUNCTION FILE:LINE");
+        sites.sort();
+        assert_eq!(sites, vec![4, 4000, 12000], "{}", s.join("\n"));
+        let (_, rows) = table(&s, "FUNCTION FILE:LINE").unwrap();
+        assert!(rows.iter().all(|r| r.contains("main.worker main.go:")), "{rows:#?}");
+        // BPF maps (view 5): its columns (bpf(2) counting is off here).
+        keys(&session, &["5"]);
+        let s = wait_for(&session, "the BPF maps view", 10, |s| table(s, "MAP ID").is_some());
+        let (h, _) = table(&s, "MAP ID").unwrap();
+        assert!(h.contains("UPDATES") && h.contains("DELETES"), "{h}");
+        // Findings (view 6): none, as in the report.
+        assert_eq!(r["findings"], serde_json::json!([]));
+        keys(&session, &["6"]);
+        let s = wait_for(&session, "the findings view", 10, |s| table(s, "KIND").is_some());
+        let (h, rows) = table(&s, "KIND").unwrap();
+        assert!(h.contains("GOROUTINES") && h.contains("COUNT"), "{h}");
+        assert!(!rows.iter().any(|r| r.contains("overlapping") || r.contains("shared")), "{rows:#?}");
+
+        // Drill-down: a goroutine's detail names its map and site.
+        keys(&session, &["1"]);
+        wait_for(&session, "the goroutines view", 10, |s| table(s, "GOID").is_some());
+        keys(&session, &["Enter"]);
+        let s = wait_for(&session, "the detail", 10, |s| s.iter().any(|l| l.contains("detail (Enter/Esc closes)")));
+        let text = s.join("\n");
+        assert!(text.contains("map[int]int") && text.contains("main.worker main.go:"), "{text}");
+        keys(&session, &["Escape"]);
+        wait_for(&session, "the detail closed", 10, |s| !s.iter().any(|l| l.contains("detail (Enter/Esc closes)")));
+
+        // Pause and resume, as the footer says.
+        keys(&session, &["p"]);
+        wait_for(&session, "paused", 10, |s| s.last().is_some_and(|l| l.contains("p resume")));
+        keys(&session, &["p"]);
+        wait_for(&session, "resumed", 10, |s| s.last().is_some_and(|l| l.contains("p pause")));
+        // The refresh interval: 250ms, one step slower, then two faster.
+        assert!(screen(&session).last().is_some_and(|l| l.contains("+/- 250ms")));
+        keys(&session, &["+"]);
+        wait_for(&session, "500ms", 10, |s| s.last().is_some_and(|l| l.contains("+/- 500ms")));
+        keys(&session, &["-"]);
+        wait_for(&session, "250ms", 10, |s| s.last().is_some_and(|l| l.contains("+/- 250ms")));
+        keys(&session, &["-"]);
+        wait_for(&session, "100ms", 10, |s| s.last().is_some_and(|l| l.contains("+/- 100ms")));
+        // Help names the keys and the interval now in force.
+        keys(&session, &["?"]);
+        let s = wait_for(&session, "help", 10, |s| s.iter().any(|l| l.contains("refresh less / more often (now 100ms)")));
+        assert!(s.iter().any(|l| l.contains("pause the view (the kernel keeps counting)")), "{}", s.join("\n"));
+        keys(&session, &["Escape"]);
+        wait_for(&session, "help closed", 10, |s| !s.iter().any(|l| l.contains("refresh less / more often")));
+
+        keys(&session, &["q"]);
+        let s = wait_for(&session, "mapaudit to exit", 20, |s| s.iter().any(|l| l.contains("EXITED=")));
+        assert!(s.iter().any(|l| l.trim() == "EXITED=0"), "{}", s.join("\n"));
+        assert!(fx.running(), "the view only observed the process");
+        fx.go();
+        assert!(fx.wait().status.success());
+    }
+}

@@ -4,6 +4,7 @@
 //! created safely as that user (`safefile`).
 
 pub mod command;
+pub mod container;
 pub mod identity;
 pub mod pidctl;
 pub mod proc;

@@ -36,6 +36,10 @@ const TEST_PACKAGES: &[&str] = &[
     // The bpf(2) tests write kernel BPF maps with it, one short-lived
     // process per command, as scripts do.
     "bpftool",
+    // `mapaudit serve`'s e2e test scrapes it with a real Prometheus server,
+    // which the test starts itself on loopback (the Debian service is
+    // stopped and disabled: `quiet_prometheus_service`).
+    "prometheus",
 ];
 
 /// For `cargo xtask dist`: Debian's compiler and library source rebuild std
@@ -213,10 +217,26 @@ fn ensure_packages() -> anyhow::Result<()> {
         return Ok(());
     }
     if is_root() && apt_available() {
-        apt_install(&missing)
+        apt_install(&missing)?;
+        if missing.contains(&"prometheus") {
+            quiet_prometheus_service();
+        }
+        Ok(())
     } else {
         eprintln!("xtask: warning: missing {} (install them for the full test suite)", missing.join(", "));
         Ok(())
+    }
+}
+
+/// Debian's postinst starts Prometheus (and its node exporter) as a service
+/// where systemd runs: a CI machine wants neither listening. Best effort:
+/// without systemd nothing was started.
+fn quiet_prometheus_service() {
+    if !have("systemctl") {
+        return;
+    }
+    for unit in ["prometheus", "prometheus-node-exporter"] {
+        let _ = Command::new("systemctl").args(["disable", "--now", unit]).output();
     }
 }
 

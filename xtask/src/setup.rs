@@ -66,7 +66,27 @@ pub fn ensure() -> anyhow::Result<()> {
     ensure_sarif_validator()?;
     ensure_go()?;
     ensure_tracefs()?;
+    ensure_kubernetes_validate()?;
     Ok(())
+}
+
+/// Where PyPI's kubernetes-validate is installed for the manifest test
+/// (`e2e serve::kubernetes_manifests_validate`: PYTHONPATH=this).
+pub fn python_dir() -> PathBuf {
+    root().join("target/python")
+}
+
+/// kubernetes-validate checks deploy/kubernetes/ against the Kubernetes
+/// OpenAPI schemas it bundles: offline, no cluster.
+fn ensure_kubernetes_validate() -> anyhow::Result<()> {
+    let dir = python_dir();
+    if dir.join("kubernetes_validate").is_dir() {
+        return Ok(());
+    }
+    eprintln!("xtask: installing kubernetes-validate (PyPI) into {}", dir.display());
+    let mut c = Command::new("python3");
+    c.args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--target"]).arg(&dir).arg("kubernetes-validate");
+    status(c)
 }
 
 fn have(cmd: &str) -> bool {

@@ -383,3 +383,43 @@ impl Drop for Cgroups {
         }
     }
 }
+
+user_test! {
+    /// deploy/kubernetes/ validates offline against the Kubernetes schemas
+    /// (PyPI kubernetes-validate, strict: no unknown fields). The PodMonitor
+    /// is a Prometheus Operator CRD the tool has no schema for: it is the
+    /// only manifest allowed to go unchecked, and its selector and port
+    /// must name the DaemonSet's.
+    fn kubernetes_manifests_validate(_name) {
+        let root = fixtures::workspace_root();
+        let dir = root.join("deploy/kubernetes");
+        let python = root.join("target/python");
+        assert!(python.join("kubernetes_validate").is_dir(), "kubernetes-validate is missing: run `cargo xtask setup`");
+        let manifests: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "yaml") && !p.ends_with("prometheus-scrape-config.yaml"))
+            .collect();
+        assert!(manifests.len() >= 3, "{manifests:?}");
+        let out = Command::new("python3")
+            .args(["-m", "kubernetes_validate", "--strict"])
+            .args(&manifests)
+            .env("PYTHONPATH", &python)
+            .output()
+            .unwrap();
+        let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(out.status.success(), "{said}");
+        for kind in ["daemonset/mapaudit", "service/mapaudit", "namespace/mapaudit"] {
+            assert!(said.contains(&format!("passed for resource {kind}")), "{kind}: {said}");
+        }
+        let unchecked: Vec<&str> = said.lines().filter(|l| l.contains("Couldn't find schema")).collect();
+        assert!(unchecked.iter().all(|l| l.contains("kind PodMonitor")), "{said}");
+        let pm = std::fs::read_to_string(dir.join("podmonitor.yaml")).unwrap();
+        let ds = std::fs::read_to_string(dir.join("daemonset.yaml")).unwrap();
+        assert!(pm.contains("app.kubernetes.io/name: mapaudit") && ds.contains("app.kubernetes.io/name: mapaudit"));
+        assert!(pm.contains("- port: metrics") && ds.contains("- name: metrics"));
+        // The Service's selector too, and the scrape config's port name.
+        let svc = std::fs::read_to_string(dir.join("service.yaml")).unwrap();
+        assert!(svc.contains("targetPort: metrics"));
+    }
+}

@@ -24,7 +24,8 @@ sudo mapaudit top --pid 4242                    live view of one process\n  \
 sudo mapaudit record --json r.json -- ./server  audit a command, write a JSON report\n  \
 sudo mapaudit record --duration 30s --json - --pid 4242\n  \
 mapaudit check r.json --fail-on overlap         CI gate on a report (no privileges)\n  \
-mapaudit check r.json --fail-on overlap --format sarif --output r.sarif --format markdown --output summary.md\n\n\
+mapaudit check r.json --fail-on overlap --format sarif --output r.sarif --format markdown --output summary.md\n  \
+sudo mapaudit serve                             Prometheus metrics of the node on 127.0.0.1:9750/metrics\n\n\
 EXIT STATUS: 0 ok (for `record -- CMD`: CMD's status), 1 gate failed, 2 usage or environment error."
 )]
 pub struct Cli {

@@ -4,13 +4,16 @@
 //! current `mapaudit/v1` report) and `/healthz`.
 //!
 //! The session loop owns the model; at each refresh it renders the
-//! exposition and the report once, and the HTTP side (hyper, on the same
-//! tokio runtime) only hands out the latest rendering: a scrape never
-//! waits for, or slows, the probes' collection, and a hundred concurrent
-//! scrapes cost a hundred copies. Connections are bounded in number and
-//! in how long their headers may take.
+//! exposition once, and the HTTP side (hyper, on the same tokio runtime)
+//! only hands out the latest rendering: a scrape never waits for, or slows,
+//! the probes' collection, and a hundred concurrent scrapes cost a hundred
+//! copies. The report is larger and rarely asked for: it is built at the
+//! next refresh after a request asks for it, and the request waits for
+//! that one. Connections are bounded in number and in how long their
+//! headers may take.
 
 use std::convert::Infallible;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -34,11 +37,25 @@ const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// Prometheus since 2.5 asks for it and parses it).
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
+/// How long a /report.json request waits for the next refresh to build it.
+const REPORT_WAIT: Duration = Duration::from_secs(30);
+
 /// The latest rendering, handed to every request.
 #[derive(Default)]
 struct Latest {
     metrics: Bytes,
     report: Bytes,
+    /// Reports built so far.
+    reports: u64,
+}
+
+/// What the session loop and the HTTP side share.
+struct Shared {
+    latest: RwLock<Latest>,
+    /// A request waits for a report: build one at the next refresh.
+    report_wanted: AtomicBool,
+    /// Bumped at every refresh.
+    refreshed: tokio::sync::watch::Sender<u64>,
 }
 
 pub async fn run(args: Serve) -> anyhow::Result<i32> {
@@ -57,7 +74,11 @@ pub async fn run(args: Serve) -> anyhow::Result<i32> {
         eprintln!("mapaudit: warning: {w}");
     }
     let mut metrics = Metrics::new(args.metrics.clone());
-    let latest = Arc::new(RwLock::new(Latest::default()));
+    let latest = Arc::new(Shared {
+        latest: RwLock::new(Latest::default()),
+        report_wanted: AtomicBool::new(false),
+        refreshed: tokio::sync::watch::Sender::new(0),
+    });
     render(&mut s, &driver, &mut metrics, &latest);
     let server = tokio::spawn(accept_loop(listener, latest.clone()));
     eprintln!("mapaudit: serving {} on http://{addr} (/metrics, /report.json, /healthz)", describe(target, s.child_pid()));
@@ -87,8 +108,8 @@ pub async fn run(args: Serve) -> anyhow::Result<i32> {
     Ok(code)
 }
 
-/// Brings the metrics and the report up to the model.
-fn render(s: &mut Session, driver: &Driver, metrics: &mut Metrics, latest: &RwLock<Latest>) {
+/// Brings the metrics (and, when asked for, the report) up to the model.
+fn render(s: &mut Session, driver: &Driver, metrics: &mut Metrics, shared: &Shared) {
     let duty = driver.duty();
     metrics.update(
         &s.model,
@@ -105,18 +126,46 @@ fn render(s: &mut Session, driver: &Driver, metrics: &mut Metrics, latest: &RwLo
             return;
         }
     };
-    let started = humantime::format_rfc3339_seconds(s.started_at).to_string();
-    let mut rep = report::build(&s.model, &started, s.elapsed().as_secs_f64());
-    if let Some(d) = duty {
-        report::apply_sampling(&mut rep, d);
+    let json = shared.report_wanted.swap(false, Ordering::AcqRel).then(|| {
+        let started = humantime::format_rfc3339_seconds(s.started_at).to_string();
+        let mut rep = report::build(&s.model, &started, s.elapsed().as_secs_f64());
+        if let Some(d) = duty {
+            report::apply_sampling(&mut rep, d);
+        }
+        serde_json::to_vec(&rep).map(Bytes::from).unwrap_or_default()
+    });
+    {
+        let mut l = shared.latest.write().unwrap_or_else(|p| p.into_inner());
+        l.metrics = text;
+        if let Some(json) = json {
+            l.report = json;
+            l.reports += 1;
+        }
     }
-    let json = serde_json::to_vec(&rep).map(Bytes::from).unwrap_or_default();
-    let mut l = latest.write().unwrap_or_else(|p| p.into_inner());
-    l.metrics = text;
-    l.report = json;
+    shared.refreshed.send_modify(|n| *n += 1);
 }
 
-async fn accept_loop(listener: tokio::net::TcpListener, latest: Arc<RwLock<Latest>>) {
+/// A report built after the request came (or, should the session end
+/// first or the refresh take longer than `REPORT_WAIT`, the last one).
+async fn fresh_report(shared: &Shared) -> Bytes {
+    let mut refreshed = shared.refreshed.subscribe();
+    let seen = shared.latest.read().unwrap_or_else(|p| p.into_inner()).reports;
+    let wait = async {
+        loop {
+            shared.report_wanted.store(true, Ordering::Release);
+            if refreshed.changed().await.is_err() {
+                return;
+            }
+            if shared.latest.read().unwrap_or_else(|p| p.into_inner()).reports > seen {
+                return;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(REPORT_WAIT, wait).await;
+    shared.latest.read().unwrap_or_else(|p| p.into_inner()).report.clone()
+}
+
+async fn accept_loop(listener: tokio::net::TcpListener, latest: Arc<Shared>) {
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
         let Ok(slot) = slots.clone().acquire_owned().await else { return };
@@ -134,8 +183,8 @@ async fn accept_loop(listener: tokio::net::TcpListener, latest: Arc<RwLock<Lates
         tokio::spawn(async move {
             let _slot = slot;
             let svc = hyper::service::service_fn(move |req| {
-                let r = respond(&latest, &req);
-                async move { Ok::<_, Infallible>(r) }
+                let latest = latest.clone();
+                async move { Ok::<_, Infallible>(respond(&latest, &req).await) }
             });
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
@@ -149,7 +198,7 @@ async fn accept_loop(listener: tokio::net::TcpListener, latest: Arc<RwLock<Lates
     }
 }
 
-fn respond(latest: &RwLock<Latest>, req: &Request<hyper::body::Incoming>) -> Response<Full<Bytes>> {
+async fn respond(shared: &Shared, req: &Request<hyper::body::Incoming>) -> Response<Full<Bytes>> {
     let reply = |status: StatusCode, kind: &str, body: Bytes| {
         let mut r = Response::new(Full::new(body));
         *r.status_mut() = status;
@@ -161,10 +210,12 @@ fn respond(latest: &RwLock<Latest>, req: &Request<hyper::body::Incoming>) -> Res
     if req.method() != hyper::Method::GET && req.method() != hyper::Method::HEAD {
         return reply(StatusCode::METHOD_NOT_ALLOWED, "text/plain", Bytes::from_static(b"GET only\n"));
     }
-    let l = latest.read().unwrap_or_else(|p| p.into_inner());
     match req.uri().path() {
-        "/metrics" => reply(StatusCode::OK, OPENMETRICS, l.metrics.clone()),
-        "/report.json" => reply(StatusCode::OK, "application/json", l.report.clone()),
+        "/metrics" => {
+            let text = shared.latest.read().unwrap_or_else(|p| p.into_inner()).metrics.clone();
+            reply(StatusCode::OK, OPENMETRICS, text)
+        }
+        "/report.json" => reply(StatusCode::OK, "application/json", fresh_report(shared).await),
         "/healthz" => reply(StatusCode::OK, "text/plain", Bytes::from_static(b"ok\n")),
         "/" => reply(
             StatusCode::OK,

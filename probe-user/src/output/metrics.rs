@@ -421,6 +421,49 @@ mod tests {
         assert_eq!(series, 3);
     }
 
+    /// Counters built from a model hold the model's exact totals, and keep
+    /// them when the process is gone (retired: its rows leave the model),
+    /// and a pod's labels come from its process.
+    #[test]
+    fn totals_survive_the_process_going_away() {
+        use probe_common::uprobe::{WriteKey, routine};
+        let key = |pid: u32, goid: u64, pc: u64, r: u8| WriteKey { pid, tid: pid, goid, map: 0x1000, pc, routine: r, _pad: [0; 3], inst: 1 };
+        let mut model = Model::new();
+        let pod = Container { pod: Some("web-0".into()), namespace: Some("prod".into()), ..Default::default() };
+        model.processes.insert(7, crate::model::ProcessInfo { pid: 7, exe: "/bin/api".into(), container: Some(pod), ..Default::default() });
+        model.add_counts([(key(7, 1, 0x10, routine::MAPASSIGN_FASTSTR), 30), (key(7, 2, 0x20, routine::MAPDELETE_FASTSTR), 4)]);
+        model.tick(std::time::Duration::from_secs(1));
+        let mut m = Metrics::new(cfg(10, 100));
+        let r = Refresh { scale: None, duty_cycle: 1.0, attached_probes: 1 };
+        m.update(&model, &r);
+        let writes = "mapaudit_go_map_writes_total{namespace=\"prod\",pod=\"web-0\",pod_uid=\"\",container=\"\",exe=\"/bin/api\",map_type=\"unknown\",op=";
+        let check = |m: &Metrics| {
+            assert_eq!(value(m, &format!("{writes}\"write\"")), Some(30));
+            assert_eq!(value(m, &format!("{writes}\"delete\"")), Some(4));
+            let text = m.encode().unwrap();
+            assert_eq!(sample_sum(&text, "mapaudit_go_map_site_writes_total{"), 34, "{text}");
+            assert_eq!(value(m, "mapaudit_probe_hits_total"), Some(34));
+        };
+        check(&m);
+        m.update(&model, &r);
+        check(&m);
+        model.retire(7);
+        m.update(&model, &r);
+        check(&m);
+        // A new program at the same pid counts on top.
+        model.processes.insert(7, crate::model::ProcessInfo { pid: 7, generation: 1, exe: "/bin/api".into(), ..Default::default() });
+        model.add_counts([(key(7, 1, 0x10, routine::MAPASSIGN_FASTSTR), 5)]);
+        model.tick(std::time::Duration::from_secs(1));
+        m.update(&model, &r);
+        assert_eq!(value(&m, &format!("{writes}\"write\"")), Some(30));
+        let other = "mapaudit_go_map_writes_total{namespace=\"\",pod=\"\",pod_uid=\"\",container=\"\",exe=\"/bin/api\",map_type=\"unknown\",op=\"write\"";
+        assert_eq!(value(&m, other), Some(5));
+    }
+
+    fn sample_sum(text: &str, prefix: &str) -> u64 {
+        text.lines().filter(|l| l.starts_with(prefix)).map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap()).sum()
+    }
+
     #[test]
     fn filters() {
         let f = Filter { include_namespaces: vec!["prod".into()], exclude_exes: vec!["noisy".into()], ..Default::default() };

@@ -24,7 +24,8 @@ sudo mapaudit top --pid 4242                    live view of one process\n  \
 sudo mapaudit record --json r.json -- ./server  audit a command, write a JSON report\n  \
 sudo mapaudit record --duration 30s --json - --pid 4242\n  \
 mapaudit check r.json --fail-on overlap         CI gate on a report (no privileges)\n  \
-mapaudit check r.json --fail-on overlap --format sarif --output r.sarif --format markdown --output summary.md\n\n\
+mapaudit check r.json --fail-on overlap --format sarif --output r.sarif --format markdown --output summary.md\n  \
+sudo mapaudit serve                             Prometheus metrics of the node on 127.0.0.1:9750/metrics\n\n\
 EXIT STATUS: 0 ok (for `record -- CMD`: CMD's status), 1 gate failed, 2 usage or environment error."
 )]
 pub struct Cli {
@@ -48,6 +49,58 @@ pub enum Command {
     /// Gate on a JSON report: exit 1 when a --fail-on condition holds. Needs no privileges.
     #[command(after_help = CHECK_EXAMPLES)]
     Check(CheckArgs),
+    /// Audit like `top`, and serve Prometheus metrics (/metrics), the
+    /// current JSON report (/report.json) and /healthz over HTTP.
+    #[command(after_help = SERVE_EXAMPLES)]
+    Serve(ServeArgs),
+}
+
+const SERVE_EXAMPLES: &str = "EXAMPLES:\n  \
+sudo mapaudit serve                             every Go process on the node, on 127.0.0.1:9750 (5% budget)\n  \
+sudo mapaudit serve --listen 0.0.0.0:9750       reachable from other hosts (a DaemonSet behind a Service)\n  \
+sudo mapaudit serve --pid 4242 --max-series 500 one process, exact counts\n  \
+curl -s localhost:9750/metrics; curl -s localhost:9750/report.json\n\n\
+EXIT STATUS: 0 after SIGINT/SIGTERM (or when the --pid process or CMD ends), 2 usage or environment error.";
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub target: TargetArgs,
+    #[command(flatten)]
+    pub probe: ProbeArgs,
+    /// Address to serve on. Only loopback unless told otherwise: binding a
+    /// non-loopback address (e.g. 0.0.0.0:9750 in a pod) is your choice.
+    #[arg(long, default_value = "127.0.0.1:9750", value_name = "ADDR")]
+    pub listen: std::net::SocketAddr,
+    /// How often the metrics and the report are brought up to date.
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    pub interval: Duration,
+    /// Call sites with their own `site` label (the busiest first seen);
+    /// the rest are counted under site="other".
+    #[arg(long, default_value_t = 50, value_name = "K")]
+    pub top_sites: usize,
+    /// At most N labelled series; label sets beyond are not exported and
+    /// are counted in mapaudit_series_folded_total.
+    #[arg(long, default_value_t = 5000, value_name = "N")]
+    pub max_series: usize,
+    /// Export only processes in this Kubernetes namespace (repeatable).
+    #[arg(long, value_name = "NS")]
+    pub include_namespace: Vec<String>,
+    /// Do not export processes in this namespace (repeatable).
+    #[arg(long, value_name = "NS")]
+    pub exclude_namespace: Vec<String>,
+    /// Export only processes of this pod (repeatable).
+    #[arg(long, value_name = "POD")]
+    pub include_pod: Vec<String>,
+    /// Do not export processes of this pod (repeatable).
+    #[arg(long, value_name = "POD")]
+    pub exclude_pod: Vec<String>,
+    /// Export only processes of this executable (full path or file name; repeatable).
+    #[arg(long, value_name = "EXE")]
+    pub include_exe: Vec<String>,
+    /// Do not export processes of this executable (repeatable).
+    #[arg(long, value_name = "EXE")]
+    pub exclude_exe: Vec<String>,
 }
 
 // Each subcommand's --help (and so its man page) ends with examples.

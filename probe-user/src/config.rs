@@ -28,6 +28,16 @@ pub enum Command {
     Top(Top),
     Record(Record),
     Check(Check),
+    Serve(Serve),
+}
+
+#[derive(Debug)]
+pub struct Serve {
+    pub target: Target,
+    pub probe: Probe,
+    pub listen: std::net::SocketAddr,
+    pub interval: Duration,
+    pub metrics: crate::output::metrics::MetricsConfig,
 }
 
 /// What to audit.
@@ -132,6 +142,7 @@ impl From<Cli> for Config {
                 gate: a.gate.into(),
             }),
             Some(cli::Command::Check(a)) => Command::Check(Check { report: a.report, share: a.share.into(), gate: a.gate.into() }),
+            Some(cli::Command::Serve(a)) => Command::Serve(Serve::new(a, log)),
         };
         Self { command, log }
     }
@@ -147,6 +158,27 @@ impl Top {
             probe.max_overhead = Some(DEFAULT_SYSTEM_WIDE_BUDGET);
         }
         Self { target, probe, interval: a.interval }
+    }
+}
+
+impl Serve {
+    fn new(a: cli::ServeArgs, log: LevelFilter) -> Self {
+        let target = target(&a.target);
+        let mut probe = probe(a.probe, log);
+        // A node-wide exporter costs what system-wide `top` does, by default.
+        if target == Target::SystemWide && probe.max_overhead.is_none() {
+            probe.max_overhead = Some(DEFAULT_SYSTEM_WIDE_BUDGET);
+        }
+        let filter = crate::output::metrics::Filter {
+            include_namespaces: a.include_namespace,
+            exclude_namespaces: a.exclude_namespace,
+            include_pods: a.include_pod,
+            exclude_pods: a.exclude_pod,
+            include_exes: a.include_exe,
+            exclude_exes: a.exclude_exe,
+        };
+        let metrics = crate::output::metrics::MetricsConfig { top_sites: a.top_sites, max_series: a.max_series, filter };
+        Self { target, probe, listen: a.listen, interval: a.interval, metrics }
     }
 }
 
@@ -228,6 +260,23 @@ mod tests {
         assert_eq!(t.probe.max_overhead, None);
         let Command::Top(t) = config(&["top", "--max-overhead", "2%"]).command else { panic!("not top") };
         assert_eq!(t.probe.max_overhead, Some(0.02));
+    }
+
+    #[test]
+    fn serve_budget_and_loopback_default() {
+        let Command::Serve(sv) = config(&["serve"]).command else { panic!("not serve") };
+        assert_eq!(sv.target, Target::SystemWide);
+        assert_eq!(sv.probe.max_overhead, Some(DEFAULT_SYSTEM_WIDE_BUDGET));
+        assert!(sv.listen.ip().is_loopback());
+        assert_eq!(sv.listen.port(), 9750);
+        let Command::Serve(sv) = config(&["serve", "--listen", "0.0.0.0:9000", "--max-series", "7", "--exclude-exe", "x", "--", "./w"]).command
+        else {
+            panic!("not serve")
+        };
+        assert_eq!(sv.probe.max_overhead, None, "a started command is audited exactly");
+        assert_eq!(sv.metrics.max_series, 7);
+        assert_eq!(sv.metrics.filter.exclude_exes, vec!["x".to_string()]);
+        assert!(!sv.listen.ip().is_loopback());
     }
 
     #[test]

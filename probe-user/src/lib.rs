@@ -59,6 +59,7 @@ pub fn run(cli: Cli) -> i32 {
             config::Command::Top(a) => cmd::top::run(a).await,
             config::Command::Record(a) => cmd::record::run(a).await,
             config::Command::Check(a) => cmd::check::run(a),
+            config::Command::Serve(a) => cmd::serve::run(a).await,
         }
     });
     match result {

@@ -36,6 +36,10 @@ const TEST_PACKAGES: &[&str] = &[
     // The bpf(2) tests write kernel BPF maps with it, one short-lived
     // process per command, as scripts do.
     "bpftool",
+    // `mapaudit serve`'s e2e test scrapes it with a real Prometheus server,
+    // which the test starts itself on loopback (the Debian service is
+    // stopped and disabled: `quiet_prometheus_service`).
+    "prometheus",
 ];
 
 /// For `cargo xtask dist`: Debian's compiler and library source rebuild std
@@ -62,7 +66,27 @@ pub fn ensure() -> anyhow::Result<()> {
     ensure_sarif_validator()?;
     ensure_go()?;
     ensure_tracefs()?;
+    ensure_kubernetes_validate()?;
     Ok(())
+}
+
+/// Where PyPI's kubernetes-validate is installed for the manifest test
+/// (`e2e serve::kubernetes_manifests_validate`: PYTHONPATH=this).
+pub fn python_dir() -> PathBuf {
+    root().join("target/python")
+}
+
+/// kubernetes-validate checks deploy/kubernetes/ against the Kubernetes
+/// OpenAPI schemas it bundles: offline, no cluster.
+fn ensure_kubernetes_validate() -> anyhow::Result<()> {
+    let dir = python_dir();
+    if dir.join("kubernetes_validate").is_dir() {
+        return Ok(());
+    }
+    eprintln!("xtask: installing kubernetes-validate (PyPI) into {}", dir.display());
+    let mut c = Command::new("python3");
+    c.args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--target"]).arg(&dir).arg("kubernetes-validate");
+    status(c)
 }
 
 fn have(cmd: &str) -> bool {
@@ -213,10 +237,26 @@ fn ensure_packages() -> anyhow::Result<()> {
         return Ok(());
     }
     if is_root() && apt_available() {
-        apt_install(&missing)
+        apt_install(&missing)?;
+        if missing.contains(&"prometheus") {
+            quiet_prometheus_service();
+        }
+        Ok(())
     } else {
         eprintln!("xtask: warning: missing {} (install them for the full test suite)", missing.join(", "));
         Ok(())
+    }
+}
+
+/// Debian's postinst starts Prometheus (and its node exporter) as a service
+/// where systemd runs: a CI machine wants neither listening. Best effort:
+/// without systemd nothing was started.
+fn quiet_prometheus_service() {
+    if !have("systemctl") {
+        return;
+    }
+    for unit in ["prometheus", "prometheus-node-exporter"] {
+        let _ = Command::new("systemctl").args(["disable", "--now", unit]).output();
     }
 }
 

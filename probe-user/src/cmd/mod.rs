@@ -3,6 +3,7 @@
 
 pub mod check;
 pub mod record;
+pub mod serve;
 pub mod top;
 
 use crate::host::{identity, safefile};

@@ -153,6 +153,7 @@ impl Collector {
                 comm: proc::comm(exe.pid, exe.pid),
                 go_version: bin.go_version().to_string(),
                 go_version_source: Some(bin.version_source()),
+                container: crate::host::container::of_pid(exe.pid),
             },
         );
         if let Ok(o) = bin.runtime_offsets()

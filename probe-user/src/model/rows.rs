@@ -60,6 +60,8 @@ pub struct ProcessInfo {
     pub go_version: String,
     /// How `go_version` was decided (None: not known, e.g. in tests).
     pub go_version_source: Option<crate::gobin::VersionSource>,
+    /// Its container and Kubernetes pod (None: not in a container).
+    pub container: Option<crate::host::container::Container>,
 }
 
 /// Op counts.

@@ -5,5 +5,6 @@
 
 pub mod formats;
 pub mod gate;
+pub mod metrics;
 pub mod report;
 pub mod summary;

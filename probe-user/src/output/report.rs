@@ -240,6 +240,10 @@ pub struct ProcessReport {
     /// when the binary is no longer known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub go_version_source: Option<String>,
+    /// Its container and Kubernetes pod (`host::container`); absent
+    /// outside containers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<crate::host::container::Container>,
     pub goroutines: Vec<GoroutineReport>,
     pub threads: Vec<ThreadReport>,
     pub maps: Vec<MapReport>,
@@ -462,6 +466,7 @@ fn process_report(p: &ProgramRows<'_>, site_name: &dyn Fn(u64) -> Option<Locatio
         exe: p.info.map(|i| i.exe.clone()).unwrap_or_default(),
         go_version: p.info.map(|i| i.go_version.clone()).unwrap_or_default(),
         go_version_source: p.info.and_then(|i| i.go_version_source).map(|s| s.as_str().to_string()),
+        container: p.info.and_then(|i| i.container.clone()),
         goroutines: p
             .goroutines
             .iter()

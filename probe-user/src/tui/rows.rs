@@ -185,11 +185,17 @@ pub fn fmt_addr(a: u64) -> String {
     format!("0x{a:x}")
 }
 
-/// `4242 writers`: pid and command name of an audited process.
+/// `4242 writers`: pid and command name of an audited process, then its
+/// pod (`namespace/pod`) or container (short id) when it runs in one.
 pub fn process_name(model: &Model, pid: u32) -> String {
-    match model.processes.get(&pid) {
+    let p = model.processes.get(&pid);
+    let name = match p {
         Some(p) if !p.comm.is_empty() => format!("{pid} {}", p.comm),
         _ => pid.to_string(),
+    };
+    match p.and_then(|p| p.container.as_ref()).map(|c| c.short()) {
+        Some(c) if !c.is_empty() => format!("{name} [{c}]"),
+        _ => name,
     }
 }
 

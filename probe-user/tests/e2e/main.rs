@@ -26,6 +26,7 @@ mod reads;
 mod real;
 mod schema;
 mod security;
+mod serve;
 mod share;
 mod soak;
 mod tui;

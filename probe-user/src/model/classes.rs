@@ -417,4 +417,23 @@ mod fold_tests {
         let again = m.agg.maps.iter().find(|r| r.map == MapId { addr: 0xa0, inst: 10 }).unwrap();
         assert_eq!(again.writers.len(), 1);
     }
+
+    #[test]
+    fn a_map_written_by_every_goroutine_names_at_most_a_thousand_writers() {
+        use crate::model::{MAX_WRITERS_PER_MAP, OTHER_WRITERS};
+        let mut m = Model::new();
+        m.add_counts((1..=3000u64).map(|g| (key(g, 0xc0, 1, 0x30), 2)));
+        m.tick(std::time::Duration::from_secs(1));
+        let row = &m.agg.maps.rows[0];
+        assert_eq!(row.ops.writes, 6000, "every write counts");
+        assert_eq!(row.writers.len(), MAX_WRITERS_PER_MAP + 1);
+        assert_eq!(row.writers.get(&OTHER_WRITERS).map(|o| o.writes), Some(2 * (3000 - MAX_WRITERS_PER_MAP as u64)));
+        let f = &m.agg.findings[0];
+        assert_eq!(f.goroutines.len(), MAX_WRITERS_PER_MAP);
+        assert!(!f.goroutines.contains(&OTHER_WRITERS));
+        // A named writer writing again still counts as itself.
+        m.add_counts([(key(5, 0xc0, 1, 0x30), 1)]);
+        m.tick(std::time::Duration::from_secs(1));
+        assert_eq!(m.agg.maps.rows[0].writers.get(&5).map(|o| o.writes), Some(3));
+    }
 }

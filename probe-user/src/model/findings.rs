@@ -108,7 +108,7 @@ pub(super) fn shared_finding(m: &MapRow, names: &Names, cache: &mut FxHashMap<(u
         pid: m.pid,
         map: m.map,
         type_name: m.type_name.clone(),
-        goroutines: m.writers.keys().copied().collect(),
+        goroutines: m.writers.keys().copied().filter(|&g| g != crate::model::OTHER_WRITERS).collect(),
         sites,
         count: m.ops.total(),
         last_ktime_ns: 0,

@@ -159,6 +159,15 @@ pub struct Tombstones {
 
 pub const TOMBSTONES: usize = 1_000_000;
 
+/// Writers a map instance names one by one; the rest count together under
+/// `OTHER_WRITERS`. A cache every request's goroutine writes would
+/// otherwise keep an entry per goroutine for ever (millions on a busy
+/// server); past a thousand, the shared-map finding says no more.
+pub const MAX_WRITERS_PER_MAP: usize = 1024;
+/// The writer id the writers beyond `MAX_WRITERS_PER_MAP` count under (no
+/// goroutine has it): never listed, only counted.
+pub const OTHER_WRITERS: u64 = u64::MAX;
+
 impl Tombstones {
     fn insert(&mut self, k: (u32, MapId), goid: u64) {
         if self.young.len() >= TOMBSTONES / 2 {
@@ -285,7 +294,8 @@ impl Model {
             // writer is still one (its ops are in the map's class).
             m.writers.entry(before);
         }
-        let (map_writer, new_writer) = m.writers.entry(k.goid);
+        let writer = if m.writers.len() >= MAX_WRITERS_PER_MAP && m.writers.get(&k.goid).is_none() { OTHER_WRITERS } else { k.goid };
+        let (map_writer, new_writer) = m.writers.entry(writer);
         let (map_site, new_map_site) = m.sites.entry(k.pc);
         if new_writer || new_map_site {
             m.shape = m.shape.wrapping_add(1);

@@ -549,7 +549,7 @@ fn process_report(p: &ProgramRows<'_>, site_name: &dyn Fn(u64) -> Option<Locatio
                     writes: m.ops.writes,
                     deletes: m.ops.deletes,
                     clears: m.ops.clears,
-                    writers: m.writers.keys().copied().collect(),
+                    writers: m.writers.keys().copied().filter(|&g| g != crate::model::OTHER_WRITERS).collect(),
                     overlaps: m.overlaps,
                     sites,
                     writes_per_sec: m.ops.total() as f64 / secs,

@@ -59,6 +59,10 @@ pub struct Probe {
     /// `--bpf-hot-keys`.
     pub bpf_hot_keys: bool,
     pub debug_bpf_userspace: bool,
+    /// `--len-maps`: map instances whose length is sampled.
+    pub len_maps: usize,
+    /// `--growth-min`, `--growth-max-drop`.
+    pub growth: crate::model::lengths::GrowthRule,
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -174,6 +178,12 @@ fn probe(p: ProbeArgs, log: LevelFilter) -> Probe {
         debug_bpf_writes_entries: p.debug_bpf_writes_entries,
         bpf_hot_keys: p.bpf_hot_keys,
         debug_bpf_userspace: p.debug_bpf_userspace,
+        len_maps: p.len_maps,
+        growth: crate::model::lengths::GrowthRule {
+            min_growth: p.growth_min,
+            max_drop: p.growth_max_drop / 100.0,
+            ..Default::default()
+        },
     }
 }
 
@@ -194,6 +204,8 @@ impl From<GateArgs> for Gate {
                 FailOn::Overlap => FindingKind::OverlappingWrites,
                 FailOn::SharedMap => FindingKind::SharedMap,
                 FailOn::ReadDuringWrite => FindingKind::ReadDuringWrite,
+                FailOn::IterateDuringWrite => FindingKind::IterateDuringWrite,
+                FailOn::GrowingMap => FindingKind::GrowingMap,
             })
             .collect();
         Self { fail_on, max_writes_per_sec: g.max_writes_per_sec, max_lost_events: g.max_lost_events }

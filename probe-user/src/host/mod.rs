@@ -7,4 +7,5 @@ pub mod command;
 pub mod identity;
 pub mod pidctl;
 pub mod proc;
+pub mod remote_mem;
 pub mod safefile;

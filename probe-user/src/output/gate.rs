@@ -43,7 +43,12 @@ pub struct Failure(pub String);
 fn describe(f: &FindingReport) -> String {
     let goroutines = f.goroutines.iter().map(|g| g.to_string()).collect::<Vec<_>>().join(" and ");
     // A read-during-write finding lists the reader first, then the writer.
-    let how = if f.kind == FindingKind::ReadDuringWrite { "read and written" } else { "written" };
+    let how = match f.kind {
+        FindingKind::ReadDuringWrite => "read and written",
+        FindingKind::IterateDuringWrite => "iterated and written",
+        FindingKind::GrowingMap => "grown without coming back (inserted into, then deleted from)",
+        _ => "written",
+    };
     format!(
         "{} in pid {}: map {} ({}) {how} by goroutines {goroutines} at {}",
         f.kind.as_str(),
@@ -73,6 +78,8 @@ fn flag(kind: FindingKind) -> &'static str {
         FindingKind::OverlappingWrites => "overlap",
         FindingKind::SharedMap => "shared-map",
         FindingKind::ReadDuringWrite => "read-during-write",
+        FindingKind::IterateDuringWrite => "iterate-during-write",
+        FindingKind::GrowingMap => "growing-map",
     }
 }
 

@@ -5,5 +5,6 @@
 
 pub mod formats;
 pub mod gate;
+pub mod health;
 pub mod report;
 pub mod summary;

@@ -1,0 +1,92 @@
+//! Map health, end to end: a range loop over a map while another goroutine
+//! writes it is an `iterate_during_write` naming both goroutines and sites
+//! (the target dies of Go's fatal; the report is still written), and with
+//! `--reads` range loops are counted exactly per goroutine and map.
+
+use serde_json::Value;
+use crate::support::*;
+
+fn rows<'a>(rows: &'a Value, field: &str, v: &Value) -> &'a Value {
+    rows.as_array().unwrap().iter().find(|r| r[field] == *v).unwrap_or_else(|| panic!("no row with {field} = {v}"))
+}
+
+root_test! {
+    fn iterate_during_write_names_the_iterator_and_the_writer(name) {
+        // Before swiss maps (runtime.mapiterinit), the first with them
+        // (runtime.mapIterStart), and the newest.
+        for version in [fixtures::GO_OLDEST, "1.24.11", fixtures::GO_NEWEST] {
+            let bin = fixtures::build("iterracy", version, Variant::Plain).unwrap();
+            let json = scratch(name).join(format!("report-{version}.json"));
+            // No --reads: iterations are always checked.
+            let out = run(&["record", "--no-bpf-maps", "--json", json.to_str().unwrap(), "--", bin.to_str().unwrap()]);
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "go{version}: {stderr}");
+            assert!(
+                stderr.contains("concurrent map iteration and map write"),
+                "go{version}: the fixture should have crashed: {stderr}"
+            );
+            let t = truth(&out.stdout);
+            let report = read_json(&json);
+            assert_valid_report(&report);
+            let findings = report["findings"].as_array().unwrap();
+            // One writer (it also filled the map): no other kind of finding.
+            assert!(findings.iter().all(|f| f["kind"] == "iterate_during_write"), "go{version}: {report:#}");
+            assert_eq!(findings.len(), 1, "go{version}: {report:#}");
+            let f = &findings[0];
+            assert_eq!(f["map"], t["map"], "go{version}");
+            assert_eq!(f["type"], "map[string]int", "go{version}");
+            let (writer, iterator) = (&t["goids"][0], &t["goids"][1]);
+            assert_eq!(f["goroutines"], serde_json::json!([iterator, writer]), "go{version}: the iterator, then the writer");
+            assert_eq!(
+                f["sites"],
+                serde_json::json!([format!("main.iterator main.go:{}", t["iter_line"]), format!("main.writer main.go:{}", t["line"])]),
+                "go{version}"
+            );
+            let gate = run(&["check", json.to_str().unwrap(), "--fail-on", "iterate-during-write"]);
+            assert_eq!(gate.status.code(), Some(1), "go{version}");
+            let msg = String::from_utf8_lossy(&gate.stderr);
+            assert!(
+                msg.contains("iterate_during_write") && msg.contains(&format!("main.go:{}", t["iter_line"])),
+                "go{version}: {msg}"
+            );
+            // The same report passes a gate on another kind.
+            let other = run(&["check", json.to_str().unwrap(), "--fail-on", "overlap"]);
+            assert_eq!(other.status.code(), Some(0), "go{version}: {}", String::from_utf8_lossy(&other.stderr));
+        }
+    }
+}
+
+root_test! {
+    fn iterations_are_counted_exactly_with_reads(name) {
+        for version in [fixtures::GO_OLDEST, fixtures::GO_NEWEST] {
+            let bin = fixtures::build("iterracy", version, Variant::Plain).unwrap();
+            for reads in [true, false] {
+                let json = scratch(name).join(format!("report-{version}-{reads}.json"));
+                let mut args = vec!["record", "--no-bpf-maps", "--json", json.to_str().unwrap()];
+                if reads {
+                    args.push("--reads");
+                }
+                args.extend(["--", bin.to_str().unwrap(), "-locked", "777"]);
+                let out = run(&args);
+                assert!(out.status.success(), "go{version}: {}", String::from_utf8_lossy(&out.stderr));
+                let t = truth(&out.stdout);
+                let report = read_json(&json);
+                assert_valid_report(&report);
+                let p = process(&report, t["pid"].as_u64().unwrap());
+                let (writer, iterator) = (&t["goids"][0], &t["goids"][1]);
+                let want = if reads { 777 } else { 0 };
+                // Without --reads the iterator, which writes nothing, has no row.
+                let it = p["goroutines"].as_array().unwrap().iter().find(|g| g["goid"] == *iterator);
+                assert_eq!(it.map_or(0, |g| g["iterations"].as_u64().unwrap()), want, "go{version} reads={reads}");
+                assert_eq!(it.is_some(), reads, "go{version} reads={reads}");
+                assert_eq!(rows(&p["goroutines"], "goid", writer)["iterations"], 0, "go{version} reads={reads}");
+                let m = rows(&p["maps"], "addr", &t["map"]);
+                assert_eq!(m["iterations"], want, "go{version} reads={reads}");
+                // 1000 to fill, 777 under the lock; the iterator is no writer.
+                assert_eq!(m["writes"], 1777, "go{version} reads={reads}");
+                assert_eq!(m["writers"], serde_json::json!([writer]), "go{version} reads={reads}");
+                assert_eq!(report["findings"], serde_json::json!([]), "go{version} reads={reads}");
+            }
+        }
+    }
+}

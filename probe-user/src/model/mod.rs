@@ -3,6 +3,7 @@
 //! unit-tested without root and shared by the live view and the report.
 //! `classes` groups rows into map and goroutine classes.
 
+pub mod advice;
 pub mod classes;
 mod counter_index;
 mod findings;

@@ -1,7 +1,9 @@
-//! Map health in the report: each sampled map's length (`--len-maps`).
+//! Map health in the report: each sampled map's length (`--len-maps`), how
+//! a `growing_map` grew, and each busy map's advice.
 
 use serde::{Deserialize, Serialize};
 
+use crate::model::advice::{Usage, advise};
 use crate::model::{FindingKind, MapId, Model, lengths::LenSeries};
 use crate::output::report::{FindingReport, ProcessReport};
 
@@ -25,11 +27,41 @@ impl LenReport {
     }
 }
 
+/// A map's advice (`model::advice`), with the numbers behind it.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct AdviceReport {
+    /// `bug` | `read_mostly` | `single_writer` | `shard` | `one_lock`.
+    pub rule: String,
+    pub text: String,
+    pub writers: u64,
+    pub mutations: u64,
+    pub reads: u64,
+    pub mutations_per_s: f64,
+    pub overlaps: u64,
+}
+
 /// Adds what the model knows about each map's health to the live
 /// processes' rows.
 pub fn annotate(processes: &mut [ProcessReport], model: &Model) {
     for p in processes {
         for m in &mut p.maps {
+            let u = Usage {
+                writers: m.writers.len() as u64,
+                mutations: m.writes + m.deletes + m.clears,
+                reads: m.reads,
+                reads_probed: model.reads_probed,
+                mutations_per_s: m.writes_per_sec,
+                overlaps: m.overlaps,
+            };
+            m.advice = advise(&u).map(|a| AdviceReport {
+                rule: a.rule.into(),
+                text: a.text,
+                writers: u.writers,
+                mutations: u.mutations,
+                reads: u.reads,
+                mutations_per_s: u.mutations_per_s,
+                overlaps: u.overlaps,
+            });
             let Some(addr) = addr_of(&m.addr) else { continue };
             if let Some(s) = model.lengths.get(p.pid, MapId { addr, inst: m.instance }) {
                 m.len = Some(LenReport::of(s));

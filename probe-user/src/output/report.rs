@@ -335,6 +335,10 @@ pub struct MapReport {
     /// Its length over the recording (`--len-maps`; absent when not sampled).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub len: Option<crate::output::health::LenReport>,
+    /// A recommendation from its writers, readers, rate and overlaps
+    /// (absent on maps with too little traffic); never a finding.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub advice: Option<crate::output::health::AdviceReport>,
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
@@ -562,6 +566,7 @@ fn process_report(p: &ProgramRows<'_>, site_name: &dyn Fn(u64) -> Option<Locatio
                     reads: m.ops.reads,
                     iterations: m.ops.iterations,
                     len: None,
+                    advice: None,
                 }
             })
             .collect(),

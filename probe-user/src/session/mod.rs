@@ -360,7 +360,9 @@ impl Session {
             let pid = chunk[0].0;
             let addrs: Vec<u64> =
                 chunk.iter().map(|(_, m)| m.addr + probe_common::uprobe::COUNT_OFF).collect();
-            for ((_, map), len) in chunk.iter().zip(crate::host::remote_mem::read_u64s(pid, &addrs)) {
+            let lens = crate::host::remote_mem::read_u64s(pid, &addrs);
+            log::debug!("pid {pid}: {} of {} map lengths read", lens.iter().flatten().count(), lens.len());
+            for ((_, map), len) in chunk.iter().zip(lens) {
                 // A negative or absurd count is not a live map's.
                 if let Some(len) = len.filter(|&n| n < 1 << 48) {
                     self.model.lengths.record(pid, *map, t, len);

@@ -423,6 +423,18 @@ pub fn detail_lines(app: &App, model: &Model, row: &RowData) -> Vec<Line<'static
                 ]));
             }
             out.extend(rate_lines(app, row));
+            let usage = crate::model::advice::Usage {
+                writers: m.writers.len() as u64,
+                mutations: m.ops.total(),
+                reads: m.ops.reads,
+                reads_probed: model.reads_probed,
+                mutations_per_s: m.rate,
+                overlaps: m.overlaps,
+            };
+            if let Some(a) = crate::model::advice::advise(&usage) {
+                let alert = if a.rule == "bug" { Alert::Bad } else { Alert::None };
+                out.push(Line::from(vec![label("advice"), Span::styled(format!("[{}] {}", a.rule, a.text), alert_style(alert))]));
+            }
             out.push(section(&format!("writers ({})", m.writers.len())));
             out.extend(ranked(
                 m.writers

@@ -90,3 +90,56 @@ root_test! {
         }
     }
 }
+
+root_test! {
+    fn lengths_growth_and_advice_of_known_maps(name) {
+        let bin = fixtures::build("health", fixtures::GO_NEWEST, Variant::Plain).unwrap();
+        let json = scratch(name).join("report.json");
+        let (m, _) = start_mapaudit(&["record", "--no-bpf-maps", "--json", json.to_str().unwrap(), "--", bin.to_str().unwrap()]);
+        // The fixture prints its truth when every map has its final length,
+        // and keeps them alive until stopped: mapaudit's last sample, at
+        // the end of the recording, reads the final lengths.
+        m.out.wait_for("the fixture's truth", DEADLINE, |l| l.contains("\"maps\""));
+        m.signal(Signal::SIGINT);
+        let done = m.wait();
+        let t = done.truth();
+        let report = read_json(&json);
+        assert_valid_report(&report);
+        let p = process(&report, t["pid"].as_u64().unwrap());
+        let tm = |n: &str| t["maps"].as_array().unwrap().iter().find(|m| m["name"] == n).unwrap().clone();
+        for name in ["grow", "band", "drained", "locked"] {
+            let want = tm(name);
+            let got = rows(&p["maps"], "addr", &want["addr"]);
+            assert_eq!(got["len"]["last"], want["len"], "{name}: {got:#}");
+            assert!(got["len"]["samples"].as_u64().unwrap() >= 8, "{name}: sampled while it moved: {got:#}");
+        }
+        let (grow, band, drained) = (tm("grow"), tm("band"), tm("drained"));
+        assert_eq!(rows(&p["maps"], "addr", &grow["addr"])["len"]["max"], 6000);
+        assert_eq!(rows(&p["maps"], "addr", &band["addr"])["len"]["max"], 2000, "the band's top");
+        assert_eq!(rows(&p["maps"], "addr", &drained["addr"])["len"]["min"], 0);
+        // The growth finding on the growing map only.
+        let growing: Vec<_> = report["findings"].as_array().unwrap().iter().filter(|f| f["kind"] == "growing_map").collect();
+        assert_eq!(growing.len(), 1, "{report:#}");
+        let f = growing[0];
+        assert_eq!(f["map"], grow["addr"]);
+        assert_eq!(f["count"], 6000);
+        assert_eq!(f["growth"]["last"], 6000);
+        assert!(f["growth"]["slope_per_s"].as_f64().unwrap() > 0.0, "{f:#}");
+        assert_eq!(f["growth"]["max_drop"], 0, "{f:#}");
+        assert_eq!(f["growth"]["inserting_sites"], serde_json::json!([format!("main.owner main.go:{}", t["grow_line"])]));
+        assert_eq!(f["growth"]["deleting_sites"], serde_json::json!([]));
+        // Advice: one writer each for the three, four under one lock at a
+        // high rate for the last.
+        for name in ["grow", "band", "drained"] {
+            assert_eq!(rows(&p["maps"], "addr", &tm(name)["addr"])["advice"]["rule"], "single_writer", "{name}");
+        }
+        let locked = rows(&p["maps"], "addr", &tm("locked")["addr"]);
+        assert_eq!(locked["advice"]["rule"], "shard", "{locked:#}");
+        assert_eq!(locked["advice"]["writers"], 4, "{locked:#}");
+        // The gate names the growing map.
+        let gate = run(&["check", json.to_str().unwrap(), "--fail-on", "growing-map"]);
+        assert_eq!(gate.status.code(), Some(1));
+        let msg = String::from_utf8_lossy(&gate.stderr);
+        assert!(msg.contains("growing_map") && msg.contains(grow["addr"].as_str().unwrap()), "{msg}");
+    }
+}

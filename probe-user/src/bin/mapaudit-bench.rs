@@ -225,6 +225,7 @@ fn lengths_target(maps: usize) -> anyhow::Result<serde_json::Value> {
 /// The cost of one refresh's length sampling: `Lengths::pick` over 10,000
 /// map rows, and one `process_vm_readv` batch of `maps` words in another
 /// process (`lengths-target`), timed over `rounds`; every word read is checked.
+#[allow(clippy::field_reassign_with_default, reason = "MapRow has fields private to the model: no struct literal here")]
 fn lengths(maps: usize, rounds: usize) -> anyhow::Result<serde_json::Value> {
     use std::io::BufRead as _;
     use mapaudit::model::{MapId, MapRow, Ops, lengths::Lengths};

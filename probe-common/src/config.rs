@@ -35,7 +35,9 @@ pub struct Global {
     pub bpf_calibrating: u32,
     /// Non-zero: count writes per key hash (`--bpf-hot-keys`).
     pub bpf_hot_keys: u32,
-    pub _pad: u32,
+    /// Non-zero: count map iterations (`--reads`); without it, an
+    /// iteration start is only checked for a write in progress.
+    pub count_iterations: u32,
     /// `&bpf_map_fops`, learnt by calibration.
     pub bpf_map_fops: u64,
     pub kernel: crate::bpfmap::KernelOffsets,

@@ -35,7 +35,15 @@ pub mod routine {
     /// map can only be freed (and its address reused) after a cycle
     /// starts: see `MapState::gc_at_reseed`.
     pub const GC_START: u8 = 22;
-    pub const COUNT: usize = 23;
+    /// Map iteration start (`for k, v := range m`): `runtime.mapiterinit`
+    /// before Go 1.24, `runtime.mapIterStart` (swiss maps) from 1.24. Always
+    /// probed (one hit per loop, not per element): Go dies with
+    /// "concurrent map iteration and map write" from inside the loop, and
+    /// the iteration's entry is what names the iterating goroutine and site.
+    /// Counted only with `--reads`.
+    pub const MAPITERINIT: u8 = 23;
+    pub const MAPITERSTART: u8 = 24;
+    pub const COUNT: usize = 25;
 
     /// Symbol names, indexed by routine id.
     pub const SYMBOLS: [&str; COUNT] = [
@@ -62,6 +70,8 @@ pub mod routine {
         "runtime.mapaccess1_fat",
         "runtime.mapaccess2_fat",
         "runtime.gcStart",
+        "runtime.mapiterinit",
+        "runtime.mapIterStart",
     ];
 
     /// What a routine does to the map.
@@ -72,6 +82,8 @@ pub mod routine {
         Clear,
         /// A lookup (`--reads`): counted, never a mutation.
         Read,
+        /// An iteration start: never a mutation; counted with `--reads`.
+        Iter,
         /// Not a map operation (`FATAL`).
         None,
     }
@@ -82,8 +94,14 @@ pub mod routine {
             MAPDELETE..=MAPDELETE_FASTSTR => Op::Delete,
             MAPCLEAR => Op::Clear,
             MAPACCESS1..=MAPACCESS2_FAT => Op::Read,
+            MAPITERINIT | MAPITERSTART => Op::Iter,
             _ => Op::None,
         }
+    }
+
+    /// Whether the routine changes the map (a write, delete or clear).
+    pub const fn mutates(op: Op) -> bool {
+        matches!(op, Op::Write | Op::Delete | Op::Clear)
     }
 }
 

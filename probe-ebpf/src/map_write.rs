@@ -84,6 +84,7 @@ fn try_map_write(call: &GoCall, cookie: &Cookie) -> Result<(), ()> {
     // write records itself and learns whether the map has had several
     // writers; a read (`--reads`) only looks.
     let me = Writer { goid, pc, tid, _pad: 0 };
+    let counted = op != Op::Iter || GLOBAL.get(0).is_some_and(|g| g.count_iterations != 0);
     let Seen { inst, contended, other_entered } = note_access(&mkey, me, op, cookie, call.g, maptype);
     let key = WriteKey { pid, tid, goid, map, pc, routine: cookie.routine, _pad: [0; 3], inst };
     if contended {
@@ -112,7 +113,9 @@ fn try_map_write(call: &GoCall, cookie: &Cookie) -> Result<(), ()> {
         // `fatal` probe checks the tid and goid it reads back).
         unsafe { *p = LastEntry { key, maptype, _pad: [0; 2] } };
     }
-    count(&key, maptype, call, cookie);
+    if counted {
+        count(&key, maptype, call, cookie);
+    }
     Ok(())
 }
 
@@ -184,7 +187,7 @@ fn new_instance() -> u32 {
 /// read-mostly map would pay a read per lookup).
 #[inline(always)]
 fn note_access(mkey: &MapKey, me: Writer, op: Op, cookie: &Cookie, g: u64, maptype: u64) -> Seen {
-    let write = op != Op::Read;
+    let write = routine::mutates(op);
     let seed_at = mkey.map + cookie.seed_off();
     let Some(p) = MAP_STATE.get_ptr_mut(mkey) else {
         let seed = read_user::<u32>(seed_at).unwrap_or(0);
@@ -327,14 +330,20 @@ fn nested(nest: u8, tid: u32, goid: u64, sp: u64) -> bool {
 fn try_go_fatal(ctx: &ProbeContext, call: &GoCall, cookie: &Cookie) -> Result<(), ()> {
     const MSG: &[u8; 15] = b"concurrent map ";
     // "concurrent map writes" and "concurrent map read and map write": the
-    // thread is inside the access it entered last. (Iteration is not probed,
-    // so "concurrent map iteration and map write" has no entry to name.)
+    // thread is inside the access it entered last. "concurrent map
+    // iteration and map write" comes from a loop step (`mapiternext`), after
+    // the loop's start: the thread's last entry is that start as long as the
+    // loop body made no other map call on this thread.
     const WRITES_LEN: u64 = 21;
     const READ_LEN: u64 = 33;
+    const ITER_LEN: u64 = 38;
     let (msg, len) = (call.rax, call.rbx);
-    if len != WRITES_LEN && len != READ_LEN {
-        return Ok(());
-    }
+    let expected = match len {
+        WRITES_LEN => Op::Write,
+        READ_LEN => Op::Read,
+        ITER_LEN => Op::Iter,
+        _ => return Ok(()),
+    };
     let head: [u8; 15] = read_user(msg)?;
     if &head != MSG {
         return Ok(());
@@ -350,8 +359,12 @@ fn try_go_fatal(ctx: &ProbeContext, call: &GoCall, cookie: &Cookie) -> Result<()
         // still have caught the overlap.
         return Ok(());
     }
-    if (routine::op(entry.key.routine) == Op::Read) != (len == READ_LEN) {
-        // A read's fatal but the last entry was a write, or the reverse.
+    let entered = match routine::op(entry.key.routine) {
+        Op::Delete | Op::Clear => Op::Write,
+        op => op,
+    };
+    if entered != expected {
+        // A read's fatal but the last entry was a write, or the like.
         return Ok(());
     }
     let mkey = MapKey { pid: entry.key.pid, _pad: 0, map: entry.key.map };

@@ -145,7 +145,9 @@ pub struct ProbeArgs {
     pub no_bpf_maps: bool,
     /// Also count map reads (`runtime.mapaccess1*`/`mapaccess2*`) and find
     /// reads of a map while another goroutine writes it
-    /// (`read_during_write`), and count bpf(2) lookups of kernel BPF maps.
+    /// (`read_during_write`), count range loops over maps per goroutine
+    /// and map (`iterations`; iterations during a write are found without
+    /// this flag), and count bpf(2) lookups of kernel BPF maps.
     /// Reads are usually far more frequent than writes: each costs a probe
     /// hit, so expect a larger slowdown.
     #[arg(long)]
@@ -155,6 +157,21 @@ pub struct ProbeArgs {
     /// are never stored or shown, only their hashes and counts.
     #[arg(long, conflicts_with = "no_bpf_maps")]
     pub bpf_hot_keys: bool,
+    /// Map health: read the length of the N most-written map instances from
+    /// the target's memory at each refresh (process_vm_readv, nothing in the
+    /// probe): min/max/last per map in the report, LEN and a sparkline in
+    /// the Maps view, and the growing_map finding. 0: off.
+    #[arg(long, default_value_t = crate::model::lengths::DEFAULT_LEN_MAPS, value_name = "N")]
+    pub len_maps: usize,
+    /// growing_map: the least net growth (elements, first to last sample)
+    /// that counts.
+    #[arg(long, default_value_t = crate::model::lengths::DEFAULT_GROWTH_MIN, value_name = "N")]
+    pub growth_min: u64,
+    /// growing_map: the largest fall from a peak, in percent of the map's
+    /// range (max − min), that still counts as growth; a map that oscillates
+    /// in a band or is drained falls back by far more.
+    #[arg(long, default_value_t = crate::model::lengths::DEFAULT_GROWTH_MAX_DROP_PCT, value_name = "PCT", value_parser = parse_pct_0_100)]
+    pub growth_max_drop: f64,
     /// Capacity of the in-kernel write counter (distinct goroutine × thread ×
     /// map × site tuples). Memory: ~(40 + 8 × CPUs) bytes per entry. Writes
     /// beyond it are counted as lost, never dropped silently.
@@ -235,6 +252,9 @@ impl TopArgs {
                     debug_bpf_writes_entries: probe_common::maps::BPF_WRITES_DEFAULT_ENTRIES,
                     exec_stop_timeout: Duration::from_secs(1),
                     debug_exec_stall: None,
+                    len_maps: crate::model::lengths::DEFAULT_LEN_MAPS,
+                    growth_min: crate::model::lengths::DEFAULT_GROWTH_MIN,
+                    growth_max_drop: crate::model::lengths::DEFAULT_GROWTH_MAX_DROP_PCT,
                 },
                 interval: Duration::from_secs(1),
             },
@@ -361,6 +381,11 @@ pub enum FailOn {
     SharedMap,
     /// A map was read while a write was in progress (needs --reads).
     ReadDuringWrite,
+    /// A map was iterated (range) while a write was in progress (always probed).
+    IterateDuringWrite,
+    /// A map's length grew steadily without coming back (a leak suspect;
+    /// needs --len-maps, on by default).
+    GrowingMap,
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -393,6 +418,15 @@ fn parse_percent(s: &str) -> Result<f64, String> {
         return Err("must be more than 0% and at most 100%".into());
     }
     Ok(v / 100.0)
+}
+
+/// A percentage from 0 to 100, as given (`10`, `10%`).
+fn parse_pct_0_100(s: &str) -> Result<f64, String> {
+    let v: f64 = s.trim().trim_end_matches('%').parse().map_err(|_| format!("{s:?} is not a percentage (e.g. 10%)"))?;
+    if !(0.0..=100.0).contains(&v) {
+        return Err("must be from 0% to 100%".into());
+    }
+    Ok(v)
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {

@@ -72,6 +72,10 @@ pub struct Probe {
     /// `--exec-stop-timeout`: the exec guard's deadline.
     pub exec_stop_timeout: std::time::Duration,
     pub debug_exec_stall: std::time::Duration,
+    /// `--len-maps`: map instances whose length is sampled.
+    pub len_maps: usize,
+    /// `--growth-min`, `--growth-max-drop`.
+    pub growth: crate::model::lengths::GrowthRule,
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -211,6 +215,12 @@ fn probe(p: ProbeArgs, log: LevelFilter) -> Probe {
         debug_bpf_userspace: p.debug_bpf_userspace,
         exec_stop_timeout: p.exec_stop_timeout,
         debug_exec_stall: p.debug_exec_stall.unwrap_or_default(),
+        len_maps: p.len_maps,
+        growth: crate::model::lengths::GrowthRule {
+            min_growth: p.growth_min,
+            max_drop: p.growth_max_drop / 100.0,
+            ..Default::default()
+        },
     }
 }
 
@@ -231,6 +241,8 @@ impl From<GateArgs> for Gate {
                 FailOn::Overlap => FindingKind::OverlappingWrites,
                 FailOn::SharedMap => FindingKind::SharedMap,
                 FailOn::ReadDuringWrite => FindingKind::ReadDuringWrite,
+                FailOn::IterateDuringWrite => FindingKind::IterateDuringWrite,
+                FailOn::GrowingMap => FindingKind::GrowingMap,
             })
             .collect();
         Self { fail_on, max_writes_per_sec: g.max_writes_per_sec, max_lost_events: g.max_lost_events }

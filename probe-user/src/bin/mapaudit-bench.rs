@@ -6,6 +6,7 @@
 //!   mapaudit-bench drain RATE SECONDS     (needs root)
 //!   mapaudit-bench model GOROUTINES MAPS  (also times one TUI frame)
 //!   mapaudit-bench churn SECONDS RATE     (model memory under map churn)
+//!   mapaudit-bench lengths MAPS ROUNDS    (map-length sampling per refresh)
 
 use std::time::{Duration, Instant};
 
@@ -23,7 +24,9 @@ fn main() {
         Some("drain") => drain(num(2, 2_000_000), num(3, 3)),
         Some("model") => model(num(2, 100_000) as usize, num(3, 10_000) as usize),
         Some("churn") => churn(num(2, 600), num(3, 50_000)),
-        _ => Err(anyhow::anyhow!("usage: mapaudit-bench drain RATE SECONDS | model GOROUTINES MAPS | churn SECONDS RATE")),
+        Some("lengths") => lengths(num(2, 32) as usize, num(3, 1000) as usize),
+        Some("lengths-target") => lengths_target(num(2, 32) as usize),
+        _ => Err(anyhow::anyhow!("usage: mapaudit-bench drain RATE SECONDS | model GOROUTINES MAPS | churn SECONDS RATE | lengths MAPS ROUNDS")),
     };
     match result {
         Ok(v) => println!("{v}"),
@@ -272,4 +275,80 @@ fn frame(m: &Model, cost: Duration) -> anyhow::Result<(Duration, Duration, Durat
     let first = times[0];
     times.sort();
     Ok((app_tick, times[times.len() / 2], first))
+}
+
+/// Page-apart words stand for map headers, each on its own page as
+/// scattered heap maps are.
+const LEN_STRIDE_WORDS: usize = 4096 / 8;
+
+/// The target of `lengths`: `maps` words a page apart, holding their
+/// index; prints where they start, then waits for stdin to close.
+fn lengths_target(maps: usize) -> anyhow::Result<serde_json::Value> {
+    use std::io::{BufRead as _, Write as _};
+    let words: Vec<u64> = (0..maps * LEN_STRIDE_WORDS).map(|i| (i / LEN_STRIDE_WORDS) as u64).collect();
+    println!("{}", words.as_ptr() as u64);
+    std::io::stdout().flush()?;
+    let mut line = String::new();
+    let _ = std::io::stdin().lock().read_line(&mut line);
+    std::hint::black_box(&words);
+    std::process::exit(0)
+}
+
+/// The cost of one refresh's length sampling: `Lengths::pick` over 10,000
+/// map rows, and one `process_vm_readv` batch of `maps` words in another
+/// process (`lengths-target`), timed over `rounds`; every word read is checked.
+#[allow(clippy::field_reassign_with_default, reason = "MapRow has fields private to the model: no struct literal here")]
+fn lengths(maps: usize, rounds: usize) -> anyhow::Result<serde_json::Value> {
+    use std::io::BufRead as _;
+    use mapaudit::model::{MapId, MapRow, Ops, lengths::Lengths};
+    let mut child = std::process::Command::new(std::env::current_exe()?)
+        .args(["lengths-target", &maps.to_string()])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()?;
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().ok_or_else(|| anyhow::anyhow!("no stdout"))?).read_line(&mut line)?;
+    let base: u64 = line.trim().parse().map_err(|_| anyhow::anyhow!("lengths-target said {line:?}"))?;
+    let pid = child.id();
+    let addrs: Vec<u64> = (0..maps as u64).map(|i| base + i * (LEN_STRIDE_WORDS as u64) * 8).collect();
+    let mut read_ns = Vec::with_capacity(rounds);
+    for _ in 0..rounds.max(1) {
+        let t = Instant::now();
+        let got = mapaudit::host::remote_mem::read_u64s(pid, &addrs);
+        read_ns.push(t.elapsed().as_nanos() as f64);
+        if got.iter().enumerate().any(|(i, v)| *v != Some(i as u64)) {
+            let _ = child.kill();
+            anyhow::bail!("process_vm_readv read wrong words: {got:?}");
+        }
+    }
+    drop(child.stdin.take());
+    let _ = child.wait();
+    let rows: Vec<MapRow> = (0..10_000u64)
+        .map(|i| {
+            let mut r = MapRow::default();
+            r.pid = 1;
+            r.map = MapId { addr: 0xc000_0000 + i * 48, inst: 1 };
+            r.ops = Ops { writes: i * 7 % 1000, ..Default::default() };
+            r
+        })
+        .collect();
+    let l = Lengths::new(maps);
+    let mut pick_ns = Vec::new();
+    for _ in 0..rounds.clamp(1, 50) {
+        let t = Instant::now();
+        std::hint::black_box(l.pick(rows.iter()));
+        pick_ns.push(t.elapsed().as_nanos() as f64);
+    }
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let read = median(read_ns);
+    Ok(serde_json::json!({
+        "maps": maps,
+        "rounds": rounds,
+        "read_us": read / 1e3,
+        "read_ns_per_map": read / maps.max(1) as f64,
+        "pick_10000_rows_us": median(pick_ns) / 1e3,
+    }))
 }

@@ -11,4 +11,5 @@ pub mod exec_guard;
 pub mod identity;
 pub mod pidctl;
 pub mod proc;
+pub mod remote_mem;
 pub mod safefile;

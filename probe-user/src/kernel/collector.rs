@@ -269,6 +269,7 @@ impl Collector {
                     ktime_ns: ev.hdr.ktime_ns,
                     by_go_runtime: ev.source == events::OVERLAP_GO_FATAL,
                     read: probe_common::uprobe::routine::op(k.routine) == probe_common::uprobe::routine::Op::Read,
+                    iter: probe_common::uprobe::routine::op(k.routine) == probe_common::uprobe::routine::Op::Iter,
                     pc: k.pc,
                 };
                 if let Some(s) = &ov.other_site {

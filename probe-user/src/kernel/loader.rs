@@ -201,6 +201,7 @@ impl Probes {
             maps_tracked_only: opts.maps_tracked_only as u32,
             bpf_reads: opts.reads as u32,
             bpf_hot_keys: opts.bpf_hot_keys as u32,
+            count_iterations: opts.reads as u32,
             ..Global::default()
         })?;
         {

@@ -17,6 +17,12 @@ pub enum FindingKind {
     SharedMap,
     /// A lookup while another goroutine's write was in progress (`--reads`).
     ReadDuringWrite,
+    /// A range loop started or stepped while another goroutine's write was
+    /// in progress (Go's "concurrent map iteration and map write").
+    IterateDuringWrite,
+    /// A map whose length grew steadily over the recording without coming
+    /// back (`--len-maps`): a leak suspect.
+    GrowingMap,
 }
 
 impl FindingKind {
@@ -25,6 +31,8 @@ impl FindingKind {
             Self::OverlappingWrites => "overlapping_writes",
             Self::SharedMap => "shared_map",
             Self::ReadDuringWrite => "read_during_write",
+            Self::IterateDuringWrite => "iterate_during_write",
+            Self::GrowingMap => "growing_map",
         }
     }
 }
@@ -56,7 +64,11 @@ pub(super) fn site_name(names: &Names, pid: u32, pc: u64) -> (String, bool) {
 pub(super) fn overlap_findings(overlaps_seen: &[OverlapEvent], names: &Names) -> Vec<Finding> {
     let mut overlaps: BTreeMap<(FindingKind, u32, MapId), Finding> = BTreeMap::new();
     for ov in overlaps_seen {
-        let kind = if ov.read { FindingKind::ReadDuringWrite } else { FindingKind::OverlappingWrites };
+        let kind = match (ov.read, ov.iter) {
+            (_, true) => FindingKind::IterateDuringWrite,
+            (true, _) => FindingKind::ReadDuringWrite,
+            _ => FindingKind::OverlappingWrites,
+        };
         let f = overlaps.entry((kind, ov.pid, ov.map)).or_insert_with(|| Finding {
             kind,
             pid: ov.pid,

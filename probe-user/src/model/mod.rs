@@ -3,9 +3,11 @@
 //! unit-tested without root and shared by the live view and the report.
 //! `classes` groups rows into map and goroutine classes.
 
+pub mod advice;
 pub mod classes;
 mod counter_index;
 mod findings;
+pub mod lengths;
 mod ranking;
 mod rows;
 mod sets;
@@ -131,6 +133,8 @@ pub struct Model {
     /// What `fold_idle` took out of the rows, by class, and the shared-map
     /// findings of the instances it folded.
     pub folded: Folded,
+    /// Map lengths over time (`--len-maps`), read at each refresh.
+    pub lengths: lengths::Lengths,
 }
 
 /// Rows folded into their classes because they went idle (`Model::fold_idle`).
@@ -272,8 +276,8 @@ impl Model {
 
         let m = &mut a.maps.rows[map as usize];
         let g = &mut a.goroutines.rows[goroutine as usize];
-        if routine::op(k.routine) == routine::Op::Read {
-            // A reader is not a writer: reads reach the rows' totals only,
+        if !routine::mutates(routine::op(k.routine)) {
+            // A reader (or iterator) is not a writer: reads reach the rows' totals only,
             // never the writer and site tallies that findings are made of.
             if g.tids.insert(k.tid) {
                 self.goroutines.touch(&mut a.goroutines, goroutine);
@@ -340,7 +344,7 @@ impl Model {
             seen ^= m.ops.writes ^ m.ops.clears ^ m.writers.entries.len() as u64 ^ m.sites.entries.len() as u64;
         }
         for Growth { c, op, .. } in batch {
-            if *op == routine::Op::Read {
+            if !routine::mutates(*op) {
                 continue;
             }
             let (g, m) = (&goroutines[c.goroutine as usize], &maps[c.map as usize]);
@@ -360,7 +364,7 @@ impl Model {
             m.ops.add_op(op, n);
             m.meta.active = epoch;
             sites[c.site as usize].ops.add_op(op, n);
-            if op != routine::Op::Read {
+            if routine::mutates(op) {
                 *g.sites.at(c.goroutine_site) += n;
                 m.writers.at(c.map_writer).add_op(op, n);
                 m.sites.at(c.map_site).add_op(op, n);
@@ -805,6 +809,8 @@ impl Model {
         }
         // Shared maps folded away while idle keep their findings.
         a.findings.extend(self.folded.findings.iter().cloned());
+        let growing = lengths::growth_findings(&self.lengths, self.agg.maps.iter(), &self.names);
+        self.agg.findings.extend(growing);
     }
 }
 
@@ -842,7 +848,7 @@ mod tests {
         let mut m = sample();
         m.tick(Duration::ZERO);
         let a = &m.agg;
-        assert_eq!(a.totals, Ops { writes: 60, deletes: 5, clears: 2, reads: 0 });
+        assert_eq!(a.totals, Ops { writes: 60, deletes: 5, clears: 2, reads: 0, iterations: 0 });
         assert_eq!(a.goroutines.len(), 2);
         let g7 = &a.goroutines[0];
         assert_eq!((g7.goid, g7.ops.writes, g7.ops.deletes), (7, 50, 5));
@@ -994,7 +1000,7 @@ mod tests {
                 other_site: Some(loc("main.worker", 27)),
                 ktime_ns: t,
                 by_go_runtime: false,
-                read: false,
+                read: false, iter: false,
                 pc: 0x200 + t,
             });
         }
@@ -1020,6 +1026,7 @@ mod tests {
             ktime_ns,
             by_go_runtime,
             read: false,
+            iter: false,
             pc,
         }
     }
@@ -1090,12 +1097,12 @@ mod tests {
             other_site: Some(loc("main.other", 40)),
             ktime_ns: 3,
             by_go_runtime: false,
-            read: true,
+            read: true, iter: false,
             pc: 0x400,
         });
         m.tick(Duration::ZERO);
         let a = &m.agg;
-        assert_eq!(a.totals, Ops { writes: 60, deletes: 5, clears: 2, reads: 146 });
+        assert_eq!(a.totals, Ops { writes: 60, deletes: 5, clears: 2, reads: 146, iterations: 0 });
         let ma = a.maps.iter().find(|x| x.map.addr == 0xa).unwrap();
         assert_eq!((ma.ops.writes, ma.ops.reads), (60, 146));
         assert_eq!(ma.writers.keys().copied().collect::<Vec<_>>(), vec![7, 8], "a reader is not a writer");
@@ -1103,7 +1110,7 @@ mod tests {
         assert_eq!(ma.overlaps, 0, "a read during a write is not an overlapping write");
         let g9 = m.goroutine(10, 9).unwrap();
         assert_eq!((g9.ops.reads, g9.ops.total(), g9.maps.len(), g9.sites.len()), (140, 0, 0, 0));
-        assert_eq!(m.goroutine(10, 7).unwrap().ops, Ops { writes: 50, deletes: 5, clears: 0, reads: 6 });
+        assert_eq!(m.goroutine(10, 7).unwrap().ops, Ops { writes: 50, deletes: 5, clears: 0, reads: 6, iterations: 0 });
         assert_eq!(m.thread(10, 14).unwrap().goroutines.as_slice(), &[9]);
         assert_eq!(m.site(10, 0x410).unwrap().ops.reads, 40);
         let kinds: Vec<_> = a.findings.iter().map(|f| f.kind).collect();

@@ -72,6 +72,8 @@ pub struct Ops {
     pub clears: u64,
     /// Lookups (`--reads`): counted apart; never part of `total`.
     pub reads: u64,
+    /// Range loops started (`--reads`): counted apart, like reads.
+    pub iterations: u64,
 }
 
 impl Ops {
@@ -84,6 +86,7 @@ impl Ops {
         self.deletes += n * u64::from(op == routine::Op::Delete);
         self.clears += n * u64::from(op == routine::Op::Clear);
         self.reads += n * u64::from(op == routine::Op::Read);
+        self.iterations += n * u64::from(op == routine::Op::Iter);
     }
     /// Every mutation: what rates and rankings are based on.
     pub fn total(&self) -> u64 {
@@ -109,6 +112,9 @@ pub struct OverlapEvent {
     pub by_go_runtime: bool,
     /// The detecting access was a read (`--reads`): a read during a write.
     pub read: bool,
+    /// The detecting access was an iteration start: Go's "concurrent map
+    /// iteration and map write" (`read` is false then).
+    pub iter: bool,
     /// The detecting access's call site pc.
     pub pc: u64,
 }

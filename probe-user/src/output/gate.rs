@@ -43,7 +43,12 @@ pub struct Failure(pub String);
 fn describe(f: &FindingReport) -> String {
     let goroutines = f.goroutines.iter().map(|g| g.to_string()).collect::<Vec<_>>().join(" and ");
     // A read-during-write finding lists the reader first, then the writer.
-    let how = if f.kind == FindingKind::ReadDuringWrite { "read and written" } else { "written" };
+    let how = match f.kind {
+        FindingKind::ReadDuringWrite => "read and written",
+        FindingKind::IterateDuringWrite => "iterated and written",
+        FindingKind::GrowingMap => "grown without coming back (inserted into, then deleted from)",
+        _ => "written",
+    };
     format!(
         "{} in pid {}: map {} ({}) {how} by goroutines {goroutines} at {}",
         f.kind.as_str(),
@@ -73,6 +78,8 @@ fn flag(kind: FindingKind) -> &'static str {
         FindingKind::OverlappingWrites => "overlap",
         FindingKind::SharedMap => "shared-map",
         FindingKind::ReadDuringWrite => "read-during-write",
+        FindingKind::IterateDuringWrite => "iterate-during-write",
+        FindingKind::GrowingMap => "growing-map",
     }
 }
 
@@ -87,6 +94,13 @@ pub fn conditions(report: &Report, gate: &Gate) -> Vec<Condition> {
             out.push(Failure(
                 "read_during_write cannot be checked: the report was recorded without --reads (record again with --reads)"
                     .into(),
+            ));
+        }
+        if *kind == FindingKind::GrowingMap && !report.processes.iter().any(|p| p.maps.iter().any(|m| m.len.is_some())) {
+            // No length was sampled (--len-maps 0, or a report from before
+            // lengths were): nothing could have been found.
+            out.push(Failure(
+                "growing_map cannot be checked: the report has no map lengths (record again with --len-maps N > 0)".into(),
             ));
         }
         out.extend(report.findings.iter().filter(|f| f.kind == *kind).map(|f| Failure(describe(f))));
@@ -177,6 +191,23 @@ mod tests {
         assert_eq!(f.len(), 1);
         assert!(f[0].0.contains("goroutines 7 and 8"), "{}", f[0].0);
         assert!(f[0].0.contains("main.a main.go:9"));
+    }
+
+    #[test]
+    fn growing_map_needs_sampled_lengths() {
+        let mut r = report();
+        let g = Gate { fail_on: vec![FindingKind::GrowingMap, FindingKind::IterateDuringWrite], ..Default::default() };
+        let f = evaluate(&r, &g);
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert!(f[0].0.contains("--len-maps"), "{}", f[0].0);
+        // With one sampled map and no growing_map finding, it passes.
+        let m: crate::output::report::MapReport = serde_json::from_value(serde_json::json!({
+            "addr": "0xc0", "type": null, "writes": 1, "deletes": 0, "clears": 0, "writers": [7], "overlaps": 0,
+            "sites": [], "len": {"min": 1, "max": 1, "last": 1, "samples": 3}
+        }))
+        .unwrap();
+        r.processes[0].maps.push(m);
+        assert!(evaluate(&r, &g).is_empty());
     }
 
     #[test]

@@ -6,5 +6,6 @@
 pub mod formats;
 pub mod gate;
 pub mod metrics;
+pub mod health;
 pub mod report;
 pub mod summary;

@@ -192,6 +192,7 @@ pub fn apply_sampling(rep: &mut Report, d: &crate::session::budget::DutyCycle) {
             sc(&mut g.deletes);
             sc(&mut g.clears);
             sc(&mut g.reads);
+            sc(&mut g.iterations);
             g.writes_per_sec *= k;
         }
         for t in &mut p.threads {
@@ -205,6 +206,7 @@ pub fn apply_sampling(rep: &mut Report, d: &crate::session::budget::DutyCycle) {
             sc(&mut m.deletes);
             sc(&mut m.clears);
             sc(&mut m.reads);
+            sc(&mut m.iterations);
             m.writes_per_sec *= k;
             for s in &mut m.sites {
                 sc(&mut s.writes);
@@ -298,6 +300,9 @@ pub struct GoroutineReport {
     pub writes_per_sec: f64,
     #[serde(default)]
     pub reads: u64,
+    /// Range loops started (`--reads`; 0 without it).
+    #[serde(default)]
+    pub iterations: u64,
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
@@ -332,6 +337,16 @@ pub struct MapReport {
     pub writes_per_sec: f64,
     #[serde(default)]
     pub reads: u64,
+    /// Range loops started (`--reads`; 0 without it).
+    #[serde(default)]
+    pub iterations: u64,
+    /// Its length over the recording (`--len-maps`; absent when not sampled).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub len: Option<crate::output::health::LenReport>,
+    /// A recommendation from its writers, readers, rate and overlaps
+    /// (absent on maps with too little traffic); never a finding.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub advice: Option<crate::output::health::AdviceReport>,
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
@@ -421,6 +436,9 @@ pub struct FindingReport {
     /// map of a per-request kind), with their goroutines together.
     #[serde(default = "one")]
     pub instances: u64,
+    /// `growing_map`: how it grew (absent for other kinds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub growth: Option<crate::output::health::GrowthReport>,
 }
 
 fn one() -> u64 {
@@ -479,6 +497,7 @@ fn process_report(p: &ProgramRows<'_>, site_name: &dyn Fn(u64) -> Option<Locatio
                 created_by: g.created_by.as_ref().map(Location::short),
                 writes_per_sec: g.ops.total() as f64 / secs,
                 reads: g.ops.reads,
+                iterations: g.ops.iterations,
             })
             .collect(),
         threads: p
@@ -554,6 +573,9 @@ fn process_report(p: &ProgramRows<'_>, site_name: &dyn Fn(u64) -> Option<Locatio
                     sites,
                     writes_per_sec: m.ops.total() as f64 / secs,
                     reads: m.ops.reads,
+                    iterations: m.ops.iterations,
+                    len: None,
+                    advice: None,
                 }
             })
             .collect(),
@@ -571,6 +593,7 @@ fn finding_report(f: &Finding) -> FindingReport {
         sites: f.sites.clone(),
         count: f.count,
         instances: f.instances,
+        growth: None,
     }
 }
 
@@ -655,8 +678,10 @@ pub fn build(model: &Model, started_at: &str, duration_s: f64) -> Report {
         entry(&mut live, m.pid);
         live.entry(m.pid).and_modify(|p| p.maps.push(m));
     }
+    let retired = processes.len();
     processes.extend(live.values().map(|p| process_report(p, &|pc| model.names.sites.get(&(p.pid, pc)).cloned(), secs)));
-    let findings = merge_shared(
+    crate::output::health::annotate(&mut processes[retired..], model);
+    let mut findings = merge_shared(
         model
             .retired
             .iter()
@@ -665,6 +690,7 @@ pub fn build(model: &Model, started_at: &str, duration_s: f64) -> Report {
             .map(finding_report)
             .collect(),
     );
+    crate::output::health::annotate_findings(&mut findings, model);
     Report {
         schema: SCHEMA.into(),
         started_at: started_at.into(),
@@ -857,7 +883,7 @@ mod tests {
         m.names.map_types.insert((5, MapId { addr: 0xc000010000, inst: 0 }), "map[string]int".into());
         m.add_overlap(OverlapEvent {
             pid: 5, map: MapId { addr: 0xc000010000, inst: 0 }, goid: 2, tid: 7, site: None,
-            other_goid: Some(1), other_tid: Some(6), other_site: None, ktime_ns: 1, by_go_runtime: false, read: false, pc: 0,
+            other_goid: Some(1), other_tid: Some(6), other_site: None, ktime_ns: 1, by_go_runtime: false, read: false, iter: false, pc: 0,
         });
         m.tick(Duration::ZERO);
         m

@@ -68,6 +68,8 @@ pub fn render(rep: &Report, model: &Model) -> String {
             match f.kind {
                 FindingKind::OverlappingWrites => "OVERLAP",
                 FindingKind::ReadDuringWrite => "READ DURING WRITE",
+                FindingKind::IterateDuringWrite => "ITERATION DURING WRITE",
+                FindingKind::GrowingMap => "GROWING MAP",
                 FindingKind::SharedMap => "shared map",
             },
             f.pid,

@@ -154,6 +154,8 @@ impl Session {
             exec_stall: probe.debug_exec_stall,
         };
         s.model.reads_probed = probe.reads;
+        s.model.lengths = crate::model::lengths::Lengths::new(probe.len_maps);
+        s.model.lengths.growth = probe.growth;
         let duty = match probe.max_overhead.filter(|b| *b < 1.0) {
             Some(budget) => Some(Duty::start(&mut s.probes, budget)?),
             None => None,
@@ -420,7 +422,35 @@ impl Session {
             // loop does not wait for a grace period.
             None => self.collector.collect(&mut self.model)?,
         }
+        self.sample_lengths();
         Ok(exited)
+    }
+
+    /// Reads the length of the instances `Lengths::pick` chooses, in one
+    /// `process_vm_readv` batch per process. The element count is the first
+    /// word of the header in every supported Go (`hmap.count`,
+    /// `maps.Map.used`: `probe_common::uprobe::COUNT_OFF`). A map freed
+    /// and its memory reused reads as whatever is there now: the picked
+    /// maps are the most written ones, which are rarely dead ones.
+    pub fn sample_lengths(&mut self) {
+        let picked = self.model.lengths.pick(self.model.agg.maps.iter());
+        if picked.is_empty() {
+            return;
+        }
+        let t = self.start.elapsed().as_secs_f64();
+        for chunk in picked.chunk_by(|a, b| a.0 == b.0) {
+            let pid = chunk[0].0;
+            let addrs: Vec<u64> =
+                chunk.iter().map(|(_, m)| m.addr + probe_common::uprobe::COUNT_OFF).collect();
+            let lens = crate::host::remote_mem::read_u64s(pid, &addrs);
+            log::debug!("pid {pid}: {} of {} map lengths read", lens.iter().flatten().count(), lens.len());
+            for ((_, map), len) in chunk.iter().zip(lens) {
+                // A negative or absurd count is not a live map's.
+                if let Some(len) = len.filter(|&n| n < 1 << 48) {
+                    self.model.lengths.record(pid, *map, t, len);
+                }
+            }
+        }
     }
 
     /// Final, exact read: everything the kernel still holds.
@@ -431,6 +461,8 @@ impl Session {
         self.drain();
         self.collector.snapshot_all(&mut self.model)?;
         self.drain();
+        // The last lengths, while a target that waits to be stopped is alive.
+        self.sample_lengths();
         self.collector.judge_remaining(&mut self.model);
         if let Some(d) = duty {
             d.count_hits(self)?;

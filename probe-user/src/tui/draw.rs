@@ -414,6 +414,10 @@ pub fn detail_lines(app: &App, model: &Model, row: &RowData) -> Vec<Line<'static
                 Span::styled(format!(" · {}", process_name(model, pid)), dim()),
             ]));
             out.push(kv("ops", ops_line(&m.ops)));
+            if let Some(l) = model.lengths.get(pid, map) {
+                let slope = l.slope().map(|s| format!(", {s:+.1}/s")).unwrap_or_default();
+                out.push(kv("len", format!("{} (min {}, max {}{slope}, {} samples)", l.last, l.min, l.max, l.samples)));
+            }
             if m.overlaps > 0 {
                 out.push(Line::from(vec![
                     label("overlaps"),
@@ -421,6 +425,18 @@ pub fn detail_lines(app: &App, model: &Model, row: &RowData) -> Vec<Line<'static
                 ]));
             }
             out.extend(rate_lines(app, row));
+            let usage = crate::model::advice::Usage {
+                writers: m.writers.len() as u64,
+                mutations: m.ops.total(),
+                reads: m.ops.reads,
+                reads_probed: model.reads_probed,
+                mutations_per_s: m.rate,
+                overlaps: m.overlaps,
+            };
+            if let Some(a) = crate::model::advice::advise(&usage) {
+                let alert = if a.rule == "bug" { Alert::Bad } else { Alert::None };
+                out.push(Line::from(vec![label("advice"), Span::styled(format!("[{}] {}", a.rule, a.text), alert_style(alert))]));
+            }
             out.push(section(&format!("writers ({})", m.writers.len())));
             out.extend(ranked(
                 m.writers
@@ -499,6 +515,8 @@ pub fn detail_lines(app: &App, model: &Model, row: &RowData) -> Vec<Line<'static
                 FindingKind::OverlappingWrites => ("OVERLAPPING WRITES", Alert::Bad),
                 FindingKind::SharedMap => ("shared map", Alert::Warn),
                 FindingKind::ReadDuringWrite => ("READ DURING WRITE", Alert::Bad),
+                FindingKind::IterateDuringWrite => ("ITERATION DURING WRITE", Alert::Bad),
+                FindingKind::GrowingMap => ("GROWING MAP", Alert::Warn),
             };
             out.push(Line::from(Span::styled(title, alert_style(alert))));
             out.push(kv("map", format!("{} {}", fmt_addr(map.addr), f.type_name.as_deref().unwrap_or("?"))));
@@ -545,7 +563,32 @@ fn draw_detail(frame: &mut Frame, area: Rect, app: &App, model: &Model, selected
         Some(r) => detail_lines(app, model, r),
         None => vec![Line::from(Span::styled("nothing selected", dim()))],
     };
-    frame.render_widget(Paragraph::new(lines).block(block), area);
+    // A sampled map's length history under its text (`--len-maps`).
+    let lengths = selected.and_then(|r| match r.id {
+        RowId::Map { pid, map } => model.lengths.get(pid, map),
+        _ => None,
+    });
+    let Some(l) = lengths.filter(|_| area.height >= 12) else {
+        frame.render_widget(Paragraph::new(lines).block(block), area);
+        return;
+    };
+    let inner = block.inner(area);
+    frame.render_widget(block, area);
+    let [text, spark] = Layout::vertical([Constraint::Min(1), Constraint::Length(4)]).areas(inner);
+    frame.render_widget(Paragraph::new(lines), text);
+    let skip = l.recent.len().saturating_sub(usize::from(spark.width));
+    let data: Vec<u64> = l.recent.iter().skip(skip).copied().collect();
+    let title = Line::from(vec![
+        Span::styled(" length ", bold()),
+        Span::raw(format!("{} (min {}, max {}) ", l.last, l.min, l.max)),
+    ]);
+    frame.render_widget(
+        Sparkline::default()
+            .block(Block::new().borders(Borders::TOP).border_style(dim()).title(title))
+            .data(&data)
+            .style(Style::new().fg(ACCENT)),
+        spark,
+    );
 }
 
 fn draw_footer(frame: &mut Frame, area: Rect, app: &App) {

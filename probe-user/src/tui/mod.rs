@@ -437,7 +437,7 @@ pub(crate) mod testutil {
             other_site: Some(loc("main.sharedWriter", 123)),
             ktime_ns: 5,
             by_go_runtime: false,
-                read: false,
+                read: false, iter: false,
             pc: 0x4a0300,
         });
         m.tick(Duration::from_secs(1));

@@ -61,6 +61,8 @@ const MAPS: &[Column] = &[
     col("WRITERS", 8, false, 1, Num),
     col("OVERLAPS", 9, false, 1, Num),
     col("PROCESS", 14, false, 2, Text),
+    // Last sampled length (`--len-maps`); "-" when not sampled.
+    col("LEN", 8, false, 1, Num),
 ];
 const SITES: &[Column] = &[
     col("FUNCTION FILE:LINE", 28, true, 0, Text),
@@ -343,6 +345,10 @@ fn cell(tab: Tab, model: &Model, i: usize, col: usize) -> (String, Option<f64>) 
                 4 => num(m.writers.len() as u64),
                 5 => num(m.overlaps),
                 6 => (process_name(model, m.pid), Some(m.pid as f64)),
+                7 => match model.lengths.get(m.pid, m.map) {
+                    Some(s) => num(s.last),
+                    None => ("-".into(), None),
+                },
                 _ => (String::new(), None),
             }
         }
@@ -380,6 +386,8 @@ fn cell(tab: Tab, model: &Model, i: usize, col: usize) -> (String, Option<f64>) 
                         FindingKind::OverlappingWrites => "OVERLAP",
                         FindingKind::SharedMap => "SHARED",
                         FindingKind::ReadDuringWrite => "READ+WRITE",
+                        FindingKind::IterateDuringWrite => "RANGE+WRITE",
+                        FindingKind::GrowingMap => "GROWING",
                     }
                     .into(),
                 ),
@@ -456,6 +464,7 @@ fn sort_key(tab: Tab, model: &Model, i: usize, col: usize) -> Option<f64> {
                 4 => Some(m.writers.len() as f64),
                 5 => Some(m.overlaps as f64),
                 6 => Some(m.pid as f64),
+                7 => model.lengths.get(m.pid, m.map).map(|s| s.last as f64),
                 _ => None,
             }
         }
@@ -530,8 +539,8 @@ fn build(tab: Tab, model: &Model, i: usize) -> RowData {
         Tab::Bpf => (model.bpf[i].rate, Alert::None),
         Tab::Findings => match a.findings[i].kind {
             FindingKind::OverlappingWrites => (0.0, Alert::Bad),
-            FindingKind::SharedMap => (0.0, Alert::Warn),
-            FindingKind::ReadDuringWrite => (0.0, Alert::Bad),
+            FindingKind::SharedMap | FindingKind::GrowingMap => (0.0, Alert::Warn),
+            FindingKind::ReadDuringWrite | FindingKind::IterateDuringWrite => (0.0, Alert::Bad),
         },
         Tab::Classes => {
             let c = &a.classes[i];

@@ -19,6 +19,7 @@ mod corpus;
 mod errors;
 mod findings;
 mod gate;
+mod health;
 mod lifecycle;
 mod losses;
 mod privileges;

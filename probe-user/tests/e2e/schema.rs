@@ -9,7 +9,7 @@ user_test! {
         let k = |goid, pc, r| WriteKey { pid: 9, tid: 10, goid, map: 0xc0001, pc, routine: r, _pad: [0; 3], inst: 0 };
         m.set_counts([(k(1, 0x10, routine::MAPASSIGN), 5), (k(2, 0x20, routine::MAPCLEAR), 1)]);
         m.names.sites.insert((9, 0x10), Location { function: "main.f".into(), file: "/a/main.go".into(), line: 3 });
-        m.add_overlap(OverlapEvent { pid: 9, map: MapId { addr: 0xc0001, inst: 0 }, goid: 2, tid: 10, site: None, other_goid: Some(1), other_tid: None, other_site: None, ktime_ns: 0, by_go_runtime: false, read: false, pc: 0 });
+        m.add_overlap(OverlapEvent { pid: 9, map: MapId { addr: 0xc0001, inst: 0 }, goid: 2, tid: 10, site: None, other_goid: Some(1), other_tid: None, other_site: None, ktime_ns: 0, by_go_runtime: false, read: false, iter: false, pc: 0 });
         m.tick(std::time::Duration::from_secs(1));
         let r = mapaudit::output::report::build(&m, "2026-11-22T00:00:00Z", 1.0);
         crate::support::assert_valid_report(&serde_json::to_value(&r).unwrap());
@@ -34,7 +34,7 @@ fn built_report() -> serde_json::Value {
     let k = |goid, pc, r| WriteKey { pid: 9, tid: 10, goid, map: 0xc0001, pc, routine: r, _pad: [0; 3], inst: 0 };
     m.set_counts([(k(1, 0x10, routine::MAPASSIGN), 5), (k(2, 0x20, routine::MAPCLEAR), 1)]);
     m.names.sites.insert((9, 0x10), Location { function: "main.f".into(), file: "/a/main.go".into(), line: 3 });
-    m.add_overlap(OverlapEvent { pid: 9, map: MapId { addr: 0xc0001, inst: 0 }, goid: 2, tid: 10, site: None, other_goid: Some(1), other_tid: None, other_site: None, ktime_ns: 0, by_go_runtime: false, read: false, pc: 0 });
+    m.add_overlap(OverlapEvent { pid: 9, map: MapId { addr: 0xc0001, inst: 0 }, goid: 2, tid: 10, site: None, other_goid: Some(1), other_tid: None, other_site: None, ktime_ns: 0, by_go_runtime: false, read: false, iter: false, pc: 0 });
     m.tick(std::time::Duration::from_secs(1));
     serde_json::to_value(mapaudit::output::report::build(&m, "2026-11-22T00:00:00Z", 1.0)).unwrap()
 }

@@ -24,6 +24,8 @@
 //!    against `-race`, a cold-cache `go build`, fixed costs, drains.
 //! 10. The bpf(2) tracepoint per call (`bpf`): unprobed, an empty program
 //!     at `sys_enter_bpf`, mapaudit, mapaudit `--bpf-hot-keys`.
+//! 11. Map-length sampling per refresh (`lengths`): the batch read of 32
+//!     map headers in another process and the pick among 10,000 rows.
 //!
 //! One file per row (`probe`: rows 1 and 4, `drain`: 2, `model`: 3,
 //! `budget`: 5, `real`: 6–9, `bpf`: 10); `exec` runs the commands, `table` and
@@ -34,6 +36,7 @@ mod bpf;
 mod budget;
 mod drain;
 mod exec;
+mod lengths;
 mod markdown;
 mod model;
 mod probe;
@@ -49,6 +52,7 @@ use bpf::*;
 use budget::*;
 use drain::*;
 use exec::*;
+use lengths::*;
 use markdown::*;
 use model::*;
 use probe::*;
@@ -103,6 +107,9 @@ pub struct BenchArgs {
     /// Interleaved rounds of the bpf(2) tracepoint row (10); 0 skips it.
     #[arg(long, default_value_t = 5)]
     bpf_rounds: usize,
+    /// Refreshes timed per run of the map-length sampling row (11); 0 skips it.
+    #[arg(long, default_value_t = 2000)]
+    len_rounds: usize,
     /// Only rows 6–9 (real programs): a quick check of a change to the
     /// session or the collector; printed, BENCHMARKS.md untouched.
     #[arg(long)]
@@ -159,8 +166,20 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     let model = model_cost(&bins, args)?;
     let bpf = if args.bpf_rounds == 0 { None } else { Some(bpf_cost(&bins, args.bpf_rounds)?) };
     let real = if args.real_rounds == 0 { Vec::new() } else { real::rows(&bins.mapaudit, args.real_rounds, args.build_rounds.max(1))? };
-    let res =
-        Results { probe, body, reads, budget, drain, model, real, bpf, goroutines: args.goroutines, writes_per_goroutine: args.writes };
+    let lengths = if args.len_rounds == 0 { None } else { Some(lengths_cost(&bins.helper, 3, args.len_rounds)?) };
+    let res = Results {
+        probe,
+        body,
+        reads,
+        budget,
+        drain,
+        model,
+        real,
+        bpf,
+        lengths,
+        goroutines: args.goroutines,
+        writes_per_goroutine: args.writes,
+    };
 
     let mut machine = machine;
     machine.load_after = loadavg();
@@ -215,6 +234,8 @@ struct Results {
     real: Vec<real::Row>,
     /// Row 10.
     bpf: Option<BpfCost>,
+    /// Row 11.
+    lengths: Option<LengthsCost>,
     goroutines: u64,
     writes_per_goroutine: u64,
 }
@@ -351,6 +372,9 @@ fn render_table(r: &Results) -> Table {
     if let Some(b) = &r.bpf {
         bpf_rows(&mut t, b);
     }
+    if let Some(l) = &r.lengths {
+        lengths_row(&mut t, l);
+    }
     t
 }
 
@@ -428,6 +452,7 @@ mod tests {
             reads,
             budget,
             bpf: Some(BpfCost { runs: [vec![2e8; 3], vec![2.1e8; 3], vec![2.3e8; 3], vec![2.4e8; 3]], calls: 200_000 }),
+            lengths: Some(LengthsCost { read_us: vec![6.0, 7.0, 8.0], read_ns_per_map: vec![220.0; 3], pick_us: vec![90.0; 3] }),
             real: vec![real::Row {
                 measurement: "6 mapaudit's extra time / the race detector's".into(),
                 median: "0.90 s / 1.70 s".into(),

@@ -267,6 +267,19 @@ pub(crate) fn describe_kind(kind: FindingKind) -> (&'static str, &'static str, &
              `fatal error: concurrent map read and map write`. Guard reads and writes with the same lock \
              (a sync.RWMutex lets readers share it).",
         ),
+        FindingKind::IterateDuringWrite => (
+            "Map iterated during a write",
+            "error",
+            "A goroutine ranged over a Go map while another goroutine was writing it: the race behind \
+             `fatal error: concurrent map iteration and map write`. Hold the map's lock for the whole loop \
+             (or iterate over a copy taken under the lock).",
+        ),
+        FindingKind::GrowingMap => (
+            "Map that keeps growing",
+            "warning",
+            "This map's length grew steadily over the recording and never came back down: a leak suspect \
+             (watchers never removed, a cache without eviction). Check that every insert has a matching delete.",
+        ),
         FindingKind::SharedMap => (
             "Map written by several goroutines",
             "note",
@@ -306,6 +319,18 @@ pub(crate) fn finding_message(f: &FindingReport) -> String {
             f.goroutines.first().map(|g| g.to_string()).unwrap_or_else(|| "?".into()),
             f.goroutines.get(1).map(|g| g.to_string()).unwrap_or_else(|| "?".into()),
             f.count
+        ),
+        FindingKind::IterateDuringWrite => format!(
+            "{ty} {} in pid {} was iterated by goroutine {} while goroutine {} wrote it ({}×), at {sites}{many}",
+            f.map,
+            f.pid,
+            f.goroutines.first().map(|g| g.to_string()).unwrap_or_else(|| "?".into()),
+            f.goroutines.get(1).map(|g| g.to_string()).unwrap_or_else(|| "?".into()),
+            f.count
+        ),
+        FindingKind::GrowingMap => format!(
+            "{ty} {} in pid {} kept growing to {} elements without coming back, written at {sites}",
+            f.map, f.pid, f.count
         ),
         FindingKind::SharedMap => {
             format!("{ty} {} in pid {} was written by {} at {sites}{many}", f.map, f.pid, goroutines_text(f))

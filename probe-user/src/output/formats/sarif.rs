@@ -11,7 +11,13 @@ use crate::model::FindingKind;
 use crate::output::report::FindingReport;
 
 const SCHEMA: &str = "https://json.schemastore.org/sarif-2.1.0.json";
-const KINDS: [FindingKind; 3] = [FindingKind::OverlappingWrites, FindingKind::ReadDuringWrite, FindingKind::SharedMap];
+const KINDS: [FindingKind; 5] = [
+    FindingKind::OverlappingWrites,
+    FindingKind::ReadDuringWrite,
+    FindingKind::SharedMap,
+    FindingKind::IterateDuringWrite,
+    FindingKind::GrowingMap,
+];
 const ROOT_ID: &str = "SRCROOT";
 const FINGERPRINT: &str = "mapauditFinding/v1";
 
@@ -177,7 +183,7 @@ mod tests {
         assert_eq!(s["version"], "2.1.0");
         let run = &s["runs"][0];
         let rules = run["tool"]["driver"]["rules"].as_array().unwrap();
-        assert_eq!(rules.iter().map(|r| r["id"].as_str().unwrap()).collect::<Vec<_>>(), ["overlapping_writes", "read_during_write", "shared_map"]);
+        assert_eq!(rules.iter().map(|r| r["id"].as_str().unwrap()).collect::<Vec<_>>(), ["overlapping_writes", "read_during_write", "shared_map", "iterate_during_write", "growing_map"]);
         let results = run["results"].as_array().unwrap();
         assert_eq!(results.len(), 2);
         let ov = &results[0];

@@ -36,9 +36,10 @@ const GUEST_PACKAGES: &[&str] = &[
     "libpcre2-8-0", "libssl3", "libcap2", "libcap2-bin", "tmux", "libevent-core-2.1-7", "libtinfo6",
     "libutempter0", "libncursesw6", "bpftool", "libelf1", "zlib1g",
 ];
-/// Host packages: the cross linker, the emulator, cpio for the initramfs.
+/// Host packages: the cross linker, the emulator, cpio and kmod (depmod,
+/// modprobe) for the initramfs.
 const HOST_PACKAGES: &[(&str, &str)] =
-    &[("gcc-aarch64-linux-gnu", LINKER), ("qemu-system-arm", "qemu-system-aarch64"), ("cpio", "cpio")];
+    &[("gcc-aarch64-linux-gnu", LINKER), ("qemu-system-arm", "qemu-system-aarch64"), ("cpio", "cpio"), ("kmod", "depmod")];
 /// Modules the initramfs loads (with what they depend on): the 9p shares.
 const MODULES: &[&str] = &["virtio_pci", "virtio_mmio", "9pnet_virtio", "9p"];
 
@@ -294,7 +295,7 @@ pub fn test(filters: &[String]) -> anyhow::Result<()> {
     let ws = root();
     let run = format!(
         r#"/bin/busybox --install -s /bb
-export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:/bb HOME=/root TMPDIR=/tmp TERM=xterm
+export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:/bb HOME=/root TMPDIR=/tmp TERM=xterm LANG=C.UTF-8
 export MAPAUDIT_REQUIRE_ROOT_TESTS=1 MAPAUDIT_BIN={mapaudit} {prebuilt}=1
 mount -t tracefs tracefs /sys/kernel/tracing 2>/dev/null
 mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null

@@ -1006,7 +1006,8 @@ fn arm64_routines_attach_after_the_stack_check() {
                 let (addr, asm) = insns[push];
                 assert!(asm.starts_with("MOVD.W R30, -"), "{what}: {sym}: {asm}");
                 assert_eq!(r.attach_vaddr - r.entry, addr - entry, "{what}: {sym}");
-                let frame = asm.split("-0x").nth(1).and_then(|s| s.split('(').next()).and_then(|h| i64::from_str_radix(h, 16).ok());
+                // `MOVD.W R30, -208(RSP)`: the frame size in decimal.
+                let frame = asm.split(", -").nth(1).and_then(|s| s.split('(').next()).and_then(|d| d.parse::<i64>().ok());
                 assert_eq!(r.attach_instruction, format!("str x30, [sp, #-{}]!", frame.unwrap()), "{what}: {sym}");
             }
         }
@@ -1041,8 +1042,8 @@ fn arm64_nested_calls_are_found_with_their_stack_distance() {
         let dump = go_objdump(ver, "^runtime.mapaccess1_faststr$", &path);
         let n = nested.iter().find(|n| n.wrapper == MAPACCESS1_FASTSTR).unwrap();
         let call = dump.lines().find(|l| l.contains("CALL runtime.mapaccess2_faststr")).expect("the wrapper's call");
-        let push = dump.lines().find(|l| l.contains("MOVD.W R30, -0x")).expect("the wrapper's frame");
-        let frame = u64::from_str_radix(push.split("-0x").nth(1).unwrap().split('(').next().unwrap(), 16).unwrap();
+        let push = dump.lines().find(|l| l.contains("MOVD.W R30, -")).expect("the wrapper's frame");
+        let frame: u64 = push.split("MOVD.W R30, -").nth(1).unwrap().split('(').next().unwrap().parse().unwrap();
         assert_eq!(n.sp_drop, Some(frame as u8), "go{ver}: {dump}");
         let call_addr = u64::from_str_radix(call.split_whitespace().nth(1).unwrap().trim_start_matches("0x"), 16).unwrap();
         assert_eq!(n.ret, call_addr + 4, "go{ver}: {call}");

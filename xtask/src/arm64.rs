@@ -201,6 +201,11 @@ fn provision_guest() -> anyhow::Result<(PathBuf, PathBuf)> {
         extract(p, &rootfs)?;
     }
     extract(&kernel_pkg, &kernel)?;
+    // Tests run `/bin/sh` (Debian's dash is left out: busybox is the shell).
+    let sh = rootfs.join("bin/sh");
+    if std::fs::symlink_metadata(&sh).is_err() {
+        std::os::unix::fs::symlink("busybox", &sh).context("linking /bin/sh to busybox")?;
+    }
     Ok((rootfs, kernel))
 }
 

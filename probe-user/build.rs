@@ -34,6 +34,13 @@ fn main() -> anyhow::Result<()> {
         return Ok(());
     }
 
+    // The probe reads Go's registers from the kernel's pt_regs, whose layout
+    // is the CPU's: build the object for the architecture mapaudit targets.
+    let arch = env::var("CARGO_CFG_TARGET_ARCH")?;
+    if !["x86_64", "aarch64"].contains(&arch.as_str()) {
+        bail!("mapaudit's probe supports x86_64 and aarch64, not {arch}");
+    }
+    let target_arch = format!("--cfg=bpf_target_arch=\"{arch}\"");
     let mut cmd = toolchain_command()?;
     cmd.current_dir(root.join("probe-ebpf"))
         .args(["build", "--release", "--target", "bpfel-unknown-none", "-Z", "build-std=core"])
@@ -41,7 +48,7 @@ fn main() -> anyhow::Result<()> {
         .arg(out.join("ebpf-target"))
         .env(
             "CARGO_ENCODED_RUSTFLAGS",
-            ["--cfg=bpf_target_arch=\"x86_64\"", "-Cdebuginfo=2", "-Clink-arg=--btf"].join("\x1f"),
+            [target_arch.as_str(), "-Cdebuginfo=2", "-Clink-arg=--btf"].join("\x1f"),
         );
     if let Some(home) = cargo_home() {
         // bpf-linker is usually installed by `cargo install`.

@@ -6,7 +6,7 @@
 //! in a script) has closed its fd long before userspace could look.
 
 use aya_ebpf::{
-    helpers::{bpf_get_current_comm, bpf_get_current_task, bpf_probe_read_kernel, bpf_probe_read_user_buf},
+    helpers::{bpf_get_current_comm, bpf_get_current_task, bpf_probe_read_kernel},
     macros::tracepoint,
     programs::TracePointContext,
 };
@@ -171,20 +171,30 @@ fn calibrate(g: &Global, uattr: u64) {
 #[inline(always)]
 fn count_hot_key(m: &Map, uattr: u64) {
     let Ok(key_ptr) = read_user::<u64>(uattr + ATTR_ELEM_KEY as u64) else { return };
-    let mut buf = [0u8; HOT_KEY_MAX_BYTES];
     let len = if (m.key_size as usize) < HOT_KEY_MAX_BYTES { m.key_size as usize } else { HOT_KEY_MAX_BYTES };
-    let Some(dst) = buf.get_mut(..len) else { return };
-    // SAFETY: bpf_probe_read_user_buf validates the user address.
-    if unsafe { bpf_probe_read_user_buf(key_ptr as *const u8, dst) }.is_err() {
-        count_lost(lost::READ_FAILED);
-        return;
-    }
+    // Fixed-size reads only (8-byte words while they fit, then single
+    // bytes): a read of `len` bytes at once loses its bound on older
+    // verifiers (Linux 6.1 rejects the program: "R2 unbounded memory
+    // access"). Never past the key's end, where the page may end.
     let mut h = FNV_OFFSET;
-    for (i, b) in buf.iter().enumerate() {
-        if i >= len {
+    let mut off = 0;
+    for _ in 0..HOT_KEY_MAX_BYTES / 8 {
+        if off + 8 > len {
             break;
         }
-        h = (h ^ *b as u64).wrapping_mul(FNV_PRIME);
+        let Ok(word) = read_user::<[u8; 8]>(key_ptr + off as u64) else { return };
+        for b in word {
+            h = (h ^ b as u64).wrapping_mul(FNV_PRIME);
+        }
+        off += 8;
+    }
+    for _ in 0..7 {
+        if off >= len {
+            break;
+        }
+        let Ok(b) = read_user::<u8>(key_ptr + off as u64) else { return };
+        h = (h ^ b as u64).wrapping_mul(FNV_PRIME);
+        off += 1;
     }
     let key = HotKey { map_id: m.id, _pad: 0, hash: h };
     match HOT_KEYS.get_ptr_mut(&key) {

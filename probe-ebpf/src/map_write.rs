@@ -19,6 +19,7 @@ use probe_common::{
     },
 };
 
+use crate::arch::{GoCall, go_call};
 use crate::maps::{EVENTS, GC_CYCLES, GEN, GLOBAL, INST_SEQ, TRACKED, LAST_ENTRY, MAP_STATE, NEST, WRITES0, WRITES1, count_lost};
 use crate::util::{BPF_NOEXIST, pid_tid, read_user, submit_flags};
 
@@ -38,27 +39,8 @@ pub fn map_write(ctx: ProbeContext) -> u32 {
     0
 }
 
-/// Go's internal ABI registers at the probe point (amd64).
-struct GoCall {
-    /// `*g` (R14).
-    g: u64,
-    /// First argument (RAX): `*maptype`; for `fatal`, the message pointer.
-    rax: u64,
-    /// Second argument (RBX): the map header; for `fatal`, the message length.
-    rbx: u64,
-    /// Stack pointer: `[rsp]` is the return address (no push has run yet).
-    sp: u64,
-}
-
-#[inline(always)]
-fn go_call(ctx: &ProbeContext) -> GoCall {
-    // SAFETY: ctx.regs points at the pt_regs the kernel passed to this program.
-    let regs = unsafe { &*ctx.regs };
-    GoCall { g: regs.r14, rax: regs.rax, rbx: regs.rbx, sp: regs.rsp }
-}
-
 fn try_map_write(call: &GoCall, cookie: &Cookie) -> Result<(), ()> {
-    let (maptype, map) = (call.rax, call.rbx);
+    let (maptype, map) = (call.arg0, call.arg1);
     if map == 0 {
         // Writes to a nil map panic and deletes are no-ops: nothing to audit.
         return Ok(());
@@ -76,7 +58,7 @@ fn try_map_write(call: &GoCall, cookie: &Cookie) -> Result<(), ()> {
     if cookie.nest != 0 && nested(cookie.nest, tid, goid, call.sp) {
         return Ok(());
     }
-    let pc: u64 = read_user(call.sp)?;
+    let pc = call.return_address()?;
     let mkey = MapKey { pid, _pad: 0, map };
     let op = routine::op(cookie.routine);
 
@@ -337,7 +319,7 @@ fn try_go_fatal(ctx: &ProbeContext, call: &GoCall, cookie: &Cookie) -> Result<()
     const WRITES_LEN: u64 = 21;
     const READ_LEN: u64 = 33;
     const ITER_LEN: u64 = 38;
-    let (msg, len) = (call.rax, call.rbx);
+    let (msg, len) = (call.arg0, call.arg1);
     let expected = match len {
         WRITES_LEN => Op::Write,
         READ_LEN => Op::Read,

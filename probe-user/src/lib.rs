@@ -11,6 +11,7 @@
 //! and `output` serialises (`report`), summarises and gates (`gate`: a report
 //! into an exit code).
 
+pub mod arch;
 pub mod build_info;
 pub mod cli;
 pub mod cmd;

@@ -1,7 +1,8 @@
-//! Developer and CI entry points: `cargo xtask setup | build | test | run | soak | bench | fuzz`.
+//! Developer and CI entry points: `cargo xtask setup | build | test | test-arm64 | run | soak | bench | fuzz`.
 //! Orchestration only; mapaudit itself lives in probe-user. This file only
 //! parses the command line and dispatches: one file (or folder) per task.
 
+mod arm64;
 mod bench;
 mod build;
 mod dist;
@@ -29,7 +30,21 @@ enum Cmd {
     /// Provision the eBPF toolchain, Go toolchains for fixtures, tmux, tracefs.
     Setup,
     /// Build the eBPF object and mapaudit (release).
-    Build,
+    Build {
+        /// Cross-build for this target instead of the host: only
+        /// `aarch64-unknown-linux-gnu` (provisions rustup's std for it and
+        /// Debian's cross linker).
+        #[arg(long)]
+        target: Option<String>,
+    },
+    /// The root end-to-end tests on arm64, in an emulated arm64 machine
+    /// (QEMU, Debian's arm64 kernel): cross-builds mapaudit and the tests,
+    /// builds the Go fixtures for arm64, reports pass/fail per test.
+    TestArm64 {
+        /// Test filters instead of the default modules, e.g. `-- core::`.
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
     /// Setup if needed, build, run every test, the root end-to-end tests
     /// included; fails unless every end-to-end test selected really ran.
     Test {
@@ -83,7 +98,10 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.cmd {
         Cmd::Setup => setup::run(),
-        Cmd::Build => build(),
+        Cmd::Build { target: None } => build(),
+        Cmd::Build { target: Some(t) } if t == arm64::TARGET => arm64::build().map(|_| ()),
+        Cmd::Build { target: Some(t) } => anyhow::bail!("cannot build for {t}: the targets are the host's and {}", arm64::TARGET),
+        Cmd::TestArm64 { args } => arm64::test(&args),
         Cmd::Test { args } => test::run(&args),
         Cmd::Run { demo, args } => run::run(&demo, &args),
         Cmd::Fuzz { seconds, targets } => fuzz::run(seconds, &targets),

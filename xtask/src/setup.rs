@@ -89,7 +89,7 @@ fn ensure_kubernetes_validate() -> anyhow::Result<()> {
     status(c)
 }
 
-fn have(cmd: &str) -> bool {
+pub(crate) fn have(cmd: &str) -> bool {
     Command::new("sh").arg("-c").arg(format!("command -v {cmd} >/dev/null 2>&1")).status().is_ok_and(|s| s.success())
 }
 
@@ -119,11 +119,11 @@ fn nightly_rust_src_present() -> bool {
         .is_some_and(|p| p.exists())
 }
 
-fn apt_available() -> bool {
+pub(crate) fn apt_available() -> bool {
     Path::new("/usr/bin/apt-get").exists()
 }
 
-fn apt_install(pkgs: &[&str]) -> anyhow::Result<()> {
+pub(crate) fn apt_install(pkgs: &[&str]) -> anyhow::Result<()> {
     eprintln!("xtask: installing Debian packages: {}", pkgs.join(" "));
     let mut c = Command::new("apt-get");
     c.arg("update").env("DEBIAN_FRONTEND", "noninteractive");

@@ -17,6 +17,7 @@ mod moduledata;
 mod offsets;
 mod pclntab;
 mod prologue;
+mod prologue_arm64;
 mod read;
 #[cfg(test)]
 mod tests;
@@ -115,7 +116,8 @@ impl Routine {
     /// probe fires once per call. Worth a warning when `false`.
     pub fn attach_is_ideal(&self) -> bool {
         self.after_prologue
-            || (self.attach_vaddr == self.entry && self.attach_instruction == "push rbp")
+            || (self.attach_vaddr == self.entry
+                && (self.attach_instruction == "push rbp" || prologue_arm64::is_frame_push(&self.attach_instruction)))
     }
 }
 
@@ -420,6 +422,7 @@ impl GoBinary {
             }
             let attach = match (self.img.machine, self.code_between(f.entry, f.end)) {
                 (object::elf::EM_X86_64, Some(code)) => prologue::attach_point(code, f.entry),
+                (object::elf::EM_AARCH64, Some(code)) => prologue_arm64::attach_point(code, f.entry),
                 _ => prologue::Attach {
                     vaddr: f.entry,
                     after_prologue: false,
@@ -457,17 +460,21 @@ impl GoBinary {
 
     fn find_nested_calls(&self, routines: &[Routine]) -> Vec<NestedCall> {
         let mut out = Vec::new();
-        if self.img.machine != object::elf::EM_X86_64 {
-            return out;
-        }
+        type Calls = fn(&[u8], u64) -> Vec<(u64, u64)>;
+        type Drop = fn(&[u8], u64, u64, u64) -> Option<u64>;
+        let (direct_calls, sp_drop_to_call): (Calls, Drop) = match self.img.machine {
+            object::elf::EM_X86_64 => (prologue::direct_calls, prologue::sp_drop_to_call),
+            object::elf::EM_AARCH64 => (prologue_arm64::direct_calls, prologue_arm64::sp_drop_to_call),
+            _ => return out,
+        };
         // Map operations only: every routine calls `runtime.fatal`.
         let map_op = |r: &&Routine| routine::op(r.id) != routine::Op::None;
         for w in routines.iter().filter(map_op) {
             let Some(f) = self.function_at(w.entry) else { continue };
             let Some(code) = self.code(&f) else { continue };
-            for (target, ret) in prologue::direct_calls(code, f.entry) {
+            for (target, ret) in direct_calls(code, f.entry) {
                 let Some(inner) = routines.iter().filter(map_op).find(|r| r.entry == target) else { continue };
-                let sp_drop = prologue::sp_drop_to_call(code, f.entry, w.attach_vaddr, ret)
+                let sp_drop = sp_drop_to_call(code, f.entry, w.attach_vaddr, ret)
                     .and_then(|d| u8::try_from(d).ok())
                     .filter(|&d| d != 0 && d != probe_common::uprobe::NEST_WRAPPER);
                 out.push(NestedCall { wrapper: w.id, inner: inner.id, ret, sp_drop });

@@ -999,3 +999,97 @@ fn every_build_infers_its_recorded_version() {
         assert!(named.by_code, "{what}: found through schedinit");
     }
 }
+
+/// `go tool objdump -s PATTERN` of a binary, as text.
+fn go_objdump(version: &str, pattern: &str, path: &std::path::Path) -> String {
+    let go = fixtures::go_binary(version).unwrap();
+    let out = Command::new(go).args(["tool", "objdump", "-s", pattern]).arg(path).output().unwrap();
+    assert!(out.status.success(), "objdump: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// arm64 builds (GOARCH=arm64) of every Go version, plain, PIE and
+/// stripped: every routine attaches after its stack check (`b.ls`), where
+/// the toolchain's own disassembler puts the frame push `MOVD.W R30,
+/// -N(RSP)`; `runtime.fatal` (nosplit) at its entry, which is that push.
+#[test]
+fn arm64_routines_attach_after_the_stack_check() {
+    for ver in GO_VERSIONS {
+        for variant in [Variant::Plain, Variant::Pie, Variant::Stripped] {
+            let what = format!("arm64 {}", label(ver, variant));
+            let path = fixtures::build_for("arm64", "writers", ver, variant).unwrap();
+            let bin = GoBinary::open(&path).unwrap_or_else(|e| panic!("{what}: {e}"));
+            let routines = bin.routines();
+            let dump_of = fixtures::build_for("arm64", "writers", ver, unstripped(variant)).unwrap();
+            let dump = go_objdump(ver, r"^runtime\.(map(assign|delete|clear).*|fatal)$", &dump_of);
+            for &id in FIXTURE_ROUTINES.iter().chain([&routine::FATAL]) {
+                let sym = routine::SYMBOLS[id as usize];
+                let r = routines.iter().find(|r| r.id == id).unwrap_or_else(|| panic!("{what}: no {sym}"));
+                assert!(r.attach_is_ideal(), "{what}: {r:?}");
+                assert_eq!(r.after_prologue, id != routine::FATAL, "{what}: {r:?}");
+                assert!(r.attach_instruction.starts_with("str x30, [sp, #-"), "{what}: {r:?}");
+                assert_eq!(bin.vaddr_to_offset(r.attach_vaddr), Some(r.attach_offset), "{what}: {sym}");
+                // "  file.go:N\t0xADDR\tHEX\tASM" lines of this function.
+                let text = dump.split("TEXT ").find(|t| t.starts_with(&format!("{sym}(SB)"))).unwrap_or_else(|| panic!("{what}: objdump has no {sym}"));
+                let insns: Vec<(u64, &str)> = text
+                    .lines()
+                    .filter_map(|l| {
+                        let cols: Vec<&str> = l.split('\t').map(str::trim).filter(|c| !c.is_empty()).collect();
+                        let addr = u64::from_str_radix(cols.get(1)?.trim_start_matches("0x"), 16).ok()?;
+                        Some((addr, *cols.get(3)?))
+                    })
+                    .collect();
+                let entry = insns[0].0;
+                let push = match insns.iter().position(|(_, a)| a.starts_with("BLS")) {
+                    Some(bls) if id != routine::FATAL => {
+                        assert!(bls <= 3, "{what}: {sym}: BLS is instruction {bls}");
+                        bls + 1
+                    }
+                    _ => 0,
+                };
+                let (addr, asm) = insns[push];
+                assert!(asm.starts_with("MOVD.W R30, -"), "{what}: {sym}: {asm}");
+                assert_eq!(r.attach_vaddr - r.entry, addr - entry, "{what}: {sym}");
+                // `MOVD.W R30, -208(RSP)`: the frame size in decimal.
+                let frame = asm.split(", -").nth(1).and_then(|s| s.split('(').next()).and_then(|d| d.parse::<i64>().ok());
+                assert_eq!(r.attach_instruction, format!("str x30, [sp, #-{}]!", frame.unwrap()), "{what}: {sym}");
+            }
+        }
+    }
+}
+
+/// Go 1.27's `mapaccess1_*` call `mapaccess2_*` on arm64 too; the stack
+/// drops by the wrapper's frame (`bl` pushes nothing).
+#[test]
+fn arm64_nested_calls_are_found_with_their_stack_distance() {
+    for ver in [GO_OLDEST, GO_NEWEST] {
+        let path = fixtures::build_for("arm64", "readers", ver, Variant::Plain).unwrap();
+        let bin = GoBinary::open(&path).unwrap();
+        let nested = bin.nested_calls();
+        if ver != GO_NEWEST {
+            assert_eq!(nested, &[], "go{ver}");
+            continue;
+        }
+        let mut pairs: Vec<(u8, u8)> = nested.iter().map(|n| (n.wrapper, n.inner)).collect();
+        pairs.sort();
+        use routine::*;
+        assert_eq!(
+            pairs,
+            vec![
+                (MAPACCESS1, MAPACCESS2),
+                (MAPACCESS1_FAST32, MAPACCESS2_FAST32),
+                (MAPACCESS1_FAST64, MAPACCESS2_FAST64),
+                (MAPACCESS1_FASTSTR, MAPACCESS2_FASTSTR),
+            ],
+            "go{ver}"
+        );
+        let dump = go_objdump(ver, "^runtime.mapaccess1_faststr$", &path);
+        let n = nested.iter().find(|n| n.wrapper == MAPACCESS1_FASTSTR).unwrap();
+        let call = dump.lines().find(|l| l.contains("CALL runtime.mapaccess2_faststr")).expect("the wrapper's call");
+        let push = dump.lines().find(|l| l.contains("MOVD.W R30, -")).expect("the wrapper's frame");
+        let frame: u64 = push.split("MOVD.W R30, -").nth(1).unwrap().split('(').next().unwrap().parse().unwrap();
+        assert_eq!(n.sp_drop, Some(frame as u8), "go{ver}: {dump}");
+        let call_addr = u64::from_str_radix(call.split_whitespace().nth(1).unwrap().trim_start_matches("0x"), 16).unwrap();
+        assert_eq!(n.ret, call_addr + 4, "go{ver}: {call}");
+    }
+}

@@ -261,25 +261,9 @@ impl DutyCycle {
     }
 }
 
-core::arch::global_asm!(
-    ".globl mapaudit_calibration_target",
-    ".type mapaudit_calibration_target,@function",
-    "mapaudit_calibration_target:",
-    "push rbp",
-    "mov rbp, rsp",
-    "pop rbp",
-    "ret",
-);
-
-unsafe extern "C" {
-    /// A function that starts like a Go routine after its prologue check:
-    /// `push rbp`. Probing it measures what one hit costs here.
-    fn mapaudit_calibration_target();
-}
-
 /// File offset of the calibration target in our own executable.
 fn calibration_offset() -> Option<u64> {
-    let addr = mapaudit_calibration_target as *const () as u64;
+    let addr = crate::arch::mapaudit_calibration_target as *const () as u64;
     let maps = std::fs::read_to_string("/proc/self/maps").ok()?;
     maps.lines().find_map(|l| {
         let mut f = l.split_whitespace();
@@ -296,7 +280,7 @@ fn time_calls(n: u32) -> Duration {
     let t = std::time::Instant::now();
     for _ in 0..n {
         // SAFETY: the target takes no arguments and only touches its frame.
-        unsafe { mapaudit_calibration_target() };
+        unsafe { crate::arch::mapaudit_calibration_target() };
     }
     t.elapsed()
 }

@@ -35,7 +35,12 @@ pub(super) struct Captured {
 
 /// Runs `cmd` to completion with stdout and stderr captured (read on their
 /// own threads: no pipe can fill up), killed after `RUN_TIMEOUT`.
-pub(super) fn capture(mut cmd: Command) -> anyhow::Result<Captured> {
+pub(super) fn capture(cmd: Command) -> anyhow::Result<Captured> {
+    capture_for(cmd, RUN_TIMEOUT)
+}
+
+/// `capture` with its own deadline (for a run known to be long).
+pub(super) fn capture_for(mut cmd: Command, timeout: Duration) -> anyhow::Result<Captured> {
     cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
     let desc = format!("{cmd:?}");
     let mut child = cmd.spawn().with_context(|| format!("starting {desc}"))?;
@@ -57,10 +62,10 @@ pub(super) fn capture(mut cmd: Command) -> anyhow::Result<Captured> {
         if let Some(st) = child.try_wait()? {
             break st;
         }
-        if start.elapsed() > RUN_TIMEOUT {
+        if start.elapsed() > timeout {
             let _ = child.kill();
             let _ = child.wait();
-            bail!("{desc} took longer than {RUN_TIMEOUT:?}: killed");
+            bail!("{desc} took longer than {timeout:?}: killed");
         }
         std::thread::sleep(Duration::from_millis(2));
     };

@@ -26,6 +26,8 @@
 //!     at `sys_enter_bpf`, mapaudit, mapaudit `--bpf-hot-keys`.
 //! 11. Map-length sampling per refresh (`lengths`): the batch read of 32
 //!     map headers in another process and the pick among 10,000 rows.
+//! 12. The model's memory under map churn (`churnmem`): 50,000 new map
+//!     instances a second for 10 simulated minutes.
 //!
 //! One file per row (`probe`: rows 1 and 4, `drain`: 2, `model`: 3,
 //! `budget`: 5, `real`: 6–9, `bpf`: 10); `exec` runs the commands, `table` and
@@ -34,6 +36,7 @@
 
 mod bpf;
 mod budget;
+mod churnmem;
 mod drain;
 mod exec;
 mod lengths;
@@ -53,6 +56,7 @@ use budget::*;
 use drain::*;
 use exec::*;
 use lengths::*;
+use churnmem::*;
 use markdown::*;
 use model::*;
 use probe::*;
@@ -110,6 +114,9 @@ pub struct BenchArgs {
     /// Refreshes timed per run of the map-length sampling row (11); 0 skips it.
     #[arg(long, default_value_t = 2000)]
     len_rounds: usize,
+    /// Simulated seconds of the churn memory row (12); 0 skips it.
+    #[arg(long, default_value_t = 600)]
+    churn_seconds: u64,
     /// Only rows 6–9 (real programs): a quick check of a change to the
     /// session or the collector; printed, BENCHMARKS.md untouched.
     #[arg(long)]
@@ -167,6 +174,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     let bpf = if args.bpf_rounds == 0 { None } else { Some(bpf_cost(&bins, args.bpf_rounds)?) };
     let real = if args.real_rounds == 0 { Vec::new() } else { real::rows(&bins.mapaudit, args.real_rounds, args.build_rounds.max(1))? };
     let lengths = if args.len_rounds == 0 { None } else { Some(lengths_cost(&bins.helper, 3, args.len_rounds)?) };
+    let churn_mem = if args.churn_seconds == 0 { None } else { Some(churn_memory(&bins.helper, args.churn_seconds)?) };
     let res = Results {
         probe,
         body,
@@ -177,6 +185,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         real,
         bpf,
         lengths,
+        churn_mem,
         goroutines: args.goroutines,
         writes_per_goroutine: args.writes,
     };
@@ -236,6 +245,8 @@ struct Results {
     bpf: Option<BpfCost>,
     /// Row 11.
     lengths: Option<LengthsCost>,
+    /// Row 12.
+    churn_mem: Option<ChurnMemory>,
     goroutines: u64,
     writes_per_goroutine: u64,
 }
@@ -375,6 +386,9 @@ fn render_table(r: &Results) -> Table {
     if let Some(l) = &r.lengths {
         lengths_row(&mut t, l);
     }
+    if let Some(c) = &r.churn_mem {
+        churn_memory_row(&mut t, c);
+    }
     t
 }
 
@@ -453,6 +467,13 @@ mod tests {
             budget,
             bpf: Some(BpfCost { runs: [vec![2e8; 3], vec![2.1e8; 3], vec![2.3e8; 3], vec![2.4e8; 3]], calls: 200_000 }),
             lengths: Some(LengthsCost { read_us: vec![6.0, 7.0, 8.0], read_ns_per_map: vec![220.0; 3], pick_us: vec![90.0; 3] }),
+            churn_mem: Some(ChurnMemory {
+                seconds: 600,
+                rss_mib: vec![590.0; 10],
+                peak_rows: 210_001,
+                instances: 30_000_001,
+                instances_in_classes: 30_000_001,
+            }),
             real: vec![real::Row {
                 measurement: "6 mapaudit's extra time / the race detector's".into(),
                 median: "0.90 s / 1.70 s".into(),

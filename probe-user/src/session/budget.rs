@@ -75,6 +75,14 @@ pub struct DutyCycle {
     last_extrapolated: f64,
     /// Periods that saw writes (one: first and latest are the same stretch).
     periods_with_writes: u32,
+    /// The previous period's unprobed rate and detached time (s): its
+    /// detached stretch lies between its own attached stretch and the next
+    /// one's, so the rate there is bounded by those two (`variation`).
+    prev_rate: Option<(f64, f64)>,
+    /// Σ |r_next − r| × detached over every detached stretch that has an
+    /// attached stretch after it: how far the extrapolation can be off when
+    /// the rate moves between periods (a bursty workload).
+    variation: f64,
     /// Length of a cycle: at least `PERIOD`, longer when switching is slow
     /// (the kernel unregisters uprobes one by one, waiting for readers), so
     /// the switching never dominates the cycle.
@@ -111,6 +119,8 @@ impl DutyCycle {
             first_extrapolated: None,
             last_extrapolated: 0.0,
             periods_with_writes: 0,
+            prev_rate: None,
+            variation: 0.0,
             last_attach: Duration::ZERO,
             last_detach: Duration::ZERO,
         }
@@ -202,6 +212,10 @@ impl DutyCycle {
             let r_u = r_a / (1.0 - load);
             let extrapolated = r_u * self.detached_in_period.as_secs_f64();
             self.estimated += extrapolated;
+            if let Some((r_prev, d_prev)) = self.prev_rate {
+                self.variation += (r_u - r_prev).abs() * d_prev;
+            }
+            self.prev_rate = Some((r_u, self.detached_in_period.as_secs_f64()));
             if hits > 0 {
                 self.first_extrapolated.get_or_insert(extrapolated);
                 self.last_extrapolated = extrapolated;
@@ -234,7 +248,10 @@ impl DutyCycle {
     /// load/(1 − load)) at the highest load seen (at the load cap, the
     /// whole estimate), and the edges — the writes extrapolated into the
     /// first and the latest detached stretch, where the workload may have
-    /// started or stopped unseen (a short run is dominated by them).
+    /// started or stopped unseen (a short run is dominated by them), and
+    /// the variation: each other detached stretch's rate can lie anywhere
+    /// between its neighbouring attached stretches' rates (a bursty
+    /// workload moves between them).
     pub fn relative_error(&self) -> f64 {
         if self.observed == 0 {
             return 1.0;
@@ -246,7 +263,7 @@ impl DutyCycle {
             1 => self.last_extrapolated,
             _ => self.first_extrapolated.unwrap_or(0.0) + self.last_extrapolated,
         };
-        noise + model + edges / self.estimated.max(1.0)
+        noise + model + (edges + self.variation) / self.estimated.max(1.0)
     }
 
     /// Estimated fraction of a CPU spent in probes, averaged over time.
@@ -420,4 +437,27 @@ mod tests {
         dc.step(Duration::from_secs(1), true);
         dc.close_period();
         assert!(dc.relative_error() > 1.0);
-    }}
+    }
+    #[test]
+    fn a_rate_that_moves_between_periods_widens_the_error() {
+        let run = |rates: &[u64]| {
+            let mut dc = DutyCycle::new(0.05, Duration::from_nanos(1));
+            for &r in rates {
+                dc.period = Duration::from_secs(100);
+                dc.add_hits(r);
+                dc.step(Duration::from_secs(1), true);
+                dc.step(Duration::from_secs(9), false);
+                dc.close_period();
+            }
+            dc
+        };
+        // Steady: no variation term.
+        let steady = run(&[2_000; 6]);
+        assert_eq!(steady.variation, 0.0);
+        // Alternating 1,000/s and 3,000/s: each of the 5 inner detached
+        // stretches (9 s) may be off by 2,000/s × 9 s.
+        let bursty = run(&[1_000, 3_000, 1_000, 3_000, 1_000, 3_000]);
+        assert!((bursty.variation - 5.0 * 2_000.0 * 9.0).abs() < 1.0, "{}", bursty.variation);
+        assert!(bursty.relative_error() > steady.relative_error() + 90_000.0 / bursty.estimated - 1e-9);
+    }
+}

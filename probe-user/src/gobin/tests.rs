@@ -113,7 +113,7 @@ fn objdump(version: &str, variant: Variant) -> Arc<HashMap<String, Vec<DumpInsn>
             "tool",
             "objdump",
             "-s",
-            r"^(runtime\.map(assign|delete|clear|access).*|runtime\.gcStart|main\.strWriter)$",
+            r"^(runtime\.map(assign|delete|clear|access|iterinit|IterStart).*|runtime\.gcStart|main\.strWriter)$",
         ])
         .arg(&path)
         .output()
@@ -357,7 +357,8 @@ fn routines_attach_after_the_stack_check() {
 }
 
 /// Every probed routine the binary links — the write, delete and clear
-/// routines, every `mapaccess*` read routine, `runtime.gcStart` — is
+/// routines, every `mapaccess*` read routine, the iteration start
+/// (`mapiterinit`, `mapIterStart`), `runtime.gcStart` — is
 /// attached exactly at the instruction after its prologue's stack check as
 /// the toolchain's own disassembler shows it: the conditional jump whose
 /// target calls `runtime.morestack*`. A routine without that check is

@@ -402,7 +402,7 @@ fn bash_completion() -> anyhow::Result<()> {
     }
     ensure!(words(1) == ["record"], "bash completion of `mapaudit re` is {:?}, not [\"record\"]", words(1));
     ensure!(
-        words(2) == ["overlap", "shared-map", "read-during-write"],
+        words(2) == ["overlap", "shared-map", "read-during-write", "iterate-during-write", "growing-map"],
         "bash completion of `--fail-on ` is {:?}",
         words(2)
     );

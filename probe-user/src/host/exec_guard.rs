@@ -234,28 +234,13 @@ pub fn main_from_args(args: &[std::ffi::OsString]) -> i32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::host::pidctl::tests::{end, state, wait_state};
 
     #[test]
     fn messages_round_trip() {
         let m = encode(HOLD, 4242, 7);
         assert_eq!(decode(&m), Some((HOLD, 4242, 7)));
         assert_eq!(decode(&m[..8]), None);
-    }
-
-    fn state(pid: u32) -> Option<char> {
-        let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-        s[s.rfind(')')? + 1..].split_ascii_whitespace().next()?.chars().next()
-    }
-
-    fn wait_state(pid: u32, want: impl Fn(char) -> bool) -> char {
-        let t = Instant::now();
-        loop {
-            let s = state(pid).unwrap_or('?');
-            if want(s) || t.elapsed() > Duration::from_secs(10) {
-                return s;
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
     }
 
     /// A guard served from a thread (the same loop as the process runs).
@@ -265,11 +250,10 @@ mod tests {
         (mine, h)
     }
 
+    /// A stopped process and a pidfd for it.
     fn stopped_sleeper() -> (std::process::Child, OwnedFd) {
-        let c = std::process::Command::new("sleep").arg("30").spawn().unwrap();
+        let c = crate::host::pidctl::tests::stopped_sleeper();
         let pid = rustix::process::Pid::from_raw(c.id() as i32).unwrap();
-        rustix::process::kill_process(pid, rustix::process::Signal::STOP).unwrap();
-        assert_eq!(wait_state(c.id(), |s| s == 'T'), 'T');
         let fd = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()).unwrap();
         (c, fd)
     }
@@ -285,33 +269,31 @@ mod tests {
     #[test]
     fn resumes_what_it_holds_when_mapaudit_goes_away() {
         let (sock, h) = guard_thread(Duration::from_secs(3600));
-        let (mut c, fd) = stopped_sleeper();
+        let (c, fd) = stopped_sleeper();
         send_hold(&sock, c.id(), 1, &fd);
         drop(sock);
         assert_eq!(h.join().unwrap(), 0);
         assert_ne!(wait_state(c.id(), |s| s != 'T'), 'T', "resumed by the guard");
-        let _ = c.kill();
-        let _ = c.wait();
+        end(c);
     }
 
     #[test]
     fn a_released_process_is_not_signalled_again() {
         let (sock, h) = guard_thread(Duration::from_secs(3600));
-        let (mut c, fd) = stopped_sleeper();
+        let (c, fd) = stopped_sleeper();
         send_hold(&sock, c.id(), 1, &fd);
         rustix::net::send(&sock, &encode(RELEASE, c.id(), 1), SendFlags::NOSIGNAL).unwrap();
         drop(sock);
         assert_eq!(h.join().unwrap(), 0);
         // The guard ended without touching it: still stopped.
         assert_eq!(state(c.id()), Some('T'));
-        let _ = c.kill();
-        let _ = c.wait();
+        end(c);
     }
 
     #[test]
     fn resumes_at_the_deadline_and_says_so() {
         let (sock, h) = guard_thread(Duration::from_millis(50));
-        let (mut c, fd) = stopped_sleeper();
+        let (c, fd) = stopped_sleeper();
         send_hold(&sock, c.id(), 9, &fd);
         let mut buf = [0u8; MSG_LEN];
         let (n, _) = rustix::net::recv(&sock, &mut buf, RecvFlags::empty()).unwrap();
@@ -319,7 +301,6 @@ mod tests {
         assert_ne!(wait_state(c.id(), |s| s != 'T'), 'T');
         drop(sock);
         assert_eq!(h.join().unwrap(), 0);
-        let _ = c.kill();
-        let _ = c.wait();
+        end(c);
     }
 }

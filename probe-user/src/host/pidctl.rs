@@ -127,18 +127,19 @@ fn parse_starttime(stat: &[u8]) -> Option<u64> {
     crate::host::proc::parse_stat(stat).ok().map(|s| s.starttime)
 }
 
+/// Also the exec guard's tests' (stopped processes and their states).
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::process::{Child, Command};
     use std::time::{Duration, Instant};
 
-    fn state(pid: u32) -> Option<char> {
+    pub(crate) fn state(pid: u32) -> Option<char> {
         let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
         s[s.rfind(')')? + 1..].split_ascii_whitespace().next()?.chars().next()
     }
 
-    fn wait_state(pid: u32, want: impl Fn(char) -> bool) -> char {
+    pub(crate) fn wait_state(pid: u32, want: impl Fn(char) -> bool) -> char {
         let t = Instant::now();
         loop {
             let s = state(pid).unwrap_or('?');
@@ -149,7 +150,7 @@ mod tests {
         }
     }
 
-    fn stopped_sleeper() -> Child {
+    pub(crate) fn stopped_sleeper() -> Child {
         let c = Command::new("sleep").arg("30").spawn().unwrap();
         let pid = Pid::from_raw(c.id() as i32).unwrap();
         rustix::process::kill_process(pid, Signal::STOP).unwrap();
@@ -157,7 +158,7 @@ mod tests {
         c
     }
 
-    fn end(mut c: Child) {
+    pub(crate) fn end(mut c: Child) {
         let _ = c.kill();
         let _ = c.wait();
     }

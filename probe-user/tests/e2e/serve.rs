@@ -148,19 +148,6 @@ impl Prometheus {
     }
 }
 
-/// Ids of the BPF programs a running process holds (from its fdinfo).
-fn prog_ids_of(pid: u32) -> Vec<u32> {
-    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fdinfo")) else { return Vec::new() };
-    fds.flatten()
-        .filter_map(|e| std::fs::read_to_string(e.path()).ok())
-        .filter_map(|info| info.lines().find_map(|l| l.strip_prefix("prog_id:")).and_then(|v| v.trim().parse().ok()))
-        .collect()
-}
-
-fn still_loaded(ids: &[u32]) -> usize {
-    aya::programs::loaded_programs().filter_map(Result::ok).filter(|p| ids.contains(&p.id())).count()
-}
-
 root_test! {
     /// A real Prometheus (Debian's) scrapes `serve -- writers`: its query
     /// API returns the fixture's exact per-site counts and the self

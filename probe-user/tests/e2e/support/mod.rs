@@ -115,3 +115,17 @@ pub fn fixture(name: &str) -> PathBuf {
 pub fn s(p: &std::path::Path) -> &str {
     p.to_str().expect("UTF-8 path")
 }
+
+/// Ids of the BPF programs a running process holds (from its fdinfo).
+pub fn prog_ids_of(pid: u32) -> Vec<u32> {
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fdinfo")) else { return Vec::new() };
+    fds.flatten()
+        .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+        .filter_map(|info| info.lines().find_map(|l| l.strip_prefix("prog_id:")).and_then(|v| v.trim().parse().ok()))
+        .collect()
+}
+
+/// How many of `ids` are still loaded in the kernel.
+pub fn still_loaded(ids: &[u32]) -> usize {
+    aya::programs::loaded_programs().filter_map(Result::ok).filter(|p| ids.contains(&p.id())).count()
+}

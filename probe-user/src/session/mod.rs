@@ -332,6 +332,9 @@ impl Session {
             (Some(g), Some(fd)) => g.hold(pid, fd),
             _ => None,
         };
+        if held.is_some() {
+            log::info!("pid {pid} stopped at exec, held by the exec guard");
+        }
         Some((p, held))
     }
 

@@ -11,20 +11,6 @@ use crate::support::*;
 /// One at a time: these tests watch the kernel's lists.
 static SERIAL: Mutex<()> = Mutex::new(());
 
-/// Ids of the BPF programs a running process holds (from its fdinfo).
-fn prog_ids_of(pid: u32) -> Vec<u32> {
-    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fdinfo")) else { return Vec::new() };
-    fds.flatten()
-        .filter_map(|e| std::fs::read_to_string(e.path()).ok())
-        .filter_map(|info| info.lines().find_map(|l| l.strip_prefix("prog_id:")).and_then(|v| v.trim().parse().ok()))
-        .collect()
-}
-
-/// How many of `ids` are still loaded in the kernel.
-fn still_loaded(ids: &[u32]) -> usize {
-    aya::programs::loaded_programs().filter_map(Result::ok).filter(|p| ids.contains(&p.id())).count()
-}
-
 /// Polls the kernel's list until `f` holds: program unloading is deferred
 /// by the kernel and announces nothing to wait on. The deadline only turns
 /// a leak into a failure; it is no timing claim (the bench has those).
@@ -157,11 +143,14 @@ root_test! {
         let _g = SERIAL.lock();
         let json = scratch(name).join("r.json");
         let (m, line) = start_mapaudit(&[
-            "record", "--debug-exec-stall", "600s", "--exec-stop-timeout", "3600s", "--json", s(&json),
+            "--log-level", "info", "record", "--debug-exec-stall", "600s", "--exec-stop-timeout", "3600s", "--json", s(&json),
             "--", s(&fixture("writers")), "-n", "2000",
         ]);
         let pid: u32 = line.rsplit("(pid ").next().unwrap().trim_end_matches([')', '\n']).parse().unwrap();
         wait_until("the command to stand stopped at its exec", || proc_state(pid) == Some('T'));
+        // The guard holds it only once mapaudit has read the exec event: a
+        // kill before that leaves it stopped (see the README's limits).
+        m.err.wait_for("the guard to hold it", DEADLINE, |l| l.contains(&format!("pid {pid} stopped at exec, held by the exec guard")));
         let ids = prog_ids_of(m.pid());
         m.signal(Signal::SIGKILL);
         // The command, resumed by the guard, runs to its end and prints its truth.

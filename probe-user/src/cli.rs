@@ -213,6 +213,10 @@ pub struct ProbeArgs {
     /// BTF lacks a field the kernel-side path needs.
     #[arg(long, hide = true)]
     pub debug_bpf_userspace: bool,
+    /// Testing only: attach with one perf-event uprobe per point, as on a
+    /// kernel older than 6.6 (no uprobe_multi links).
+    #[arg(long, hide = true)]
+    pub debug_no_uprobe_multi: bool,
     /// Testing only: capacity of the bpf(2) write counter.
     #[arg(long, hide = true, default_value_t = probe_common::maps::BPF_WRITES_DEFAULT_ENTRIES)]
     pub debug_bpf_writes_entries: u32,
@@ -242,6 +246,7 @@ impl TopArgs {
                     reads: false,
                     bpf_hot_keys: false,
                     debug_bpf_userspace: false,
+                    debug_no_uprobe_multi: false,
                     max_entries: probe_common::maps::WRITES_DEFAULT_ENTRIES,
                     ringbuf_kib: 1024,
                     user: None,

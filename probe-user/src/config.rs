@@ -69,6 +69,7 @@ pub struct Probe {
     /// `--bpf-hot-keys`.
     pub bpf_hot_keys: bool,
     pub debug_bpf_userspace: bool,
+    pub debug_no_uprobe_multi: bool,
     /// `--exec-stop-timeout`: the exec guard's deadline.
     pub exec_stop_timeout: std::time::Duration,
     pub debug_exec_stall: std::time::Duration,
@@ -213,6 +214,7 @@ fn probe(p: ProbeArgs, log: LevelFilter) -> Probe {
         debug_bpf_writes_entries: p.debug_bpf_writes_entries,
         bpf_hot_keys: p.bpf_hot_keys,
         debug_bpf_userspace: p.debug_bpf_userspace,
+        debug_no_uprobe_multi: p.debug_no_uprobe_multi,
         exec_stop_timeout: p.exec_stop_timeout,
         debug_exec_stall: p.debug_exec_stall.unwrap_or_default(),
         len_maps: p.len_maps,

@@ -50,7 +50,19 @@ pub async fn run(args: Record) -> anyhow::Result<i32> {
     let mut timeline = Timeline::new(TIMELINE_EVERY.as_secs_f64());
     let end = record_loop(&mut s, &mut driver, &mut timeline).await?;
     let t = std::time::Instant::now();
+    // The kernel detaches probes one grace period at a time (~1 s for a Go
+    // program's 15 uprobes here): let that run while the report is made.
+    // Without a duty cycle, before the final read (every count made is in
+    // the tables; the target is gone or the recording is over); with one,
+    // after it, so that its last period is closed while still attached.
+    let early_detach = driver.duty().is_none();
+    if early_detach {
+        s.probes.detach_all();
+    }
     driver.finish(&mut s)?;
+    if !early_detach {
+        s.probes.detach_all();
+    }
     log::debug!("final read and model pass: {:?}", t.elapsed());
     let (maps, goroutines) = s.model.fold_crowded(ROWS_PER_CLASS);
     log::debug!("{maps} map and {goroutines} goroutine rows folded into their classes: {:?}", t.elapsed());

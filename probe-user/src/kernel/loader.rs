@@ -21,9 +21,17 @@ use probe_common::{
 
 use crate::config::Probe;
 use crate::gobin::GoBinary;
+use crate::kernel::uprobe_multi::MultiProgram;
+use std::os::fd::OwnedFd;
 
 /// The eBPF object, built by build.rs and embedded: mapaudit is one file.
 static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/probe-ebpf.o"));
+
+/// The embedded eBPF object (empty when built with MAPAUDIT_SKIP_EBPF).
+#[cfg(test)]
+pub(crate) fn embedded_object() -> &'static [u8] {
+    EBPF_OBJECT
+}
 
 /// Sizes and switches decided before load.
 #[derive(Debug, Clone)]
@@ -47,6 +55,9 @@ pub struct LoadOptions {
     pub bpf_hot_keys: bool,
     /// Testing: skip the kernel-side naming of map fds.
     pub bpf_force_userspace: bool,
+    /// Link the map-write probes through uprobe_multi when the kernel can
+    /// (`--debug-no-uprobe-multi` turns it off).
+    pub uprobe_multi: bool,
 }
 
 impl LoadOptions {
@@ -72,6 +83,7 @@ impl LoadOptions {
             reads: p.reads,
             bpf_hot_keys: p.bpf_hot_keys,
             bpf_force_userspace: p.debug_bpf_userspace,
+            uprobe_multi: !p.debug_no_uprobe_multi,
         })
     }
 }
@@ -92,6 +104,8 @@ struct Attachment {
     scope_pid: Option<NonZeroU32>,
     /// Empty while suspended (`--max-overhead` duty cycling).
     links: Vec<UProbeLinkId>,
+    /// The uprobe_multi link holding every point (instead of `links`).
+    multi: Option<OwnedFd>,
 }
 
 impl Attachment {
@@ -107,7 +121,19 @@ impl Attachment {
         std::path::PathBuf::from(format!("/proc/self/fd/{}", self.file.as_raw_fd()))
     }
 
-    fn link(&mut self, prog: &mut UProbe) -> anyhow::Result<()> {
+    fn is_linked(&self) -> bool {
+        !self.links.is_empty() || self.multi.is_some()
+    }
+
+    fn link(&mut self, multi: Option<&MultiProgram>, prog: &mut UProbe) -> anyhow::Result<()> {
+        if let Some(m) = multi {
+            let pid = self.scope_pid.map(NonZeroU32::get);
+            let link = m.attach(&self.file, &self.points, pid).with_context(|| {
+                format!("attaching {} uprobes through one uprobe_multi link", self.points.len())
+            })?;
+            self.multi = Some(link);
+            return Ok(());
+        }
         let path = self.path();
         for &(offset, cookie) in &self.points {
             let point = UProbeAttachPoint { location: UProbeAttachLocation::AbsoluteOffset(offset), cookie: Some(cookie) };
@@ -118,14 +144,19 @@ impl Attachment {
     }
 
     fn unlink(&mut self, prog: &mut UProbe) {
+        self.multi = None;
         for l in self.links.drain(..) {
             let _ = prog.detach(l);
         }
     }
 
     /// Takes the links out (dropping one detaches it).
-    fn take_links(&mut self, prog: &mut UProbe) -> Vec<aya::programs::uprobe::UProbeLink> {
-        self.links.drain(..).filter_map(|l| prog.take_link(l).ok()).collect()
+    fn take_links(&mut self, prog: Option<&mut UProbe>) -> Vec<Link> {
+        let mut out: Vec<Link> = self.multi.take().map(Link::Multi).into_iter().collect();
+        if let Some(prog) = prog {
+            out.extend(self.links.drain(..).filter_map(|l| prog.take_link(l).ok()).map(Link::Uprobe));
+        }
+        out
     }
 }
 
@@ -134,6 +165,9 @@ pub struct Probes {
     global: Global,
     /// The uprobe program attached at map writes (`map_write`, or the floor).
     uprobe: &'static str,
+    /// That program loaded for uprobe_multi links (kernel ≥ 6.6); None:
+    /// aya's perf-event uprobes, one per point.
+    multi: Option<MultiProgram>,
     /// Keyed by (device, inode, pid or 0 for all processes).
     attached: HashMap<(u64, u64, u32), Attachment>,
     suspended: bool,
@@ -144,6 +178,8 @@ pub struct Probes {
     tracepoints: Vec<(&'static str, aya::programs::trace_point::TracePointLinkId)>,
     /// How bpf(2) map fds are named (None: bpf(2) is not audited).
     pub bpf_resolution: Option<crate::kernel::bpfmaps::Resolution>,
+    /// `detach_all`'s thread, joined at drop; from then on nothing attaches.
+    detaching: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Probes {
@@ -171,22 +207,26 @@ impl Probes {
             .override_global("AYA_LOG_LEVEL", &level, false)
             .load(EBPF_OBJECT)
             .context("loading the eBPF programs into the kernel (needs root or CAP_BPF+CAP_PERFMON, and a kernel with BTF)")?;
+        let uprobe = if opts.floor { names::PROG_FLOOR } else { names::PROG_MAP_WRITE };
+        // Before the logger takes its map out of `ebpf`: this load needs all.
+        let multi = if opts.uprobe_multi { MultiProgram::load_if_supported(EBPF_OBJECT, &ebpf, uprobe) } else { None };
         let logger = if opts.log_level != log::LevelFilter::Off {
             aya_log::EbpfLogger::init(&mut ebpf).ok()
         } else {
             None
         };
-        let uprobe = if opts.floor { names::PROG_FLOOR } else { names::PROG_MAP_WRITE };
         let mut me = Self {
             ebpf,
             global: Global::default(),
             uprobe,
+            multi,
             attached: HashMap::new(),
             suspended: false,
             reads: opts.reads,
             logger,
             tracepoints: Vec::new(),
             bpf_resolution: None,
+            detaching: None,
         };
         me.set_global(Global {
             self_pid: std::process::id(),
@@ -204,7 +244,7 @@ impl Probes {
             count_iterations: opts.reads as u32,
             ..Global::default()
         })?;
-        {
+        if me.multi.is_none() {
             let prog: &mut UProbe = me.program(uprobe)?.try_into()?;
             prog.load().context("loading the map-write uprobe program")?;
         }
@@ -393,11 +433,10 @@ impl Probes {
             points.push((r.attach_offset, cookie));
         }
         let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
-        let mut a = Attachment { file, points, scope_pid: pid.and_then(NonZeroU32::new), links: Vec::new() };
-        let suspended = self.suspended;
-        let prog: &mut UProbe = self.program(self.uprobe)?.try_into()?;
-        if !suspended {
-            a.link(prog).with_context(|| format!("attaching to {}", path.display()))?;
+        let mut a = Attachment { file, points, scope_pid: pid.and_then(NonZeroU32::new), links: Vec::new(), multi: None };
+        if !self.suspended {
+            let prog: &mut UProbe = self.ebpf.program_mut(self.uprobe).context("map-write program")?.try_into()?;
+            a.link(self.multi.as_ref(), prog).with_context(|| format!("attaching to {}", path.display()))?;
         }
         let n = a.points.len();
         self.attached.insert(id, a);
@@ -409,11 +448,11 @@ impl Probes {
     /// the caller (an exec waiting to be resumed, a refresh).
     pub fn detach_pid(&mut self, pid: u32) {
         let ids: Vec<_> = self.attached.keys().filter(|k| k.2 == pid && pid != 0).copied().collect();
-        let Some(prog) = self.ebpf.program_mut(self.uprobe).and_then(|p| <&mut UProbe>::try_from(p).ok()) else { return };
+        let mut prog = self.ebpf.program_mut(self.uprobe).and_then(|p| <&mut UProbe>::try_from(p).ok());
         let mut links = Vec::new();
         for id in ids {
             if let Some(mut a) = self.attached.remove(&id) {
-                links.extend(a.take_links(prog));
+                links.extend(a.take_links(prog.as_deref_mut()));
             }
         }
         if !links.is_empty() {
@@ -426,10 +465,9 @@ impl Probes {
     /// remove the trap cost; only detaching does).
     pub fn suspend(&mut self) {
         self.suspended = true;
-        let Some(p) = self.ebpf.program_mut(self.uprobe) else { return };
-        let Ok(prog) = <&mut UProbe>::try_from(p) else { return };
+        let mut prog = self.ebpf.program_mut(self.uprobe).and_then(|p| <&mut UProbe>::try_from(p).ok());
         let t = std::time::Instant::now();
-        let links: Vec<_> = self.attached.values_mut().flat_map(|a| a.take_links(prog)).collect();
+        let links: Vec<_> = self.attached.values_mut().flat_map(|a| a.take_links(prog.as_deref_mut())).collect();
         let n = links.len();
         drop_all_at_once(links);
         log::debug!("detached {n} uprobes in {:?}", t.elapsed());
@@ -438,7 +476,10 @@ impl Probes {
     /// Time spent in and runs of the map-write program so far (counted only
     /// while `aya::sys::enable_stats` is held).
     pub fn uprobe_stats(&self) -> Option<(Duration, u64)> {
-        prog_stats(self.ebpf.program(self.uprobe)?)
+        match &self.multi {
+            Some(m) => m.stats(),
+            None => prog_stats(self.ebpf.program(self.uprobe)?),
+        }
     }
 
     /// Runs `f` with the empty floor program attached at `offset` of our own
@@ -467,16 +508,19 @@ impl Probes {
 
     /// Re-attaches what `suspend` detached.
     pub fn resume(&mut self) -> anyhow::Result<()> {
+        if self.detaching.is_some() {
+            return Ok(());
+        }
         self.suspended = false;
         let prog: &mut UProbe = self
             .ebpf
             .program_mut(self.uprobe)
             .context("map-write program")?
             .try_into()?;
-        for a in self.attached.values_mut().filter(|a| a.links.is_empty()) {
+        for a in self.attached.values_mut().filter(|a| !a.is_linked()) {
             // A process-scoped attachment whose process is gone fails here:
             // nothing left to probe, not an error.
-            if let Err(e) = a.link(prog) {
+            if let Err(e) = a.link(self.multi.as_ref(), prog) {
                 log::debug!("re-attaching: {e:#}");
                 a.unlink(prog);
             }
@@ -505,21 +549,20 @@ impl Probes {
         }
     }
 
+    /// How the map-write probes are linked (the report's
+    /// `diagnostics.uprobe_links`).
+    pub fn uprobe_links(&self) -> &'static str {
+        if self.multi.is_some() { "uprobe_multi" } else { "perf_event" }
+    }
+
     pub fn attached_count(&self) -> usize {
         self.attached.len()
     }
-}
 
-impl Drop for Probes {
-    /// Detaches every uprobe at once (see `drop_all_at_once`): one after
-    /// another, a command that ran a few Go programs would take seconds to
-    /// end, one grace period per probe.
-    fn drop(&mut self) {
-        let mut links: Vec<Link> = Vec::new();
-        if let Some(prog) = self.ebpf.program_mut(self.uprobe).and_then(|p| <&mut UProbe>::try_from(p).ok()) {
-            links.extend(self.attached.values_mut().flat_map(|a| a.take_links(prog)).map(Link::Uprobe));
-        }
-        // Tracepoints too: each waits for a grace period when detached.
+    /// Every link (uprobes and tracepoints), taken out: dropping one detaches it.
+    fn take_all_links(&mut self) -> Vec<Link> {
+        let mut prog = self.ebpf.program_mut(self.uprobe).and_then(|p| <&mut UProbe>::try_from(p).ok());
+        let mut links: Vec<Link> = self.attached.values_mut().flat_map(|a| a.take_links(prog.as_deref_mut())).collect();
         for (name, id) in std::mem::take(&mut self.tracepoints) {
             if let Some(prog) = self.ebpf.program_mut(name).and_then(|p| <&mut TracePoint>::try_from(p).ok())
                 && let Ok(l) = prog.take_link(id)
@@ -527,9 +570,41 @@ impl Drop for Probes {
                 links.push(Link::TracePoint(l));
             }
         }
-        let (n, t) = (links.len(), std::time::Instant::now());
+        links
+    }
+
+    /// Ends the audit's probing now and detaches everything on a thread of
+    /// its own, so that the kernel's grace periods (one per uprobe or
+    /// tracepoint, serialised by the kernel: ~1 s for 15 uprobes here) pass
+    /// while the caller reads the last counts and writes the report, not
+    /// after. Nothing is attached from then on. Counts already made stay
+    /// in the tables for the final read.
+    pub fn detach_all(&mut self) {
+        self.suspended = true;
+        let links = self.take_all_links();
+        let n = links.len();
+        let prev = self.detaching.take();
+        self.detaching = Some(std::thread::spawn(move || {
+            let t = std::time::Instant::now();
+            drop_all_at_once(links);
+            if let Some(h) = prev {
+                let _ = h.join();
+            }
+            log::debug!("detached {n} probes in {:?}", t.elapsed());
+        }));
+    }
+}
+
+impl Drop for Probes {
+    fn drop(&mut self) {
+        let t = std::time::Instant::now();
+        let links = self.take_all_links();
+        let n = links.len();
         drop_all_at_once(links);
-        log::debug!("detached {n} probes at exit in {:?}", t.elapsed());
+        if let Some(h) = self.detaching.take() {
+            let _ = h.join();
+        }
+        log::debug!("detached {n} probes at exit (and joined the early detach) in {:?}", t.elapsed());
     }
 }
 
@@ -538,6 +613,8 @@ impl Drop for Probes {
 enum Link {
     Uprobe(aya::programs::uprobe::UProbeLink),
     TracePoint(aya::programs::trace_point::TracePointLink),
+    /// A uprobe_multi link (closing its fd detaches it).
+    Multi(OwnedFd),
 }
 
 /// Drops links (detaching their probes) concurrently. The kernel waits for

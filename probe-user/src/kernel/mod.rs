@@ -2,7 +2,8 @@
 //! (`preflight`), loading and attaching the probes (`loader`), emptying the
 //! per-CPU counter tables (`counters`), turning counters and ring-buffer
 //! events into the model (`collector`), naming kernel BPF maps (`bpfmaps`)
-//! and checking the decoded goroutine-id offsets on the first hits (`sanity`).
+//! checking the decoded goroutine-id offsets on the first hits (`sanity`),
+//! and linking the probe program at many points at once (`uprobe_multi`).
 
 pub mod bpfmaps;
 pub mod collector;
@@ -10,3 +11,4 @@ pub mod counters;
 pub mod loader;
 pub mod preflight;
 pub mod sanity;
+pub mod uprobe_multi;

@@ -80,6 +80,8 @@ pub struct Model {
     pub bpf_hot_keys: Vec<BpfHotKeys>,
     /// How bpf(2) map fds were named (`kernel` or `userspace`, and why).
     pub bpf_resolution: Option<(String, Option<String>)>,
+    /// How the map-write probes were linked (`uprobe_multi`, `perf_event`).
+    pub uprobe_links: Option<String>,
     /// Summed `probe_common::lost` counters.
     pub lost: [u64; lost::COUNT as usize],
     /// Events the collector could not decode or resolve.

@@ -112,6 +112,10 @@ pub struct Diagnostics {
     /// None when bpf(2) was not audited.
     #[serde(default)]
     pub bpf_map_resolution: Option<BpfResolutionReport>,
+    /// How the map-write probes were linked: `uprobe_multi` (one link per
+    /// executable, Linux ≥ 6.6) or `perf_event` (one per probe point).
+    #[serde(default)]
+    pub uprobe_links: Option<String>,
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq)]
@@ -719,6 +723,7 @@ pub fn build(model: &Model, started_at: &str, duration_s: f64) -> Report {
             folded_goroutine_rows: model.folded.goroutine_rows,
             bpf_map_resolution: (model.bpf_resolution.as_ref())
                 .map(|(path, why)| BpfResolutionReport { path: path.clone(), why: why.clone() }),
+            uprobe_links: model.uprobe_links.clone(),
             counter_keys: model.counts().len() as u64,
             events_received: [
                 ("new_tuple", model.events.new_tuple),

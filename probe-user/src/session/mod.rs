@@ -135,6 +135,7 @@ impl Session {
         opts.exec_all = matches!(target, Target::SystemWide | Target::Exe(_));
         opts.maps_tracked_only = matches!(target, Target::Command(_));
         let mut probes = Probes::load(&opts)?;
+        let uprobe_links = probes.uprobe_links();
         let collector = Collector::new(&mut probes)?;
         let now = Instant::now();
         let mut s = Self {
@@ -153,6 +154,7 @@ impl Session {
             guard: None,
             exec_stall: probe.debug_exec_stall,
         };
+        s.model.uprobe_links = Some(uprobe_links.to_string());
         s.model.reads_probed = probe.reads;
         s.model.lengths = crate::model::lengths::Lengths::new(probe.len_maps);
         s.model.lengths.growth = probe.growth;

@@ -61,6 +61,29 @@ root_test! {
 }
 
 root_test! {
+    /// Both ways of linking the probes count exactly: one uprobe_multi link
+    /// per executable (the default on Linux >= 6.6) and one perf-event uprobe
+    /// per point (older kernels; forced here), and the report says which.
+    fn exact_counts_through_either_kind_of_uprobe_link(name) {
+        let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap().trim().to_string();
+        let multi_kernel = mapaudit::kernel::preflight::kernel_version(&release).is_some_and(|v| v >= (6, 6));
+        let default = if multi_kernel { "uprobe_multi" } else { "perf_event" };
+        let bin = fixtures::build("writers", fixtures::GO_NEWEST, Variant::Plain).unwrap();
+        for (extra, kind) in [(None, default), (Some("--debug-no-uprobe-multi"), "perf_event")] {
+            let json = scratch(name).join(format!("{kind}.json"));
+            let mut args = vec!["record", "--json", s(&json)];
+            args.extend(extra);
+            args.extend(["--", s(&bin), "-n", N]);
+            let out = run(&args);
+            assert!(out.status.success(), "{name} {kind}: {}", String::from_utf8_lossy(&out.stderr));
+            let report = read_json(&json);
+            assert_eq!(report["diagnostics"]["uprobe_links"], kind, "{name} (kernel {release})");
+            assert_writers_truth(&report, &truth(&out.stdout), &format!("{name} {kind}"));
+        }
+    }
+}
+
+root_test! {
     fn exact_counts_through_a_shell(name) {
         let bin = fixtures::build("writers", fixtures::GO_NEWEST, Variant::Plain).unwrap();
         let json = scratch(name).join("report.json");

@@ -38,6 +38,11 @@ pub struct Global {
     /// Non-zero: count map iterations (`--reads`); without it, an
     /// iteration start is only checked for a write in progress.
     pub count_iterations: u32,
+    /// Offset of `pid` in `struct task_struct` (from the kernel's BTF), for
+    /// the raw `sched_process_fork` tracepoint; 0: unknown, and the
+    /// tracefs tracepoint is used instead.
+    pub task_pid_off: u32,
+    pub _pad: u32,
     /// `&bpf_map_fops`, learnt by calibration.
     pub bpf_map_fops: u64,
     pub kernel: crate::bpfmap::KernelOffsets,

@@ -78,6 +78,9 @@ pub const HOT_KEYS_ENTRIES: u32 = 16_384;
 pub const PROG_MAP_WRITE: &str = "map_write";
 pub const PROG_EXEC: &str = "sched_exec";
 pub const PROG_FORK: &str = "sched_fork";
+/// The raw-tracepoint twin of `PROG_FORK` (reads the child from its
+/// `task_struct`); `PROG_FORK` is the fallback without BTF.
+pub const PROG_FORK_RAW: &str = "sched_fork_raw";
 pub const PROG_EXIT: &str = "sched_exit";
 pub const PROG_BPF_SYSCALL: &str = "sys_enter_bpf";
 /// Benchmark only: an empty uprobe attached where `map_write` would be (the

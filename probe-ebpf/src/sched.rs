@@ -1,11 +1,19 @@
 //! Process lifecycle tracepoints: follow the descendants of `record -- CMD`,
 //! stop each of them at exec until userspace has attached its probes (so no
 //! write is missed), and report exits.
+//!
+//! Raw tracepoints, not tracefs ones: the kernel detaches a tracefs (perf
+//! event) tracepoint after waiting for grace periods, serialised (~50 ms
+//! each here, on every `record`'s exit path); a raw tracepoint link is
+//! released without waiting. Exec and exit need nothing from their
+//! arguments (the task is the current one); fork reads the child's pid from
+//! its `task_struct` at an offset from the kernel's BTF, with the tracefs
+//! version as the fallback.
 
 use aya_ebpf::{
-    helpers::{bpf_ktime_get_ns, bpf_send_signal},
-    macros::tracepoint,
-    programs::TracePointContext,
+    helpers::{bpf_ktime_get_ns, bpf_probe_read_kernel, bpf_send_signal},
+    macros::{raw_tracepoint, tracepoint},
+    programs::{RawTracePointContext, TracePointContext},
 };
 use probe_common::{
     config::Tracked,
@@ -18,28 +26,49 @@ use crate::util::{RB_FORCE_WAKEUP, pid_tid, submit_flags};
 
 const SIGSTOP: u32 = 19;
 
-#[tracepoint]
-pub fn sched_fork(ctx: TracePointContext) -> u32 {
+/// The tracked parent's entry, if the forking process is tracked.
+fn tracked_parent() -> Option<Tracked> {
     let (pid, _) = pid_tid();
     // SAFETY: TRACKED values are plain data.
-    let Some(parent) = (unsafe { TRACKED.get(&pid) }).copied() else {
-        return 0;
-    };
-    let off = global().fork_child_pid_off as usize;
-    // SAFETY: the offset comes from the tracepoint's format file.
-    let Ok(child) = (unsafe { ctx.read_at::<i32>(off) }) else {
-        return 0;
-    };
+    unsafe { TRACKED.get(&pid) }.copied()
+}
+
+fn track_child(child: i32, parent: &Tracked) {
     // Threads are inserted too (cheaper than telling them apart here); every
     // task's entry is removed at its exit, so the map stays bounded.
-    if TRACKED.insert(&(child as u32), &parent, 0).is_err() {
+    if TRACKED.insert(&(child as u32), parent, 0).is_err() {
         count_lost(lost::TRACKED_FULL);
+    }
+}
+
+/// Fallback (no `task_struct.pid` offset): the tracefs tracepoint.
+#[tracepoint]
+pub fn sched_fork(ctx: TracePointContext) -> u32 {
+    let Some(parent) = tracked_parent() else { return 0 };
+    let off = global().fork_child_pid_off as usize;
+    // SAFETY: the offset comes from the tracepoint's format file.
+    if let Ok(child) = unsafe { ctx.read_at::<i32>(off) } {
+        track_child(child, &parent);
     }
     0
 }
 
-#[tracepoint]
-pub fn sched_exec(_ctx: TracePointContext) -> u32 {
+/// `sched_process_fork(struct task_struct *parent, struct task_struct *child)`.
+#[raw_tracepoint(tracepoint = "sched_process_fork")]
+pub fn sched_fork_raw(ctx: RawTracePointContext) -> i32 {
+    let Some(parent) = tracked_parent() else { return 0 };
+    let child: u64 = ctx.arg(1);
+    let off = global().task_pid_off as u64;
+    // SAFETY: bpf_probe_read_kernel checks the address; the offset is
+    // task_struct.pid's, from the kernel's BTF.
+    if let Ok(pid) = unsafe { bpf_probe_read_kernel((child + off) as *const i32) } {
+        track_child(pid, &parent);
+    }
+    0
+}
+
+#[raw_tracepoint(tracepoint = "sched_process_exec")]
+pub fn sched_exec(_ctx: RawTracePointContext) -> i32 {
     let (pid, tid) = pid_tid();
     // SAFETY: TRACKED values are plain data.
     let tracked: Option<Tracked> = unsafe { TRACKED.get(&pid) }.copied();
@@ -70,8 +99,8 @@ pub fn sched_exec(_ctx: TracePointContext) -> u32 {
     0
 }
 
-#[tracepoint]
-pub fn sched_exit(_ctx: TracePointContext) -> u32 {
+#[raw_tracepoint(tracepoint = "sched_process_exit")]
+pub fn sched_exit(_ctx: RawTracePointContext) -> i32 {
     let (pid, tid) = pid_tid();
     // SAFETY: TRACKED values are plain data.
     let tracked = unsafe { TRACKED.get(&tid) }.is_some();

@@ -154,6 +154,9 @@ pub struct GoBinary {
     type_cache: Mutex<HashMap<u64, Option<String>>>,
     /// `nested_returns` over every routine, computed once.
     nested: std::sync::OnceLock<Vec<NestedCall>>,
+    /// The offsets DWARF gives, read once (decompressing and walking the
+    /// DWARF takes ~30 ms, while the process stands stopped at exec).
+    dwarf_offsets: std::sync::OnceLock<Option<RuntimeOffsets>>,
 }
 
 impl std::fmt::Debug for GoBinary {
@@ -230,6 +233,7 @@ impl GoBinary {
             has_dwarf,
             type_cache: Mutex::new(HashMap::new()),
             nested: std::sync::OnceLock::new(),
+            dwarf_offsets: std::sync::OnceLock::new(),
         };
         if version_source == VersionSource::Inferred {
             bin.check_offsets_agree()?;
@@ -486,12 +490,10 @@ impl GoBinary {
     /// Offsets for the probe, from DWARF when present, else from the
     /// per-version table; `source` says which.
     pub fn runtime_offsets(&self) -> Result<RuntimeOffsets, GoBinError> {
-        let from_dwarf = self
-            .has_dwarf
-            .then(|| offsets::from_dwarf(&self.data, self.version.1))
-            .flatten();
+        let from_dwarf =
+            self.dwarf_offsets.get_or_init(|| self.has_dwarf.then(|| offsets::from_dwarf(&self.data, self.version.1)).flatten());
         if let Some(o) = from_dwarf {
-            return Ok(o);
+            return Ok(*o);
         }
         // The classic map's grow path is linked only with classic maps.
         let classic_maps = self.function("runtime.hashGrow").is_some();

@@ -56,6 +56,12 @@ pub fn kernel_offsets() -> Result<KernelOffsets, String> {
     })
 }
 
+/// Offset of `pid` in `struct task_struct`, for the raw fork tracepoint.
+pub fn task_pid_offset() -> Option<u32> {
+    let btf = Btf::from_file_with_backend(VMLINUX_BTF, Backend::Mmap).ok()?;
+    member_offset(&btf, "task_struct", "pid").and_then(|o| u32::try_from(o).ok())
+}
+
 /// Byte offset of `member` in `struct name`, looking into anonymous
 /// structs and unions (fields move into them between kernel versions).
 fn member_offset(btf: &Btf, name: &str, member: &str) -> Option<u64> {

@@ -74,6 +74,23 @@ pub struct Collector {
     sanity: HashMap<u32, Option<Vec<crate::kernel::sanity::Sample>>>,
 }
 
+/// Parses the executable at `path` ahead of its exec, with what attaching
+/// needs (offsets, nested calls) computed: `record -- CMD` runs it while
+/// the probes load, so CMD's exec waits only for the attach. Keyed like
+/// `ProcExe::key`; None if it is not a Go program or changed meanwhile.
+pub fn preparse(path: &std::path::Path) -> Option<((u64, u64), Arc<GoBinary>)> {
+    use std::os::unix::fs::MetadataExt as _;
+    let key = |m: std::fs::Metadata| (m.dev(), m.ino());
+    let before = key(std::fs::metadata(path).ok()?);
+    if !proc::may_be_go(path) {
+        return None;
+    }
+    let bin = GoBinary::open(path).ok()?;
+    let _ = bin.runtime_offsets();
+    let _ = bin.nested_calls();
+    (key(std::fs::metadata(path).ok()?) == before).then(|| (before, Arc::new(bin)))
+}
+
 impl Collector {
     pub fn new(probes: &mut Probes) -> anyhow::Result<Self> {
         let hot_enabled = probes.hot_keys_enabled();
@@ -111,6 +128,11 @@ impl Collector {
             bench_events: 0,
             sanity: HashMap::new(),
         })
+    }
+
+    /// Takes a binary parsed ahead of its exec (`preparse`).
+    pub fn adopt(&mut self, (key, bin): ((u64, u64), Arc<GoBinary>)) {
+        self.binaries.entry(key).or_insert(Some(bin));
     }
 
     /// The Go binary behind `exe`, parsed once per file.

@@ -11,7 +11,7 @@ use anyhow::{Context as _, bail};
 use aya::{
     Ebpf, EbpfLoader,
     maps::{Array, HashMap as BpfHashMap, MapData},
-    programs::{TracePoint, UProbe, uprobe::{UProbeAttachLocation, UProbeAttachPoint, UProbeLinkId, UProbeScope}},
+    programs::{RawTracePoint, TracePoint, UProbe, uprobe::{UProbeAttachLocation, UProbeAttachPoint, UProbeLinkId, UProbeScope}},
 };
 use probe_common::{
     config::{Global, Tracked},
@@ -176,6 +176,7 @@ pub struct Probes {
     logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
     /// The tracepoints attached, detached together at the end.
     tracepoints: Vec<(&'static str, aya::programs::trace_point::TracePointLinkId)>,
+    raw_tracepoints: Vec<(&'static str, aya::programs::raw_trace_point::RawTracePointLinkId)>,
     /// How bpf(2) map fds are named (None: bpf(2) is not audited).
     pub bpf_resolution: Option<crate::kernel::bpfmaps::Resolution>,
     /// `detach_all`'s thread, joined at drop; from then on nothing attaches.
@@ -190,6 +191,7 @@ impl Probes {
         // aya-log's levels are `log`'s: Off 0, Error 1 … Trace 5.
         let level = opts.log_level as u8;
         // Read the kernel's BTF while the object loads.
+        let task_pid = std::thread::spawn(crate::kernel::bpfmaps::task_pid_offset);
         let offsets = (opts.bpf_maps && !opts.floor).then(|| {
             let forced = opts.bpf_force_userspace;
             std::thread::spawn(move || {
@@ -225,6 +227,7 @@ impl Probes {
             reads: opts.reads,
             logger,
             tracepoints: Vec::new(),
+            raw_tracepoints: Vec::new(),
             bpf_resolution: None,
             detaching: None,
         };
@@ -248,22 +251,32 @@ impl Probes {
             let prog: &mut UProbe = me.program(uprobe)?.try_into()?;
             prog.load().context("loading the map-write uprobe program")?;
         }
-        for (name, category, event) in [
-            (names::PROG_FORK, "sched", "sched_process_fork"),
-            (names::PROG_EXEC, "sched", "sched_process_exec"),
-            (names::PROG_EXIT, "sched", "sched_process_exit"),
-            // --bench-floor: the empty program, for the tracepoint's cost floor.
-            (if opts.floor { names::PROG_BPF_SYSCALL_FLOOR } else { names::PROG_BPF_SYSCALL }, "syscalls", "sys_enter_bpf"),
-        ] {
-            if event == "sys_enter_bpf" && !opts.bpf_maps {
+        // The lifecycle tracepoints, raw (released without a grace period:
+        // see probe-ebpf's sched.rs); fork needs task_struct.pid's offset.
+        let task_pid_off = task_pid.join().ok().flatten();
+        if let Some(off) = task_pid_off {
+            let g = Global { task_pid_off: off, ..me.global };
+            me.set_global(g)?;
+        } else {
+            log::debug!("no task_struct.pid in the kernel's BTF: following forks through the tracefs tracepoint");
+        }
+        let fork = if task_pid_off.is_some() { names::PROG_FORK_RAW } else { names::PROG_FORK };
+        for (name, event) in
+            [(fork, "sched_process_fork"), (names::PROG_EXEC, "sched_process_exec"), (names::PROG_EXIT, "sched_process_exit")]
+        {
+            if name == names::PROG_FORK {
+                me.attach_tracepoint(name, "sched", event)?;
                 continue;
             }
-            let prog: &mut TracePoint = me.program(name)?.try_into()?;
+            let prog: &mut RawTracePoint = me.program(name)?.try_into()?;
             prog.load().with_context(|| format!("loading {name}"))?;
-            let link = prog
-                .attach(category, event)
-                .with_context(|| format!("attaching tracepoint {category}/{event} (is tracefs mounted at /sys/kernel/tracing?)"))?;
-            me.tracepoints.push((name, link));
+            let link = prog.attach(event).with_context(|| format!("attaching raw tracepoint {event}"))?;
+            me.raw_tracepoints.push((name, link));
+        }
+        if opts.bpf_maps {
+            // --bench-floor: the empty program, for the tracepoint's cost floor.
+            let name = if opts.floor { names::PROG_BPF_SYSCALL_FLOOR } else { names::PROG_BPF_SYSCALL };
+            me.attach_tracepoint(name, "syscalls", "sys_enter_bpf")?;
         }
         if let Some(offsets) = offsets {
             let offsets = offsets.join().unwrap_or_else(|_| Err("reading the kernel's BTF failed".into()));
@@ -320,6 +333,16 @@ impl Probes {
 
     pub fn hot_keys_enabled(&self) -> bool {
         self.global.bpf_hot_keys != 0
+    }
+
+    fn attach_tracepoint(&mut self, name: &'static str, category: &str, event: &str) -> anyhow::Result<()> {
+        let prog: &mut TracePoint = self.program(name)?.try_into()?;
+        prog.load().with_context(|| format!("loading {name}"))?;
+        let link = prog
+            .attach(category, event)
+            .with_context(|| format!("attaching tracepoint {category}/{event} (is tracefs mounted at /sys/kernel/tracing?)"))?;
+        self.tracepoints.push((name, link));
+        Ok(())
     }
 
     fn program(&mut self, name: &str) -> anyhow::Result<&mut aya::programs::Program> {
@@ -570,6 +593,13 @@ impl Probes {
                 links.push(Link::TracePoint(l));
             }
         }
+        for (name, id) in std::mem::take(&mut self.raw_tracepoints) {
+            if let Some(prog) = self.ebpf.program_mut(name).and_then(|p| <&mut RawTracePoint>::try_from(p).ok())
+                && let Ok(l) = prog.take_link(id)
+            {
+                links.push(Link::RawTracePoint(l));
+            }
+        }
         links
     }
 
@@ -613,6 +643,7 @@ impl Drop for Probes {
 enum Link {
     Uprobe(aya::programs::uprobe::UProbeLink),
     TracePoint(aya::programs::trace_point::TracePointLink),
+    RawTracePoint(aya::programs::raw_trace_point::RawTracePointLink),
     /// A uprobe_multi link (closing its fd detaches it).
     Multi(OwnedFd),
 }

@@ -240,24 +240,29 @@ impl<R: Ranked> Table<R> {
     /// them; the rows left get new slots: returns the old slot → new slot
     /// map (`u32::MAX`: taken).
     pub(super) fn take(&mut self, rank: &mut Ranking<R>, mine: impl Fn(&R) -> bool) -> (Vec<R>, Vec<u32>) {
-        let mut moved = vec![u32::MAX; rank.rows.len()];
-        let mut out = Vec::new();
-        let mut kept = Vec::new();
+        let n = rank.rows.len();
+        let mut moved = vec![u32::MAX; n];
+        // By old slot; rows are large: each is moved once, never sorted.
+        let mut taken: Vec<Option<R>> = Vec::with_capacity(n);
+        let mut kept = Vec::with_capacity(n);
         for (old, r) in std::mem::take(&mut rank.rows).into_iter().enumerate() {
             if mine(&r) {
-                out.push((old, r));
+                taken.push(Some(r));
             } else {
                 moved[old] = kept.len() as u32;
                 kept.push(r);
+                taken.push(None);
             }
         }
         rank.rows = kept;
-        // The taken rows in ranking order.
-        let mut at = vec![u32::MAX; moved.len()];
-        for (i, &s) in rank.order.iter().enumerate() {
-            at[s as usize] = i as u32;
+        // The taken rows in ranking order (then any the ranking lacks).
+        let mut out = Vec::with_capacity(n - rank.rows.len());
+        for &s in &rank.order {
+            if let Some(r) = taken[s as usize].take() {
+                out.push(r);
+            }
         }
-        out.sort_by_key(|(old, _)| at[*old]);
+        out.extend(taken.into_iter().flatten());
         rank.order.retain(|&s| moved[s as usize] != u32::MAX);
         for s in &mut rank.order {
             *s = moved[*s as usize];
@@ -270,6 +275,6 @@ impl<R: Ranked> Table<R> {
                 *s = moved[*s as usize];
             }
         }
-        (out.into_iter().map(|(_, r)| r).collect(), moved)
+        (out, moved)
     }
 }

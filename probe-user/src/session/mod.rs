@@ -130,13 +130,19 @@ impl Session {
             _ => None,
         };
 
+        // The command's executable is parsed while the probes load (~150 ms,
+        // mostly the kernel preallocating the per-CPU counter tables).
+        let preparse = cmd_path.clone().map(|p| std::thread::spawn(move || crate::kernel::collector::preparse(&p)));
         let mut opts = LoadOptions::from_probe(probe)?;
         opts.bpf_tracked_only = matches!(target, Target::Pid(_) | Target::Command(_));
         opts.exec_all = matches!(target, Target::SystemWide | Target::Exe(_));
         opts.maps_tracked_only = matches!(target, Target::Command(_));
         let mut probes = Probes::load(&opts)?;
         let uprobe_links = probes.uprobe_links();
-        let collector = Collector::new(&mut probes)?;
+        let mut collector = Collector::new(&mut probes)?;
+        if let Some(bin) = preparse.and_then(|t| t.join().ok()).flatten() {
+            collector.adopt(bin);
+        }
         let now = Instant::now();
         let mut s = Self {
             probes,

@@ -253,7 +253,9 @@ impl Probes {
         }
         // The lifecycle tracepoints, raw (released without a grace period:
         // see probe-ebpf's sched.rs); fork needs task_struct.pid's offset.
+        let t = std::time::Instant::now();
         let task_pid_off = task_pid.join().ok().flatten();
+        log::debug!("task_struct.pid offset {task_pid_off:?} (waited {:?})", t.elapsed());
         if let Some(off) = task_pid_off {
             let g = Global { task_pid_off: off, ..me.global };
             me.set_global(g)?;

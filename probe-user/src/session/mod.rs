@@ -139,6 +139,7 @@ impl Session {
         opts.maps_tracked_only = matches!(target, Target::Command(_));
         let mut probes = Probes::load(&opts)?;
         let uprobe_links = probes.uprobe_links();
+        log::debug!("probes loaded");
         let mut collector = Collector::new(&mut probes)?;
         if let Some(bin) = preparse.and_then(|t| t.join().ok()).flatten() {
             collector.adopt(bin);
@@ -210,6 +211,7 @@ impl Session {
                         "cannot start the exec guard ({e}): a program stopped at exec is resumed only by mapaudit itself, and stays stopped if mapaudit is killed"
                     )),
                 }
+                log::debug!("exec guard started");
                 s.spawn(&path, &cmd[1..], probe.user.as_deref(), child_output)?;
             }
         }

@@ -263,8 +263,11 @@ fn churn(seconds: u64, rate: u64) -> anyhow::Result<serde_json::Value> {
 /// `CounterTables::drain` — flip, grace period, batch lookup-and-delete —
 /// `runs` times (the two tables in turn). Also the drain of an empty table
 /// (flip and grace period alone), and the fold of the drained keys into
-/// the model (`Model::add_counts`): that part runs on the session's loop,
-/// which handles exec events, while the drain runs on a thread of its own.
+/// the model (`Model::add_counts`, every key new, as under churn; the
+/// session also names new keys, not done here): that part runs on the
+/// session's loop, which handles exec events between slices of
+/// `session::FOLD_SLICE_KEYS` keys, while the drain runs on a thread of its
+/// own. The longest slice is what an exec can wait behind.
 fn snapshot(entries: u64, runs: usize) -> anyhow::Result<serde_json::Value> {
     use mapaudit::kernel::counters::CounterTables;
     use probe_common::uprobe::WriteValue;
@@ -299,7 +302,8 @@ fn snapshot(entries: u64, runs: usize) -> anyhow::Result<serde_json::Value> {
         tables.drain(&mut out)?;
         empty_ms.push(ms(t.elapsed()));
     }
-    let (mut drain_ms, mut fold_ms, mut filled) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut drain_ms, mut fold_ms, mut slice_ms, mut filled) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let slice = mapaudit::session::FOLD_SLICE_KEYS;
     for _ in 0..runs.max(1) {
         let n = tables.bench_fill(&keys, value)?;
         filled.push(n);
@@ -313,8 +317,14 @@ fn snapshot(entries: u64, runs: usize) -> anyhow::Result<serde_json::Value> {
         }
         let mut m = Model::new();
         let t = Instant::now();
-        m.add_counts(out.iter().map(|(k, d)| (*k, d.count)));
+        let mut longest = Duration::ZERO;
+        for part in out.chunks(slice) {
+            let t = Instant::now();
+            m.add_counts(part.iter().map(|(k, d)| (*k, d.count)));
+            longest = longest.max(t.elapsed());
+        }
         fold_ms.push(ms(t.elapsed()));
+        slice_ms.push(ms(longest));
     }
     let median = |v: &[f64]| {
         let mut v = v.to_vec();
@@ -334,6 +344,8 @@ fn snapshot(entries: u64, runs: usize) -> anyhow::Result<serde_json::Value> {
         "empty_drain_ms_median": median(&empty_ms),
         "ns_per_key": (drain - median(&empty_ms)).max(0.0) * 1e6 / keys_filled.max(1) as f64,
         "fold_ms_median": median(&fold_ms),
+        "fold_slice_keys": slice,
+        "fold_slice_ms_max_median": median(&slice_ms),
     }))
 }
 

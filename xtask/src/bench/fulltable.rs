@@ -13,7 +13,9 @@
 //!     the probe's own tables, filled to the default `--max-entries` from
 //!     userspace, emptied by the collector's drain (flip, grace period,
 //!     batch lookup-and-delete); and the fold of those keys into the model,
-//!     which runs on the loop that handles exec events.
+//!     which runs on the loop that handles exec events, in slices (exec
+//!     events are handled between them): the longest slice is what an exec
+//!     can wait behind.
 
 use std::path::Path;
 use std::process::Command;
@@ -26,11 +28,11 @@ use super::*;
 
 /// Exec to resume, p99 (the churn issue's target; row 7's too).
 pub(super) const TARGET_EXEC_P99_MS: f64 = 50.0;
-/// A drain of a full default table, and the fold of its keys into the
-/// model, each ≤ this: the fold runs on the loop that resumes processes
-/// stopped at exec (the exec budget), and a drain that took longer would
-/// fall behind the 100 ms drain period, so a table that is full at the
-/// peak would lose writes.
+/// A drain of a full default table, and the longest slice of the fold of
+/// its keys into the model, each ≤ this: the fold runs on the loop that
+/// resumes processes stopped at exec (the exec budget), and a drain that
+/// took longer would fall behind the 100 ms drain period, so a table that
+/// is full at the peak would lose writes.
 pub(super) const TARGET_SNAPSHOT_MS: f64 = 50.0;
 
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -150,6 +152,9 @@ pub(super) struct Snapshot {
     pub(super) drain_ms: Vec<f64>,
     pub(super) empty_ms: f64,
     pub(super) fold_ms: f64,
+    /// The longest slice of the fold, and the keys per slice.
+    pub(super) slice_ms: f64,
+    pub(super) slice_keys: u64,
 }
 
 impl Snapshot {
@@ -162,6 +167,8 @@ impl Snapshot {
             drain_ms: j["drain_ms"].as_array().map(|a| a.iter().filter_map(Value::as_f64).collect()).unwrap_or_default(),
             empty_ms: f("empty_drain_ms_median")?,
             fold_ms: f("fold_ms_median")?,
+            slice_ms: f("fold_slice_ms_max_median")?,
+            slice_keys: f("fold_slice_keys")? as u64,
         })
     }
 
@@ -173,7 +180,7 @@ impl Snapshot {
     pub(super) fn met(&self) -> bool {
         self.keys == self.entries
             && median(&self.drain_ms).is_some_and(|d| d <= TARGET_SNAPSHOT_MS)
-            && self.fold_ms <= TARGET_SNAPSHOT_MS
+            && self.slice_ms <= TARGET_SNAPSHOT_MS
     }
 }
 
@@ -203,12 +210,14 @@ pub(super) fn snapshot_row(t: &mut Table, s: &Snapshot) {
         ),
         &spread(&s.drain_ms, fmt_ms),
         &format!(
-            "{} per key beyond the empty drain ({}: flip + grace period); fold into the model {}",
+            "{} per key beyond the empty drain ({}: flip + grace period); fold into the model {} in all, longest slice of {} keys {}",
             s.ns_per_key().map(fmt_ns).unwrap_or_default(),
             fmt_ms(s.empty_ms),
-            fmt_ms(s.fold_ms)
+            fmt_ms(s.fold_ms),
+            fmt_int(s.slice_keys),
+            fmt_ms(s.slice_ms)
         ),
-        &format!("drain ≤ {TARGET_SNAPSHOT_MS:.0} ms; fold ≤ {TARGET_SNAPSHOT_MS:.0} ms"),
+        &format!("drain ≤ {TARGET_SNAPSHOT_MS:.0} ms; fold slice ≤ {TARGET_SNAPSHOT_MS:.0} ms"),
         &verdict(s.met()),
     ]);
 }
@@ -255,13 +264,15 @@ mod tests {
     fn snapshot_arithmetic() {
         let j = serde_json::json!({
             "entries": 65536, "keys": 65536, "ncpus": 2, "drain_ms": [40.0, 30.0, 35.0],
-            "empty_drain_ms_median": 15.0, "fold_ms_median": 20.0
+            "empty_drain_ms_median": 15.0, "fold_ms_median": 160.0,
+            "fold_slice_keys": 4096, "fold_slice_ms_max_median": 12.5
         });
         let s = Snapshot::from_json(&j).unwrap();
         // (35 − 15) ms / 65,536 keys = 305 ns.
         assert!((s.ns_per_key().unwrap() - 20e6 / 65536.0).abs() < 1e-9);
+        // The whole fold (160 ms) is reported; the slice (12.5 ms) is judged.
         assert!(s.met());
-        assert!(!Snapshot { fold_ms: 60.0, ..s.clone() }.met());
+        assert!(!Snapshot { slice_ms: 60.0, ..s.clone() }.met());
         assert!(!Snapshot { keys: 60_000, ..s.clone() }.met());
         assert!(!Snapshot { drain_ms: vec![51.0], ..s.clone() }.met());
         let mut t = Table::new(&["#", "measurement", "median (runs: min–max)", "derived", "target", "verdict"]);
@@ -269,5 +280,6 @@ mod tests {
         let md = t.markdown();
         assert!(md.contains("| 14 | snapshot of a full counter table (65,536 keys × 2 CPUs, full)"), "{md}");
         assert!(md.contains("35.0 ms (n=3: 30.0 ms–40.0 ms)") && md.contains("305 ns per key"), "{md}");
+        assert!(md.contains("fold into the model 160.0 ms in all, longest slice of 4,096 keys 12.5 ms"), "{md}");
     }
 }

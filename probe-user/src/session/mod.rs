@@ -58,10 +58,12 @@ pub const FOLD_MIN_ROWS: usize = 50_000;
 pub const FOLD_PRESSURE_ROWS: usize = 200_000;
 pub const FOLD_PRESSURE_IDLE_DRAINS: u32 = 10;
 /// Drained counter keys folded into the model between two looks at the
-/// event ring buffer (`Session::fold_drained`): ~10 ms of new keys, so a
-/// process stopped at exec does not wait behind a full table's fold
-/// (65,536 new keys: ~150 ms; `cargo xtask bench` row 14).
-pub const FOLD_SLICE_KEYS: usize = 4096;
+/// event ring buffer (`Session::fold_drained`), so a process stopped at
+/// exec does not wait behind a full table's fold (65,536 new keys: 150–300
+/// ms, `cargo xtask bench` row 14). Measured in a recording under a full
+/// table on a loaded 2-CPU machine (load 7–8), interleaved: exec p99 49–81
+/// ms with slices of 4,096 keys (20–100 ms each), 34–47 ms with 1,024.
+pub const FOLD_SLICE_KEYS: usize = 1024;
 
 /// Folds idle rows when due (see the constants above); `last_fold`: the
 /// epoch of the last periodic fold. Shared by the session and the bench.

@@ -36,7 +36,8 @@
 //! alone.
 //!
 //! One file per row (`probe`: rows 1 and 4, `drain`: 2, `model`: 3,
-//! `budget`: 5, `real`: 6–9, `bpf`: 10); `exec` runs the commands, `table` and
+//! `budget`: 5, `real`: 6–9, `bpf`: 10, `lengths`: 11, `churnmem`: 12,
+//! `fulltable`: 13–14); `exec` runs the commands, `table` and
 //! `markdown` render. Counts come from JSON (mapaudit's report, the
 //! fixtures' and helper's output lines) read with serde_json.
 

@@ -7,6 +7,7 @@
 //!   mapaudit-bench model GOROUTINES MAPS  (also times one TUI frame)
 //!   mapaudit-bench churn SECONDS RATE     (model memory under map churn)
 //!   mapaudit-bench lengths MAPS ROUNDS    (map-length sampling per refresh)
+//!   mapaudit-bench snapshot ENTRIES RUNS  (drain of a full counter table; root)
 
 use std::time::{Duration, Instant};
 
@@ -26,7 +27,10 @@ fn main() {
         Some("churn") => churn(num(2, 600), num(3, 50_000)),
         Some("lengths") => lengths(num(2, 32) as usize, num(3, 1000) as usize),
         Some("lengths-target") => lengths_target(num(2, 32) as usize),
-        _ => Err(anyhow::anyhow!("usage: mapaudit-bench drain RATE SECONDS | model GOROUTINES MAPS | churn SECONDS RATE | lengths MAPS ROUNDS")),
+        Some("snapshot") => snapshot(num(2, u64::from(probe_common::maps::WRITES_DEFAULT_ENTRIES)), num(3, 5) as usize),
+        _ => Err(anyhow::anyhow!(
+            "usage: mapaudit-bench drain RATE SECONDS | model GOROUTINES MAPS | churn SECONDS RATE | lengths MAPS ROUNDS | snapshot ENTRIES RUNS"
+        )),
     };
     match result {
         Ok(v) => println!("{v}"),
@@ -249,6 +253,99 @@ fn churn(seconds: u64, rate: u64) -> anyhow::Result<serde_json::Value> {
         "cpu_s": t.elapsed().as_secs_f64(),
         "samples": samples,
         "rss_mib": rss_kib().saturating_sub(rss0) as f64 / 1024.0,
+    }))
+}
+
+/// The snapshot of a full counter table, with the collector's own code:
+/// the probe's real tables (loaded from its eBPF object with
+/// `--max-entries ENTRIES`; no probe attached, so nothing else writes
+/// them) are filled to capacity from userspace, then emptied by
+/// `CounterTables::drain` — flip, grace period, batch lookup-and-delete —
+/// `runs` times (the two tables in turn). Also the drain of an empty table
+/// (flip and grace period alone), and the fold of the drained keys into
+/// the model (`Model::add_counts`, every key new, as under churn; the
+/// session also names new keys, not done here): that part runs on the
+/// session's loop, which handles exec events between slices of
+/// `session::FOLD_SLICE_KEYS` keys, while the drain runs on a thread of its
+/// own. The longest slice is what an exec can wait behind.
+fn snapshot(entries: u64, runs: usize) -> anyhow::Result<serde_json::Value> {
+    use mapaudit::kernel::counters::CounterTables;
+    use probe_common::uprobe::WriteValue;
+    mapaudit::kernel::preflight::check_all()?;
+    let entries = u32::try_from(entries).ok().filter(|&e| e > 0).ok_or_else(|| anyhow::anyhow!("ENTRIES must be 1..2^32"))?;
+    let mut opts = LoadOptions::from_probe(&mapaudit::config::Probe::defaults())?;
+    opts.bpf_maps = false;
+    opts.writes_entries = entries;
+    let mut probes = Probes::load(&opts)?;
+    let mut tables = CounterTables::new(&mut probes.ebpf)?;
+    // Tuples as a server's churn makes them: a goroutine and a map instance
+    // each, on 8 threads, at 16 sites, in one process.
+    let keys: Vec<WriteKey> = (0..u64::from(entries))
+        .map(|i| WriteKey {
+            pid: 1000,
+            tid: 2000 + (i % 8) as u32,
+            goid: i + 1,
+            map: 0xc000_0000 + (i % 4096) * 0x30,
+            pc: 0x40_0000 + (i % 16) * 0x10,
+            routine: routine::MAPASSIGN_FASTSTR,
+            _pad: [0; 3],
+            inst: i as u32 + 1,
+        })
+        .collect();
+    let value = WriteValue { count: 3, maptype: 0x4a_0000, gopc: 0x41_0000 };
+    let mut out = Vec::new();
+    // The empty table: flip and grace period (and one empty batch read).
+    let mut empty_ms = Vec::new();
+    for _ in 0..runs.max(1) {
+        out.clear();
+        let t = Instant::now();
+        tables.drain(&mut out)?;
+        empty_ms.push(ms(t.elapsed()));
+    }
+    let (mut drain_ms, mut fold_ms, mut slice_ms, mut filled) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let slice = mapaudit::session::FOLD_SLICE_KEYS;
+    for _ in 0..runs.max(1) {
+        let n = tables.bench_fill(&keys, value)?;
+        filled.push(n);
+        // As the drainer thread does it: a fresh vector per drain.
+        let mut out = Vec::new();
+        let t = Instant::now();
+        let got = tables.drain(&mut out)?;
+        drain_ms.push(ms(t.elapsed()));
+        if got != n || out.iter().any(|(_, d)| d.count != value.count * tables.ncpus() as u64) {
+            anyhow::bail!("drained {got} keys of {n} filled, or wrong sums over CPUs");
+        }
+        let mut m = Model::new();
+        let t = Instant::now();
+        let mut longest = Duration::ZERO;
+        for part in out.chunks(slice) {
+            let t = Instant::now();
+            m.add_counts(part.iter().map(|(k, d)| (*k, d.count)));
+            longest = longest.max(t.elapsed());
+        }
+        fold_ms.push(ms(t.elapsed()));
+        slice_ms.push(ms(longest));
+    }
+    let median = |v: &[f64]| {
+        let mut v = v.to_vec();
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let keys_filled = filled.iter().copied().min().unwrap_or(0);
+    let drain = median(&drain_ms);
+    Ok(serde_json::json!({
+        "entries": entries,
+        "keys": keys_filled,
+        "full": keys_filled == entries as usize,
+        "ncpus": tables.ncpus(),
+        "runs": runs,
+        "drain_ms": drain_ms,
+        "drain_ms_median": drain,
+        "empty_drain_ms_median": median(&empty_ms),
+        "ns_per_key": (drain - median(&empty_ms)).max(0.0) * 1e6 / keys_filled.max(1) as f64,
+        "fold_ms_median": median(&fold_ms),
+        "fold_slice_keys": slice,
+        "fold_slice_ms_max_median": median(&slice_ms),
     }))
 }
 

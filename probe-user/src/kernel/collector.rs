@@ -41,6 +41,8 @@ pub struct Proc {
     /// When it was registered (CLOCK_MONOTONIC ns): an exec event older
     /// than this is the exec that started this very program.
     pub registered_ns: u64,
+    /// The binary's runtime offsets (`Collector::offsets`); None: none known.
+    pub offsets: Option<crate::gobin::RuntimeOffsets>,
 }
 
 use crate::host::pidctl::monotonic_ns;
@@ -48,6 +50,8 @@ use crate::host::pidctl::monotonic_ns;
 pub struct Collector {
     pub events: RingBuf<MapData>,
     writes: Drainer,
+    /// Drained keys not yet folded into the model (`collect_some`).
+    backlog: Backlog,
     lost: PerCpuArray<MapData, u64>,
     bpf_writes: Option<PerCpuHashMap<MapData, BpfWriteKey, BpfWriteValue>>,
     /// `--bpf-hot-keys`: write counts per (map id, key hash).
@@ -56,6 +60,11 @@ pub struct Collector {
     bpf_resolution: Option<(String, Option<String>)>,
     /// Parsed executables by (dev, ino); None: not a Go binary.
     binaries: HashMap<(u64, u64), Option<Arc<GoBinary>>>,
+    /// Their runtime offsets, by (dev, ino), read once per file:
+    /// `GoBinary::runtime_offsets` decompresses and walks the DWARF (~10 ms
+    /// and more), and every process registered (each exec, on the loop
+    /// that resumes processes stopped at exec) and judged needs them.
+    offsets: HashMap<(u64, u64), Option<crate::gobin::RuntimeOffsets>>,
     pub procs: HashMap<u32, Proc>,
     /// Pids already looked at and found not to be Go (or gone).
     not_go: HashSet<u32>,
@@ -115,11 +124,13 @@ impl Collector {
         Ok(Self {
             events,
             writes,
+            backlog: Backlog::default(),
             lost,
             bpf_writes,
             hot_keys,
             bpf_resolution,
             binaries: HashMap::new(),
+            offsets: HashMap::new(),
             procs: HashMap::new(),
             not_go: HashSet::new(),
             nested: HashSet::new(),
@@ -178,7 +189,8 @@ impl Collector {
                 container: crate::host::container::of_pid(exe.pid),
             },
         );
-        if let Ok(o) = bin.runtime_offsets()
+        let offsets = offsets_of(&mut self.offsets, exe.key(), &bin);
+        if let Some(o) = offsets
             && o.source == crate::gobin::OffsetSource::VersionTableGuess
         {
             // No DWARF to read them from and no table for this version: the
@@ -200,7 +212,7 @@ impl Collector {
         self.not_go.remove(&exe.pid);
         self.nested.retain(|k| k.0 != exe.pid);
         self.nested.extend(bin.nested_returns().iter().map(|&pc| (exe.pid, pc.wrapping_add(bias))));
-        self.procs.insert(exe.pid, Proc { exe, bin, bias, registered_ns: monotonic_ns() });
+        self.procs.insert(exe.pid, Proc { exe, bin, bias, registered_ns: monotonic_ns(), offsets });
     }
 
     /// A pid seen in the counters but not registered (system-wide or --exe
@@ -363,7 +375,7 @@ impl Collector {
         if samples.len() < crate::kernel::sanity::MIN_SAMPLES && !now {
             return;
         }
-        let Ok(offs) = p.bin.runtime_offsets() else { return };
+        let Some(offs) = p.offsets else { return };
         let source = crate::kernel::sanity::describe_source(offs.source, p.bin.go_version());
         let decoded = crate::kernel::sanity::Decoded { goid_offset: offs.goid, gopc_offset: offs.gopc, source: &source };
         if let Some(w) = crate::kernel::sanity::check(samples, decoded).warning() {
@@ -398,26 +410,59 @@ impl Collector {
     /// far into the model (the duty cycle's hit counts need it current).
     pub fn snapshot(&mut self, model: &mut Model) -> anyhow::Result<()> {
         let batches = self.writes.sync(false)?;
-        self.fold_batches(batches, model)
+        self.receive(batches, model);
+        self.fold_all(model)
     }
 
     /// The last read of a recording: everything still in the kernel.
     pub fn snapshot_all(&mut self, model: &mut Model) -> anyhow::Result<()> {
         let batches = self.writes.sync(true)?;
-        self.fold_batches(batches, model)
+        self.receive(batches, model);
+        self.fold_all(model)
     }
 
     /// Reads what the drainer thread emptied from the kernel's tables since
     /// the last call into the model, without waiting for a drain.
     pub fn collect(&mut self, model: &mut Model) -> anyhow::Result<()> {
         let batches = self.writes.pending();
-        self.fold_batches(batches, model)
+        self.receive(batches, model);
+        self.fold_all(model)
     }
 
-    fn fold_batches(&mut self, batches: Vec<Batch>, model: &mut Model) -> anyhow::Result<()> {
+    /// `collect`, a slice at a time: folds at most `max_keys` of the keys
+    /// drained so far into the model and returns whether more wait. Folding
+    /// a full table's new keys takes a CPU ~2–3 µs per key (65,536 keys:
+    /// ~150 ms); the session handles exec events between slices, so a
+    /// process stopped at exec never waits behind a whole table. Keys are
+    /// folded in the order they were drained, and `snapshot` folds the rest
+    /// before anything newer.
+    pub fn collect_some(&mut self, model: &mut Model, max_keys: usize) -> anyhow::Result<bool> {
+        let batches = self.writes.pending();
+        self.receive(batches, model);
+        let slice = self.backlog.take(max_keys);
+        let more = !self.backlog.is_empty();
+        self.fold_batches(slice, model, !more)?;
+        Ok(more)
+    }
+
+    /// Batches from the drainer, noted as drains and queued for folding.
+    fn receive(&mut self, batches: Vec<Batch>, model: &mut Model) {
+        for b in batches {
+            model.note_drain(b.keys.len(), b.took);
+            self.backlog.push(b);
+        }
+    }
+
+    fn fold_all(&mut self, model: &mut Model) -> anyhow::Result<()> {
+        let all = self.backlog.take(usize::MAX);
+        self.fold_batches(all, model, true)
+    }
+
+    /// Folds drained keys into the model; `last`: the backlog is empty, so
+    /// also read the loss counters and the bpf(2) table.
+    fn fold_batches(&mut self, batches: Vec<Batch>, model: &mut Model, last: bool) -> anyhow::Result<()> {
         let mut error = None;
-        for Batch { mut keys, took, error: e, .. } in batches {
-            model.note_drain(keys.len(), took);
+        for Batch { mut keys, error: e, .. } in batches {
             keys.retain(|(k, d)| {
                 // The process is registered (and its nested calls known) first.
                 if !self.ensure_process(k.pid, model) {
@@ -434,8 +479,10 @@ impl Collector {
             model.add_counts(keys.iter().map(|(k, d)| (*k, d.count)));
             error = error.or(e);
         }
-        model.lost = self.lost();
-        self.snapshot_bpf(model);
+        if last {
+            model.lost = self.lost();
+            self.snapshot_bpf(model);
+        }
         match error {
             Some(e) => Err(anyhow::anyhow!(e)),
             None => Ok(()),
@@ -523,6 +570,52 @@ impl Collector {
     }
 }
 
+/// Drained batches waiting to be folded into the model, oldest first.
+#[derive(Default)]
+struct Backlog {
+    batches: std::collections::VecDeque<Batch>,
+}
+
+impl Backlog {
+    fn push(&mut self, b: Batch) {
+        self.batches.push_back(b);
+    }
+
+    fn is_empty(&self) -> bool {
+        self.batches.is_empty()
+    }
+
+    /// The oldest `max_keys` keys (at least one batch, even an empty one:
+    /// a batch may carry only an error), a batch split if need be.
+    fn take(&mut self, max_keys: usize) -> Vec<Batch> {
+        let mut out = Vec::new();
+        let mut n = 0;
+        while let Some(mut b) = self.batches.pop_front() {
+            let room = max_keys - n;
+            if b.keys.len() > room {
+                let rest = b.keys.split_off(room);
+                self.batches.push_front(Batch { keys: rest, took: std::time::Duration::ZERO, answers: None, error: None });
+            }
+            n += b.keys.len();
+            out.push(b);
+            if n >= max_keys {
+                break;
+            }
+        }
+        out
+    }
+}
+
+/// The runtime offsets of the file `key`: read from `bin` the first time
+/// only (see `Collector::offsets`).
+fn offsets_of(
+    cache: &mut HashMap<(u64, u64), Option<crate::gobin::RuntimeOffsets>>,
+    key: (u64, u64),
+    bin: &GoBinary,
+) -> Option<crate::gobin::RuntimeOffsets> {
+    *cache.entry(key).or_insert_with(|| bin.runtime_offsets().ok())
+}
+
 /// Keys ranked per map: the LRU table summed over CPUs, then the
 /// `HOT_KEYS_PER_MAP` hottest of each map.
 fn hot_keys(table: &aya::maps::PerCpuHashMap<MapData, HotKey, u64>) -> Vec<BpfHotKeys> {
@@ -552,4 +645,62 @@ fn read_pod<T: aya::Pod>(bytes: &[u8]) -> Option<T> {
     }
     // SAFETY: length checked; T is Pod (any bit pattern valid); unaligned read.
     Some(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<T>()) })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "tests fail by panicking")]
+mod tests {
+    use super::*;
+    use crate::gobin::OffsetSource;
+
+    fn batch(first: u64, n: u64, error: Option<&str>) -> Batch {
+        let keys = (first..first + n).map(|i| (WriteKey { goid: i, ..Default::default() }, Default::default())).collect();
+        Batch { keys, took: std::time::Duration::from_millis(n), answers: None, error: error.map(String::from) }
+    }
+
+    /// The backlog gives every key once, in the order drained, at most
+    /// `max_keys` at a time, splitting a batch (its error stays with its
+    /// first part: it is reported with the first slice of it).
+    #[test]
+    fn backlog_slices_keep_order_and_every_key() {
+        let mut b = Backlog::default();
+        for (first, n, e) in [(0, 10_000, None), (10_000, 3, Some("boom")), (10_003, 0, None), (10_003, 5_000, None)] {
+            b.push(batch(first, n, e));
+        }
+        let mut seen = Vec::new();
+        let mut slices = Vec::new();
+        let mut errors = Vec::new();
+        while !b.is_empty() {
+            let s = b.take(4096);
+            slices.push(s.iter().map(|x| x.keys.len()).sum::<usize>());
+            for x in s {
+                seen.extend(x.keys.iter().map(|(k, _)| k.goid));
+                errors.extend(x.error);
+            }
+        }
+        assert_eq!(seen, (0..15_003).collect::<Vec<_>>());
+        assert_eq!(slices, [4096, 4096, 4096, 2715]);
+        assert_eq!(errors, ["boom"]);
+        // Everything at once, and an empty backlog gives nothing.
+        b.push(batch(0, 7, None));
+        assert_eq!(b.take(usize::MAX).iter().map(|x| x.keys.len()).sum::<usize>(), 7);
+        assert!(b.is_empty() && b.take(4096).is_empty());
+    }
+
+    /// Offsets are read once per file: a second process of the same file
+    /// gets the first read's (here told apart by their source: the plain
+    /// build's come from DWARF, the stripped build's from the table).
+    #[test]
+    fn offsets_are_read_once_per_file() {
+        let open = |v| GoBinary::open(&fixtures::build("writers", fixtures::GO_NEWEST, v).unwrap()).unwrap();
+        let (plain, stripped) = (open(fixtures::Variant::Plain), open(fixtures::Variant::Stripped));
+        let mut cache = HashMap::new();
+        let first = offsets_of(&mut cache, (1, 10), &plain).unwrap();
+        assert_eq!(Some(first), plain.runtime_offsets().ok());
+        assert_eq!(first.source, OffsetSource::Dwarf);
+        assert_eq!(stripped.runtime_offsets().unwrap().source, OffsetSource::VersionTable);
+        assert_eq!(offsets_of(&mut cache, (1, 10), &stripped), Some(first));
+        assert_eq!(offsets_of(&mut cache, (1, 11), &stripped), stripped.runtime_offsets().ok());
+        assert_eq!(cache.len(), 2);
+    }
 }

@@ -28,6 +28,7 @@ use probe_common::{
 const BPF_MAP_CREATE: libc::c_long = 0;
 const BPF_MAP_UPDATE_ELEM: libc::c_long = 2;
 const BPF_MAP_LOOKUP_AND_DELETE_BATCH: libc::c_long = 25;
+const BPF_MAP_UPDATE_BATCH: libc::c_long = 26;
 const BPF_MAP_TYPE_ARRAY: u32 = 2;
 const BPF_MAP_TYPE_ARRAY_OF_MAPS: u32 = 12;
 
@@ -85,6 +86,36 @@ impl CounterTables {
     /// so after this, what the active table gained since is read too).
     pub fn drain_all(&mut self, out: &mut Vec<(WriteKey, Drained)>) -> anyhow::Result<usize> {
         Ok(self.drain(out)? + self.drain(out)?)
+    }
+
+    /// CPUs the per-CPU values are kept for (the values read per key).
+    pub fn ncpus(&self) -> usize {
+        self.ncpus
+    }
+
+    /// Benchmark (`mapaudit-bench snapshot`): puts `keys` into the table the
+    /// next `drain` empties, with `value` on every CPU, in batches of
+    /// `BATCH` (`BPF_MAP_UPDATE_BATCH`), as a full table of that many
+    /// tuples would hold them. Returns how many went in; a full table
+    /// stops the fill (E2BIG) without error.
+    pub fn bench_fill(&mut self, keys: &[WriteKey], value: WriteValue) -> anyhow::Result<usize> {
+        let fd = self.tables[self.current as usize].fd().as_fd().as_raw_fd();
+        let values = vec![value; BATCH as usize * self.ncpus];
+        let mut filled = 0;
+        for chunk in keys.chunks(BATCH as usize) {
+            let mut attr = [0u64; 16];
+            attr[2] = chunk.as_ptr() as u64;
+            attr[3] = values.as_ptr() as u64;
+            attr[4] = chunk.len() as u64 | (fd as u64) << 32;
+            let r = sys_bpf(BPF_MAP_UPDATE_BATCH, &mut attr);
+            filled += (attr[4] & 0xffff_ffff) as usize;
+            match r {
+                Ok(_) => {}
+                Err(e) if e.raw_os_error() == Some(libc::E2BIG) => return Ok(filled),
+                Err(e) => return Err(e).context("filling a counter table (BPF_MAP_UPDATE_BATCH)"),
+            }
+        }
+        Ok(filled)
     }
 
     /// Returns after an RCU grace period (see the module doc).

@@ -57,6 +57,13 @@ pub const FOLD_MIN_ROWS: usize = 50_000;
 /// is still found shared.
 pub const FOLD_PRESSURE_ROWS: usize = 200_000;
 pub const FOLD_PRESSURE_IDLE_DRAINS: u32 = 10;
+/// Drained counter keys folded into the model between two looks at the
+/// event ring buffer (`Session::fold_drained`), so a process stopped at
+/// exec does not wait behind a full table's fold (65,536 new keys: 150–300
+/// ms, `cargo xtask bench` row 14). Measured in a recording under a full
+/// table on a loaded 2-CPU machine (load 7–8), interleaved: exec p99 49–81
+/// ms with slices of 4,096 keys (20–100 ms each), 34–47 ms with 1,024.
+pub const FOLD_SLICE_KEYS: usize = 1024;
 
 /// Folds idle rows when due (see the constants above); `last_fold`: the
 /// epoch of the last periodic fold. Shared by the session and the bench.
@@ -405,7 +412,7 @@ impl Session {
     /// often enough that one period's distinct tuples fit in a table,
     /// whatever the model's tick costs.
     pub fn drain_counters(&mut self) -> anyhow::Result<()> {
-        self.collector.collect(&mut self.model)?;
+        self.fold_drained()?;
         let (maps, goroutines) = fold_step(&mut self.model, &mut self.last_fold);
         if maps + goroutines > 0 {
             log::debug!("folded {maps} idle map instances and {goroutines} goroutines into their classes");
@@ -433,10 +440,25 @@ impl Session {
             Some(d) => d.count_hits(self)?,
             // Nothing to close: what the drainer has is enough, and the
             // loop does not wait for a grace period.
-            None => self.collector.collect(&mut self.model)?,
+            None => self.fold_drained()?,
         }
         self.sample_lengths();
         Ok(exited)
+    }
+
+    /// Folds what the drainer thread emptied from the kernel's tables into
+    /// the model, `FOLD_SLICE_KEYS` at a time, handling exec events between
+    /// slices: they go first (a process stands stopped until handled), and
+    /// a fold of a full table takes far longer than the exec budget.
+    fn fold_drained(&mut self) -> anyhow::Result<()> {
+        while self.collector.collect_some(&mut self.model, FOLD_SLICE_KEYS)? {
+            if !self.drain_at_exit_only {
+                // Exits seen here are found again by the callers' own checks
+                // (as with the driver's exec wake-ups).
+                self.drain();
+            }
+        }
+        Ok(())
     }
 
     /// Reads the length of the instances `Lengths::pick` chooses, in one

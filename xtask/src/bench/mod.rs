@@ -28,9 +28,16 @@
 //!     map headers in another process and the pick among 10,000 rows.
 //! 12. The model's memory under map churn (`churnmem`): 50,000 new map
 //!     instances a second for 10 simulated minutes.
+//! 13. Exec to resume under a full counter table, and 14. the snapshot of a
+//!     full table (`fulltable`).
+//!
+//! `--only ROWS` runs some rows alone (rows 6–9 are one run: any of them
+//! selects all four); such a run prints its table and leaves BENCHMARKS.md
+//! alone.
 //!
 //! One file per row (`probe`: rows 1 and 4, `drain`: 2, `model`: 3,
-//! `budget`: 5, `real`: 6–9, `bpf`: 10); `exec` runs the commands, `table` and
+//! `budget`: 5, `real`: 6–9, `bpf`: 10, `lengths`: 11, `churnmem`: 12,
+//! `fulltable`: 13–14); `exec` runs the commands, `table` and
 //! `markdown` render. Counts come from JSON (mapaudit's report, the
 //! fixtures' and helper's output lines) read with serde_json.
 
@@ -39,6 +46,7 @@ mod budget;
 mod churnmem;
 mod drain;
 mod exec;
+mod fulltable;
 mod lengths;
 mod markdown;
 mod model;
@@ -55,6 +63,7 @@ use bpf::*;
 use budget::*;
 use drain::*;
 use exec::*;
+use fulltable::*;
 use lengths::*;
 use churnmem::*;
 use markdown::*;
@@ -117,13 +126,59 @@ pub struct BenchArgs {
     /// Simulated seconds of the churn memory row (12); 0 skips it.
     #[arg(long, default_value_t = 600)]
     churn_seconds: u64,
+    /// `--max-entries` of the exec-under-a-full-table row (13): small
+    /// enough that the churn server fills it every drain.
+    #[arg(long, default_value_t = 4096)]
+    full_table_entries: u32,
+    /// Execs of a Go program in row 13 (p99 over them); 0 skips it.
+    #[arg(long, default_value_t = 200)]
+    full_table_execs: u32,
+    /// Drains timed by the full-table snapshot row (14); 0 skips it.
+    #[arg(long, default_value_t = 5)]
+    snapshot_runs: usize,
+    /// Keys of the full table in row 14: mapaudit's default --max-entries
+    /// (`probe_common::maps::WRITES_DEFAULT_ENTRIES`).
+    #[arg(long, default_value_t = 65_536)]
+    snapshot_entries: u32,
+    /// Only these rows (comma-separated numbers, 1–14; rows 6–9 run
+    /// together): printed, BENCHMARKS.md untouched.
+    #[arg(long, value_delimiter = ',', value_name = "ROWS", value_parser = clap::value_parser!(u32).range(1..=ROWS as i64))]
+    only: Vec<u32>,
     /// Only rows 6–9 (real programs): a quick check of a change to the
-    /// session or the collector; printed, BENCHMARKS.md untouched.
+    /// session or the collector; the same as `--only 6,7,8,9`.
     #[arg(long)]
     only_real: bool,
     /// Also replace the generated section of BENCHMARKS.md with this run.
     #[arg(long)]
     pub write_md: bool,
+}
+
+/// The rows of the table.
+const ROWS: u32 = 14;
+
+/// Which rows a run makes: all, or those `--only` (and `--only-real`) name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) struct Selection(Option<Vec<u32>>);
+
+impl Selection {
+    fn of(args: &BenchArgs) -> Self {
+        let mut rows = args.only.clone();
+        if args.only_real {
+            rows.extend([6, 7, 8, 9]);
+        }
+        Self((!rows.is_empty()).then_some(rows))
+    }
+
+    /// Row `n` runs. Rows 6–9 come from one run: any of them selects all.
+    pub(super) fn wants(&self, n: u32) -> bool {
+        let group = |r: u32| if (6..=9).contains(&r) { 6 } else { r };
+        self.0.as_ref().is_none_or(|rows| rows.iter().any(|&r| group(r) == group(n)))
+    }
+
+    /// The whole bench (the one that may replace BENCHMARKS.md's section).
+    pub(super) fn all(&self) -> bool {
+        self.0.is_none()
+    }
 }
 
 pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
@@ -136,6 +191,10 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     if args.rounds == 0 || args.drain_rounds == 0 || args.model_runs == 0 || args.goroutines * args.writes == 0 {
         bail!("--rounds, --drain-rounds, --model-runs, --goroutines and --writes must be at least 1");
     }
+    let sel = Selection::of(args);
+    if args.write_md && !sel.all() {
+        bail!("--write-md replaces the whole table: run it without --only/--only-real");
+    }
     crate::build()?;
     let bins = Bins {
         mapaudit: root().join("target/release/mapaudit"),
@@ -145,15 +204,9 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     };
     let machine = Machine::probe(&bins);
     eprintln!("xtask: bench on {}", machine.one_line());
-    if args.only_real {
-        let mut t = Table::new(&["#", "measurement", "median (runs: min–max)", "derived", "target", "verdict"]);
-        real_rows(&mut t, &real::rows(&bins.mapaudit, args.real_rounds.max(1), args.build_rounds.max(1))?);
-        println!("{}\n\n{}", machine.one_line(), t.markdown());
-        return Ok(());
-    }
-
-    let probe = probe_cost(&bins, args, Workload::Writes)?;
-    let body = if args.no_bpf_stats {
+    let want = |n: u32| sel.wants(n);
+    let probe = if want(1) { Some(probe_cost(&bins, args, Workload::Writes)?) } else { None };
+    let body = if args.no_bpf_stats || !want(1) {
         None
     } else {
         match bpf_body_cost(&bins, args) {
@@ -164,17 +217,33 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
             }
         }
     };
-    let reads = probe_cost(&bins, args, Workload::Reads)?;
-    let budget = vec![
-        budget_cost(&bins, args, args.budget_writes, 0)?,
-        budget_cost(&bins, args, (args.budget_writes / 200).max(1), args.budget_work)?,
-    ];
-    let drain = drain_ladder(&bins, args)?;
-    let model = model_cost(&bins, args)?;
-    let bpf = if args.bpf_rounds == 0 { None } else { Some(bpf_cost(&bins, args.bpf_rounds)?) };
-    let real = if args.real_rounds == 0 { Vec::new() } else { real::rows(&bins.mapaudit, args.real_rounds, args.build_rounds.max(1))? };
-    let lengths = if args.len_rounds == 0 { None } else { Some(lengths_cost(&bins.helper, 3, args.len_rounds)?) };
-    let churn_mem = if args.churn_seconds == 0 { None } else { Some(churn_memory(&bins.helper, args.churn_seconds)?) };
+    let reads = if want(4) { Some(probe_cost(&bins, args, Workload::Reads)?) } else { None };
+    let budget = if want(5) {
+        vec![
+            budget_cost(&bins, args, args.budget_writes, 0)?,
+            budget_cost(&bins, args, (args.budget_writes / 200).max(1), args.budget_work)?,
+        ]
+    } else {
+        Vec::new()
+    };
+    let drain = if want(2) { Some(drain_ladder(&bins, args)?) } else { None };
+    let model = if want(3) { Some(model_cost(&bins, args)?) } else { None };
+    let bpf = if args.bpf_rounds == 0 || !want(10) { None } else { Some(bpf_cost(&bins, args.bpf_rounds)?) };
+    // Asked for by name, rows 6–9 run even with --real-rounds 0.
+    let real_rounds = if sel.all() { args.real_rounds } else { args.real_rounds.max(1) };
+    let real = if real_rounds == 0 || !want(6) { Vec::new() } else { real::rows(&bins.mapaudit, real_rounds, args.build_rounds.max(1))? };
+    let lengths = if args.len_rounds == 0 || !want(11) { None } else { Some(lengths_cost(&bins.helper, 3, args.len_rounds)?) };
+    let churn_mem = if args.churn_seconds == 0 || !want(12) { None } else { Some(churn_memory(&bins.helper, args.churn_seconds)?) };
+    let exec_full = if args.full_table_execs == 0 || !want(13) {
+        None
+    } else {
+        Some(exec_under_full_table(&bins.mapaudit, &bins.fixture, args.full_table_entries, args.full_table_execs)?)
+    };
+    let snapshot = if args.snapshot_runs == 0 || !want(14) {
+        None
+    } else {
+        Some(snapshot_cost(&bins.helper, args.snapshot_entries, args.snapshot_runs)?)
+    };
     let res = Results {
         probe,
         body,
@@ -186,9 +255,15 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         bpf,
         lengths,
         churn_mem,
+        exec_full,
+        snapshot,
         goroutines: args.goroutines,
         writes_per_goroutine: args.writes,
     };
+    if !sel.all() {
+        println!("{}\n\n{}", machine.one_line(), render_table(&res).markdown());
+        return Ok(());
+    }
 
     let mut machine = machine;
     machine.load_after = loadavg();
@@ -230,15 +305,16 @@ pub(super) fn num(v: &serde_json::Value, key: &str) -> Option<f64> {
     v.get(key).and_then(serde_json::Value::as_f64)
 }
 
+/// What a run measured; a row not run (`--only`) is None or empty.
 struct Results {
-    probe: ProbeCost,
+    probe: Option<ProbeCost>,
     body: Option<BodyCost>,
     /// Row 4: the read-heavy workload under `--reads`.
-    reads: ProbeCost,
+    reads: Option<ProbeCost>,
     /// Row 5: `--max-overhead`, on the hot loop and the light workload.
     budget: Vec<BudgetCost>,
-    drain: Drain,
-    model: ModelCost,
+    drain: Option<Drain>,
+    model: Option<ModelCost>,
     /// Rows 6–9.
     real: Vec<real::Row>,
     /// Row 10.
@@ -247,17 +323,65 @@ struct Results {
     lengths: Option<LengthsCost>,
     /// Row 12.
     churn_mem: Option<ChurnMemory>,
+    /// Row 13.
+    exec_full: Option<ExecFull>,
+    /// Row 14.
+    snapshot: Option<Snapshot>,
     goroutines: u64,
     writes_per_goroutine: u64,
 }
 
 fn render_table(r: &Results) -> Table {
     let mut t = Table::new(&["#", "measurement", "median (runs: min–max)", "derived", "target", "verdict"]);
-    let p = &r.probe;
-    let workload = format!("{} goroutines × {} writes", r.goroutines, fmt_int(r.writes_per_goroutine));
 
     // 1. Probe cost.
-    probe_rows(&mut t, "1", p, &workload);
+    if let Some(p) = &r.probe {
+        probe_section(&mut t, p, r);
+    }
+    // 2. Drain.
+    if let Some(d) = &r.drain {
+        drain_section(&mut t, d);
+    }
+    // 3. Model.
+    if let Some(m) = &r.model {
+        model_section(&mut t, m);
+    }
+
+    // 4. --reads.
+    if let Some(reads) = &r.reads {
+        let workload = format!("{} goroutines × {} reads under a read lock", r.goroutines, fmt_int(r.writes_per_goroutine));
+        probe_rows(&mut t, "4", reads, &workload);
+    }
+
+    // 5. Overhead budget.
+    for b in &r.budget {
+        budget_row(&mut t, b, r.goroutines);
+    }
+
+    // 6–9. Real programs.
+    real_rows(&mut t, &r.real);
+    if let Some(b) = &r.bpf {
+        bpf_rows(&mut t, b);
+    }
+    if let Some(l) = &r.lengths {
+        lengths_row(&mut t, l);
+    }
+    if let Some(c) = &r.churn_mem {
+        churn_memory_row(&mut t, c);
+    }
+    if let Some(e) = &r.exec_full {
+        exec_full_row(&mut t, e);
+    }
+    if let Some(s) = &r.snapshot {
+        snapshot_row(&mut t, s);
+    }
+    t
+}
+
+/// Row 1: the probe cost and the BPF body's own.
+fn probe_section(t: &mut Table, p: &ProbeCost, r: &Results) {
+    let workload = format!("{} goroutines × {} writes", r.goroutines, fmt_int(r.writes_per_goroutine));
+    probe_rows(t, "1", p, &workload);
     match &r.body {
         Some(b) => {
             let (f, m) = (BodyCost::ns_per_run(b.floor), BodyCost::ns_per_run(b.mapaudit));
@@ -285,8 +409,10 @@ fn render_table(r: &Results) -> Table {
         None => t.row(&["1", "BPF body only (kernel bpf_stats)", "n/a (skipped or failed)", "", "", ""]),
     }
 
-    // 2. Drain.
-    let d = &r.drain;
+}
+
+/// Row 2: the ring-buffer drain ladder.
+fn drain_section(t: &mut Table, d: &Drain) {
     for s in &d.steps {
         let limited = s.producer_limited(d.seconds);
         let derived = format!(
@@ -324,8 +450,10 @@ fn render_table(r: &Results) -> Table {
     };
     t.row(&["2", "drain: where loss starts", &loss_at, &note, "≥ 2.00 M/s, 0 lost", &verdict(d.target_met())]);
 
-    // 3. Model.
-    let m = &r.model;
+}
+
+/// Row 3: the model's tick, memory and the TUI frame.
+fn model_section(t: &mut Table, m: &ModelCost) {
     let scale = format!("{} goroutines, {} maps, {} keys", fmt_int(MODEL_GOROUTINES), fmt_int(m.maps), fmt_int(m.keys));
     let tick = median(&m.tick_ms);
     t.row(&[
@@ -369,27 +497,6 @@ fn render_table(r: &Results) -> Table {
         }
     }
 
-    // 4. --reads.
-    let workload = format!("{} goroutines × {} reads under a read lock", r.goroutines, fmt_int(r.writes_per_goroutine));
-    probe_rows(&mut t, "4", &r.reads, &workload);
-
-    // 5. Overhead budget.
-    for b in &r.budget {
-        budget_row(&mut t, b, r.goroutines);
-    }
-
-    // 6–9. Real programs.
-    real_rows(&mut t, &r.real);
-    if let Some(b) = &r.bpf {
-        bpf_rows(&mut t, b);
-    }
-    if let Some(l) = &r.lengths {
-        lengths_row(&mut t, l);
-    }
-    if let Some(c) = &r.churn_mem {
-        churn_memory_row(&mut t, c);
-    }
-    t
 }
 
 /// Rows 6–9 into the table (each measurement starts with its row number).
@@ -462,8 +569,8 @@ mod tests {
             skipped: None,
         }];
         Results {
-            probe,
-            reads,
+            probe: Some(probe),
+            reads: Some(reads),
             budget,
             bpf: Some(BpfCost { runs: [vec![2e8; 3], vec![2.1e8; 3], vec![2.3e8; 3], vec![2.4e8; 3]], calls: 200_000 }),
             lengths: Some(LengthsCost { read_us: vec![6.0, 7.0, 8.0], read_ns_per_map: vec![220.0; 3], pick_us: vec![90.0; 3] }),
@@ -482,8 +589,8 @@ mod tests {
                 verdict: verdict(false),
             }],
             body: Some(BodyCost { floor: Some((58_000, 1000)), mapaudit: Some((876_000, 1000)) }),
-            drain: Drain { steps: vec![step(1_000_000, 0.0, 2.0), step(2_000_000, 0.0, 2.0), step(4_000_000, 0.0, 2.4)], seconds: 2 },
-            model: ModelCost {
+            drain: Some(Drain { steps: vec![step(1_000_000, 0.0, 2.0), step(2_000_000, 0.0, 2.0), step(4_000_000, 0.0, 2.4)], seconds: 2 }),
+            model: Some(ModelCost {
                 tick_ms: vec![180.0, 190.0, 170.0],
                 fold_ms: vec![100.0; 3],
                 tick_rss_mib: vec![143.0; 3],
@@ -496,7 +603,29 @@ mod tests {
                 max_entries: 65_536,
                 frame_size: "160×48".into(),
                 frame_na: None,
-            },
+            }),
+            exec_full: Some(ExecFull {
+                entries: 4096,
+                execs: 200,
+                stops: 203,
+                p50_ms: 3.0,
+                p99_ms: 60.0,
+                max_ms: 200.0,
+                watchdog_resumes: 0,
+                writes_map_full: 123_456,
+                largest_drain: (4096, 25.0),
+                wall_s: 40.0,
+            }),
+            snapshot: Some(Snapshot {
+                entries: 65_536,
+                keys: 65_536,
+                ncpus: 2,
+                drain_ms: vec![30.0, 32.0, 31.0],
+                empty_ms: 12.0,
+                fold_ms: 140.0,
+                slice_ms: 9.0,
+                slice_keys: 4096,
+            }),
             goroutines: 4,
             writes_per_goroutine: 25_000,
         }
@@ -516,7 +645,7 @@ mod tests {
             assert!(l.starts_with("| ") || l.starts_with("|-"), "{l}");
             assert_eq!(cols(l), n, "{l}");
         }
-        for section in ["| 1 |", "| 2 |", "| 3 |", "| 4 |", "| 5 |", "| 6 | mapaudit's extra time / the race detector's |"] {
+        for section in ["| 1 |", "| 2 |", "| 3 |", "| 4 |", "| 5 |", "| 6 | mapaudit's extra time / the race detector's |", "| 13 |", "| 14 |"] {
             assert!(md.contains(section), "{section} missing:\n{md}");
         }
         assert!(md.contains("+3.00 µs/read"), "{md}");
@@ -532,17 +661,54 @@ mod tests {
         assert!(md.contains("**MISSED**"), "{md}");
         assert!(md.contains("no loss"), "{md}");
         assert!(md.contains("producer could not reach the rate"), "{md}");
+        // Row 13: p99 60 ms over 50 ms, table full: missed, with the proof of fullness.
+        assert!(md.contains("| 60.0 ms (n=203 stops: p50 3.0 ms, max 200.0 ms) | table full: 123,456 writes not counted"), "{md}");
+        assert!(md.lines().any(|l| l.starts_with("| 13 |") && l.ends_with("| **MISSED** |")), "{md}");
+        // Row 14: (31 − 12) ms / 65,536 keys = 290 ns per key; 31 and 9 ms ≤ 50: met.
+        assert!(md.contains("31.0 ms (n=3: 30.0 ms–32.0 ms) | 290 ns per key"), "{md}");
+        assert!(md.lines().any(|l| l.starts_with("| 14 |") && l.ends_with("| met |")), "{md}");
+    }
+
+    /// `--only` runs the rows named (6–9 as one); a run of some rows renders
+    /// only those.
+    #[test]
+    fn only_selects_rows() {
+        use clap::Parser as _;
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            bench: BenchArgs,
+        }
+        let sel = |argv: &[&str]| Selection::of(&Cli::try_parse_from([&["bench"], argv].concat()).unwrap().bench);
+        let all = sel(&[]);
+        assert!(all.all() && (1..=ROWS).all(|n| all.wants(n)));
+        let some = sel(&["--only", "13,14"]);
+        assert!(!some.all() && some.wants(13) && some.wants(14));
+        assert!(!(1..=12).any(|n| some.wants(n)));
+        let real = sel(&["--only", "7"]);
+        assert!((6..=9).all(|n| real.wants(n)) && !real.wants(5) && !real.wants(10));
+        assert_eq!(sel(&["--only-real"]), sel(&["--only", "6,7,8,9"]));
+        assert!(Cli::try_parse_from(["bench", "--only", "15"]).is_err());
+        assert!(Cli::try_parse_from(["bench", "--only", "0"]).is_err());
+
+        let mut r = fake_results();
+        (r.probe, r.body, r.reads, r.drain, r.model, r.bpf, r.lengths, r.churn_mem) = (None, None, None, None, None, None, None, None);
+        (r.budget, r.real, r.exec_full) = (Vec::new(), Vec::new(), None);
+        let md = render_table(&r).markdown();
+        assert_eq!(md.lines().count(), 3, "{md}");
+        assert!(md.lines().nth(2).unwrap().starts_with("| 14 |"), "{md}");
     }
 
     #[test]
     fn extra_time_and_ratios() {
         let r = fake_results();
-        let e = |c| r.probe.extra_per_write(c).unwrap();
+        let (p, d) = (r.probe.as_ref().unwrap(), r.drain.as_ref().unwrap());
+        let e = |c| p.extra_per_write(c).unwrap();
         assert!((e(Config::Floor) - 1060.0).abs() < 1e-6);
         assert!((e(Config::Mapaudit) - 2000.0).abs() < 1e-6);
-        assert!((r.probe.ratio(Config::Mapaudit, Config::Floor).unwrap() - 2000.0 / 1060.0).abs() < 1e-9);
-        assert!(r.drain.target_met());
-        assert!(r.drain.loss_starts().is_none());
+        assert!((p.ratio(Config::Mapaudit, Config::Floor).unwrap() - 2000.0 / 1060.0).abs() < 1e-9);
+        assert!(d.target_met());
+        assert!(d.loss_starts().is_none());
     }
 
     #[test]
@@ -559,9 +725,9 @@ mod tests {
     #[test]
     fn tui_pending_row() {
         let mut r = fake_results();
-        r.model.frame_na = Some("n/a (tui pending)".into());
+        r.model.as_mut().unwrap().frame_na = Some("n/a (tui pending)".into());
         r.body = None;
-        r.probe.runs[Config::Bpftrace as usize] = ProbeRuns { skipped: Some("bpftrace not installed".into()), ..Default::default() };
+        r.probe.as_mut().unwrap().runs[Config::Bpftrace as usize] = ProbeRuns { skipped: Some("bpftrace not installed".into()), ..Default::default() };
         let md = render_table(&r).markdown();
         assert!(md.contains("n/a (tui pending)"), "{md}");
         assert!(md.contains("bpftrace not installed"), "{md}");

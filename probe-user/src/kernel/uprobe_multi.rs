@@ -17,7 +17,7 @@
 //! returns each point's cookie under both kinds of link.
 
 use std::collections::{HashMap, HashSet};
-use std::ffi::CString;
+use std::ffi::{CStr, CString};
 use std::os::fd::{AsFd as _, AsRawFd as _, FromRawFd as _, OwnedFd, RawFd};
 
 use anyhow::{Context as _, bail};
@@ -181,25 +181,10 @@ impl MultiProgram {
     /// uprobe_multi gets as far as the path and refuses it (EBADF), one
     /// without refuses the attach type (EINVAL) — libbpf probes the same way.
     fn probe_kernel(&self) -> std::io::Result<()> {
-        let path = c"/";
-        let (offsets, cookies) = ([0u64], [0u64]);
-        let mut attr = LinkCreateAttr {
-            prog_fd: self.fd.as_raw_fd() as u32,
-            attach_type: BPF_TRACE_UPROBE_MULTI,
-            path: path.as_ptr() as u64,
-            offsets: offsets.as_ptr() as u64,
-            cookies: cookies.as_ptr() as u64,
-            cnt: 1,
-            ..Default::default()
-        };
-        match sys_bpf(BPF_LINK_CREATE, &mut attr) {
+        match self.link(c"/", &[(0, 0)], None) {
             Err(e) if e.raw_os_error() == Some(libc::EBADF) => Ok(()),
             Err(e) => Err(e),
-            Ok(fd) => {
-                // SAFETY: a new fd nobody else owns; closed at once.
-                drop(unsafe { OwnedFd::from_raw_fd(fd as RawFd) });
-                Ok(())
-            }
+            Ok(_link) => Ok(()), // closed at once
         }
     }
 
@@ -208,6 +193,10 @@ impl MultiProgram {
     /// Dropping the returned link detaches every point at once.
     pub fn attach(&self, file: &std::fs::File, points: &[(u64, u64)], pid: Option<u32>) -> std::io::Result<OwnedFd> {
         let path = CString::new(format!("/proc/self/fd/{}", file.as_raw_fd())).map_err(std::io::Error::other)?;
+        self.link(&path, points, pid)
+    }
+
+    fn link(&self, path: &CStr, points: &[(u64, u64)], pid: Option<u32>) -> std::io::Result<OwnedFd> {
         let offsets: Vec<u64> = points.iter().map(|p| p.0).collect();
         let cookies: Vec<u64> = points.iter().map(|p| p.1).collect();
         let mut attr = LinkCreateAttr {
@@ -216,12 +205,12 @@ impl MultiProgram {
             path: path.as_ptr() as u64,
             offsets: offsets.as_ptr() as u64,
             cookies: cookies.as_ptr() as u64,
-            cnt: points.len() as u32,
+            cnt: u32::try_from(points.len()).map_err(std::io::Error::other)?,
             pid: pid.unwrap_or(0),
             ..Default::default()
         };
         let fd = sys_bpf(BPF_LINK_CREATE, &mut attr)?;
-        // SAFETY: as in `load`.
+        // SAFETY: a new fd the kernel just returned, owned by nobody else.
         Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
     }
 

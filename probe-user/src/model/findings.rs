@@ -106,15 +106,16 @@ pub(super) fn overlap_findings(overlaps_seen: &[OverlapEvent], names: &Names) ->
 /// whether every site had a name. `cache`: site names already made.
 pub(super) fn shared_finding(m: &MapRow, names: &Names, cache: &mut FxHashMap<(u32, u64), (String, bool)>) -> (Finding, bool) {
     let mut all_named = true;
-    let sites = m
-        .sites
-        .keys()
-        .map(|&pc| {
-            let (s, named) = cache.entry((m.pid, pc)).or_insert_with(|| site_name(names, m.pid, pc));
-            all_named &= *named;
-            s.clone()
-        })
-        .collect();
+    // Several return addresses can name one line (calls to different map
+    // routines there, or inlined copies): each line once.
+    let mut sites: Vec<String> = Vec::new();
+    for &pc in m.sites.keys() {
+        let (s, named) = cache.entry((m.pid, pc)).or_insert_with(|| site_name(names, m.pid, pc));
+        all_named &= *named;
+        if !sites.contains(s) {
+            sites.push(s.clone());
+        }
+    }
     let f = Finding {
         kind: FindingKind::SharedMap,
         pid: m.pid,

@@ -886,6 +886,16 @@ mod tests {
     }
 
     #[test]
+    fn a_line_reached_through_two_return_addresses_is_one_site() {
+        let mut m = sample();
+        // 0x104 (the delete) on the same line as 0x100 (the write).
+        m.names.sites.insert((10, 0x104), loc("main.worker", 27));
+        m.tick(Duration::ZERO);
+        let f = m.agg.findings.iter().find(|f| f.kind == FindingKind::SharedMap).unwrap();
+        assert_eq!(f.sites, vec!["main.worker main.go:27".to_string(), "main.other main.go:40".to_string()]);
+    }
+
+    #[test]
     fn rates_are_deltas_over_the_tick() {
         let mut m = sample();
         m.tick(Duration::from_secs(1));

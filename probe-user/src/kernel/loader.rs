@@ -383,6 +383,7 @@ impl Probes {
             );
             let cookie = Cookie {
                 routine: r.id,
+                at_stack_check: r.at_stack_check,
                 goid_off: offs.goid,
                 gopc_off: offs.gopc,
                 writing_off: offs.writing_off,

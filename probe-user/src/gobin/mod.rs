@@ -348,6 +348,13 @@ impl GoBinary {
         self.img.is_pie
     }
 
+    /// Whether the binary is arm64 code, where every probed instruction but
+    /// a branch is single-stepped out of line by the kernel (see
+    /// `prologue_arm64`).
+    pub fn is_arm64(&self) -> bool {
+        self.img.machine == object::elf::EM_AARCH64
+    }
+
     pub fn has_dwarf(&self) -> bool {
         self.has_dwarf
     }

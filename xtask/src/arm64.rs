@@ -125,8 +125,9 @@ fn build_fixtures() -> anyhow::Result<()> {
     let (oldest, newest) = (fixtures::GO_OLDEST, fixtures::GO_NEWEST);
     let mut builds: Vec<(&str, &str, Variant)> = Vec::new();
     for v in fixtures::GO_VERSIONS {
-        builds.push(("writers", v, Variant::Plain));
-        builds.push(("readers", v, Variant::Plain));
+        for name in ["writers", "readers", "exact", "overlapmode"] {
+            builds.push((name, v, Variant::Plain));
+        }
     }
     for v in [oldest, newest] {
         for variant in [Variant::Pie, Variant::Stripped, Variant::PieStripped] {

@@ -226,7 +226,10 @@ fn provision_guest() -> anyhow::Result<(PathBuf, PathBuf)> {
 }
 
 /// The initramfs: busybox, the 9p modules in load order and `/init`, which
-/// mounts the shares and runs the tests' script in the shared userland.
+/// mounts the shares and runs the tests' script in the shared userland. It
+/// switches root (a chroot would leave the initramfs as every mount
+/// namespace's root: a process in a new one would see its files under
+/// `/newroot`, e.g. in `/proc/PID/exe`).
 fn initramfs(rootfs: &Path, kernel: &Path, script: &Path) -> anyhow::Result<PathBuf> {
     let ws = root();
     let initrd = dir().join("initrd.gz");
@@ -280,7 +283,7 @@ fail() {{ echo "mapaudit-arm64: boot failed: $1"; /bin/busybox poweroff -f; }}
 /bin/busybox mount -t tmpfs root /newroot/root
 /bin/busybox mount -t tmpfs bb /newroot/bb
 echo "mapaudit-arm64: booted"
-exec /bin/busybox chroot /newroot /bin/busybox sh {script}
+exec /bin/busybox switch_root /newroot /bin/busybox sh {script}
 "#,
         script = script.display()
     );

@@ -44,6 +44,7 @@ pub mod routine {
     pub const MAPITERINIT: u8 = 23;
     pub const MAPITERSTART: u8 = 24;
     pub const COUNT: usize = 25;
+    const _: () = assert!(COUNT < 128, "a routine id leaves the top bit of its cookie byte free");
 
     /// Symbol names, indexed by routine id.
     pub const SYMBOLS: [&str; COUNT] = [
@@ -110,7 +111,16 @@ pub mod routine {
 /// Offsets are per binary (Go version), and an attachment is per binary.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct Cookie {
+    /// `routine` id (< 128: the top bit of its byte holds `at_stack_check`).
     pub routine: u8,
+    /// The probe sits on the conditional branch of the routine's stack
+    /// check (arm64: `b.ls` to `morestack`, which the kernel simulates,
+    /// where any other instruction there would be single-stepped out of
+    /// line; see `probe-user`'s `gobin::prologue_arm64`): the hit counts
+    /// only when the branch falls through into the body, since a taken one
+    /// grows the stack and re-runs the routine from its entry, through the
+    /// probe again.
+    pub at_stack_check: bool,
     /// Offset of `goid` in `runtime.g`.
     pub goid_off: u16,
     /// Offset of `gopc` in `runtime.g`.
@@ -146,7 +156,8 @@ pub struct NestEntry {
 
 impl Cookie {
     pub const fn encode(self) -> u64 {
-        (self.routine as u64)
+        ((self.routine & 0x7f) as u64)
+            | ((self.at_stack_check as u64) << 7)
             | ((self.goid_off as u64) << 8)
             | ((self.gopc_off as u64) << 24)
             | ((self.writing_off as u64) << 40)
@@ -156,7 +167,8 @@ impl Cookie {
 
     pub const fn decode(c: u64) -> Self {
         Self {
-            routine: c as u8,
+            routine: c as u8 & 0x7f,
+            at_stack_check: c & 0x80 != 0,
             goid_off: (c >> 8) as u16,
             gopc_off: (c >> 24) as u16,
             writing_off: (c >> 40) as u8,
@@ -308,9 +320,20 @@ mod tests {
 
     #[test]
     fn cookie_round_trips_every_field() {
-        let c = Cookie { routine: 19, goid_off: 0x98, gopc_off: 0x128, writing_off: 34, writing_mask: 0xff, nest: 48 };
+        let c = Cookie {
+            routine: 19,
+            at_stack_check: false,
+            goid_off: 0x98,
+            gopc_off: 0x128,
+            writing_off: 34,
+            writing_mask: 0xff,
+            nest: 48,
+        };
         assert_eq!(Cookie::decode(c.encode()), c);
         let w = Cookie { nest: NEST_WRAPPER, routine: routine::MAPACCESS1_FASTSTR, ..c };
         assert_eq!(Cookie::decode(w.encode()), w);
+        let b = Cookie { at_stack_check: true, routine: (routine::COUNT - 1) as u8, ..w };
+        assert_eq!(Cookie::decode(b.encode()), b);
+        assert_eq!(Cookie::decode(b.encode()).routine, b.routine);
     }
 }

@@ -28,6 +28,11 @@ pub fn map_write(ctx: ProbeContext) -> u32 {
     // SAFETY: helper valid for uprobe programs attached through a perf link.
     let cookie = Cookie::decode(unsafe { bpf_get_attach_cookie(ctx.as_ptr()) });
     let call = go_call(&ctx);
+    if !call.enters_body(cookie.at_stack_check) {
+        // The stack grows first; the routine then re-runs from its entry
+        // and comes through here again.
+        return 0;
+    }
     let _ = match cookie.routine {
         routine::FATAL => try_go_fatal(&ctx, &call, &cookie),
         routine::GC_START => {

@@ -125,8 +125,9 @@ fn build_fixtures() -> anyhow::Result<()> {
     let (oldest, newest) = (fixtures::GO_OLDEST, fixtures::GO_NEWEST);
     let mut builds: Vec<(&str, &str, Variant)> = Vec::new();
     for v in fixtures::GO_VERSIONS {
-        builds.push(("writers", v, Variant::Plain));
-        builds.push(("readers", v, Variant::Plain));
+        for name in ["writers", "readers", "exact", "overlapmode"] {
+            builds.push((name, v, Variant::Plain));
+        }
     }
     for v in [oldest, newest] {
         for variant in [Variant::Pie, Variant::Stripped, Variant::PieStripped] {
@@ -141,10 +142,25 @@ fn build_fixtures() -> anyhow::Result<()> {
         builds.push((name, newest, Variant::Plain));
     }
     let t = Instant::now();
-    for (name, version, variant) in &builds {
-        fixtures::build_for("arm64", name, version, *variant)?;
-    }
-    eprintln!("xtask: {} arm64 fixtures ready in {:.0?}", builds.len(), t.elapsed());
+    // One `go build` per CPU at a time: each links alone for a good part of
+    // its run (builds of one fixture share Go's build cache; outputs are
+    // renamed into place, so parallel builds never see half a file).
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get()).min(builds.len()).max(1);
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..workers)
+            .map(|_| {
+                s.spawn(|| -> anyhow::Result<()> {
+                    while let Some((name, version, variant)) = builds.get(next.fetch_add(1, std::sync::atomic::Ordering::Relaxed)) {
+                        fixtures::build_for("arm64", name, version, *variant)?;
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        handles.into_iter().try_for_each(|h| h.join().map_err(|_| anyhow::anyhow!("a fixture build thread panicked"))?)
+    })?;
+    eprintln!("xtask: {} arm64 fixtures ready in {:.0?} ({workers} at a time)", builds.len(), t.elapsed());
     Ok(())
 }
 
@@ -210,7 +226,10 @@ fn provision_guest() -> anyhow::Result<(PathBuf, PathBuf)> {
 }
 
 /// The initramfs: busybox, the 9p modules in load order and `/init`, which
-/// mounts the shares and runs the tests' script in the shared userland.
+/// mounts the shares and runs the tests' script in the shared userland. It
+/// switches root (a chroot would leave the initramfs as every mount
+/// namespace's root: a process in a new one would see its files under
+/// `/newroot`, e.g. in `/proc/PID/exe`).
 fn initramfs(rootfs: &Path, kernel: &Path, script: &Path) -> anyhow::Result<PathBuf> {
     let ws = root();
     let initrd = dir().join("initrd.gz");
@@ -264,7 +283,7 @@ fail() {{ echo "mapaudit-arm64: boot failed: $1"; /bin/busybox poweroff -f; }}
 /bin/busybox mount -t tmpfs root /newroot/root
 /bin/busybox mount -t tmpfs bb /newroot/bb
 echo "mapaudit-arm64: booted"
-exec /bin/busybox chroot /newroot /bin/busybox sh {script}
+exec /bin/busybox switch_root /newroot /bin/busybox sh {script}
 "#,
         script = script.display()
     );
@@ -327,7 +346,11 @@ poweroff -f
     let console = dir().join("console.log");
     let log = std::fs::File::create(&console)?;
     let mut qemu = Command::new("qemu-system-aarch64");
-    qemu.args(["-M", "virt", "-cpu", "max,pauth-impdef=on", "-smp", "2", "-m", "3072", "-nographic", "-nic", "none", "-no-reboot"])
+    // Two vCPUs, each on its own host thread (MTTCG): the tests' targets are
+    // multi-threaded Go programs and the overlap tests need two writers
+    // running at once.
+    qemu.args(["-M", "virt", "-accel", "tcg,thread=multi", "-cpu", "max,pauth-impdef=on", "-smp", "2", "-m", "3072"])
+        .args(["-nographic", "-nic", "none", "-no-reboot"])
         .arg("-kernel")
         .arg(kernel.join(format!("boot/vmlinuz-{KERNEL}")))
         .arg("-initrd")

@@ -88,11 +88,15 @@ pub struct Routine {
     pub attach_vaddr: u64,
     /// File offset of `attach_vaddr`: what a uprobe attaches to.
     pub attach_offset: u64,
-    /// `true` when `attach_vaddr` follows the stack-bound check (the
-    /// `prologue` module says why); `false` means the entry, which costs
-    /// more per hit and fires twice when the stack grows.
+    /// `true` when the probe counts after the stack-bound check (the
+    /// `prologue` modules say why): at the instruction after it (amd64) or
+    /// at its branch (arm64, `at_stack_check`); `false` means the entry,
+    /// which costs more per hit and fires twice when the stack grows.
     pub after_prologue: bool,
-    /// The instruction at `attach_vaddr`, Intel syntax (`push rbp`).
+    /// `attach_vaddr` is the stack check's conditional branch (arm64), see
+    /// `probe_common::uprobe::Cookie::at_stack_check`.
+    pub at_stack_check: bool,
+    /// The instruction at `attach_vaddr` (`push rbp`, `b.ls 0x…`).
     pub attach_instruction: String,
 }
 
@@ -348,6 +352,13 @@ impl GoBinary {
         self.img.is_pie
     }
 
+    /// Whether the binary is arm64 code, where every probed instruction but
+    /// a branch is single-stepped out of line by the kernel (see
+    /// `prologue_arm64`).
+    pub fn is_arm64(&self) -> bool {
+        self.img.machine == object::elf::EM_AARCH64
+    }
+
     pub fn has_dwarf(&self) -> bool {
         self.has_dwarf
     }
@@ -430,6 +441,7 @@ impl GoBinary {
                 _ => prologue::Attach {
                     vaddr: f.entry,
                     after_prologue: false,
+                    at_stack_check: false,
                     instruction: String::new(),
                 },
             };
@@ -443,6 +455,7 @@ impl GoBinary {
                 attach_vaddr: attach.vaddr,
                 attach_offset,
                 after_prologue: attach.after_prologue,
+                at_stack_check: attach.at_stack_check,
                 attach_instruction: attach.instruction,
             });
         }

@@ -27,8 +27,13 @@ const STACKGUARD0: u64 = 0x10;
 pub(crate) struct Attach {
     /// Where to attach, as a virtual address.
     pub vaddr: u64,
-    /// `true` if `vaddr` is the first instruction after the stack check.
+    /// `true` if the probe at `vaddr` counts a call once, after the stack
+    /// check: the first instruction after it (amd64), or its branch (arm64,
+    /// with `at_stack_check`).
     pub after_prologue: bool,
+    /// `vaddr` is the stack check's conditional branch (arm64): a hit counts
+    /// only when it falls through (`probe_common::uprobe::Cookie::at_stack_check`).
+    pub at_stack_check: bool,
     /// The instruction at `vaddr` in Intel syntax, e.g. `push rbp`.
     pub instruction: String,
 }
@@ -68,6 +73,7 @@ pub(crate) fn attach_point(code: &[u8], entry: u64) -> Attach {
     Attach {
         vaddr,
         after_prologue: after.is_some(),
+        at_stack_check: false,
         instruction,
     }
 }
@@ -161,6 +167,7 @@ mod tests {
             Attach {
                 vaddr: 0x100a,
                 after_prologue: true,
+                at_stack_check: false,
                 instruction: "push rbp".into()
             }
         );

@@ -1,19 +1,34 @@
-//! Where to put a uprobe in a Go arm64 function: right after the
-//! stack-bound check — the arm64 counterpart of `prologue` (amd64).
+//! Where to put a uprobe in a Go arm64 function: on the stack-bound check's
+//! branch — the arm64 counterpart of `prologue` (amd64).
 //!
 //! Go functions with a frame begin with (go1.21–go1.27, every probed routine)
 //!   `ldr x16, [x28, #16]`                     (g.stackguard0; g is R28)
 //!   `cmp sp, x16` or `sub x17, sp, #N; cmp x17, x16`
 //!   `b.ls <call morestack>`
 //! and then `str x30, [sp, #-N]!` (the frame, saving the link register).
-//! After the `b.ls` the link register (R30) still holds the return address
-//! and the probe does not fire a second time when the stack grows (morestack
-//! re-runs the function from its entry, before the probe). Huge frames use a
-//! longer check and keep the entry, as assembly functions (no check) do.
+//!
+//! The probe goes on the `b.ls`. The arm64 kernel simulates branches in its
+//! uprobe handler, while any other instruction (the `str` after it, the
+//! loads and compares before it) is single-stepped out of line from a slot
+//! of a page it maps into the process. Single-stepping out of line the
+//! frame pushes of many routines, on several threads at once, corrupted
+//! Go stacks in the emulated machine ("unexpected return pc", then false
+//! "concurrent map writes" on maps whose header pointer had been replaced):
+//! a slot reused between threads for routines with different frame sizes
+//! appears to run the previous routine's `str`, with its frame size. A
+//! simulated branch runs no instruction of the program anywhere else.
+//!
+//! At the `b.ls` the link register (R30) still holds the return address and
+//! sp is the caller's. When the stack must grow the branch is taken and
+//! morestack re-runs the function from its entry, through the probe again:
+//! the probe (`probe_common::uprobe::Cookie::at_stack_check`) counts a hit
+//! only when the flags say the branch falls through (C set, Z clear), so
+//! each call counts once. Huge frames use a longer check and keep the
+//! entry, as assembly functions (no check) do.
 //!
 //! Instructions are fixed-width words and only these few exact encodings
 //! matter, so they are matched by mask and value (checked against
-//! `aarch64-linux-gnu-objdump` on the fixtures of every Go version in the
+//! `go tool objdump` on the arm64 fixtures of every Go version in the
 //! tests) instead of pulling a full AArch64 decoder in.
 
 use super::prologue::Attach;
@@ -80,13 +95,24 @@ fn bl_target(w: u32, at: u64) -> Option<u64> {
     at.checked_add_signed(off)
 }
 
-/// How an instruction is shown in logs: the frame push spelled out (what
-/// `Routine::attach_is_ideal` looks for), anything else as its word.
+/// How an instruction is shown in logs: the frame push and the stack
+/// check's branch spelled out (what `Routine::attach_is_ideal` and the
+/// tests look for), anything else as its word.
 pub(crate) fn format(w: u32) -> String {
+    if is_b_ls(w) {
+        let off = imm19(w);
+        return format!("b.ls .{}{:#x}", if off < 0 { '-' } else { '+' }, off.unsigned_abs());
+    }
     match str_lr_pre_index(w) {
         Some(off) => format!("str x30, [sp, #{off}]!"),
         None => format!(".inst {w:#010x}"),
     }
+}
+
+/// The byte offset of a conditional branch.
+fn imm19(w: u32) -> i64 {
+    let v = i64::from((w >> 5) & 0x7_ffff);
+    (if v >= 1 << 18 { v - (1 << 19) } else { v }) * 4
 }
 
 /// Whether `instruction` (as `format` spells it) saves the link register
@@ -100,15 +126,17 @@ pub(crate) fn is_frame_push(instruction: &str) -> bool {
 /// `code`, loaded at `entry`.
 pub(crate) fn attach_point(code: &[u8], entry: u64) -> Attach {
     let w: Vec<u32> = words(code).take(5).collect();
-    let after = match w.as_slice() {
-        [LDR_X16_STACKGUARD0, CMP_SP_X16, b, ..] if is_b_ls(*b) => Some(3),
-        [LDR_X16_STACKGUARD0, sub, CMP_X17_X16, b, ..] if is_sub_x17_sp(*sub) && is_b_ls(*b) => Some(4),
+    // The index of the `b.ls`.
+    let branch = match w.as_slice() {
+        [LDR_X16_STACKGUARD0, CMP_SP_X16, b, ..] if is_b_ls(*b) => Some(2),
+        [LDR_X16_STACKGUARD0, sub, CMP_X17_X16, b, ..] if is_sub_x17_sp(*sub) && is_b_ls(*b) => Some(3),
         _ => None,
     };
-    let index = after.unwrap_or(0);
+    let index = branch.unwrap_or(0);
     Attach {
         vaddr: entry + 4 * index as u64,
-        after_prologue: after.is_some(),
+        after_prologue: branch.is_some(),
+        at_stack_check: branch.is_some(),
         instruction: w.get(index).map(|&w| format(w)).unwrap_or_default(),
     }
 }
@@ -126,10 +154,15 @@ pub(crate) fn direct_calls(code: &[u8], entry: u64) -> Vec<(u64, u64)> {
 /// loaded at `entry`) to the entry of the routine called by the `bl` that
 /// returns to `call_ret` (a `bl` pushes nothing: the return address is in
 /// the link register). None if anything else moves sp on the way, or the
-/// line branches.
+/// line branches (the stack check's `b.ls` at `from` itself, the probe
+/// point, falls through whenever the probe counts).
 pub(crate) fn sp_drop_to_call(code: &[u8], entry: u64, from: u64, call_ret: u64) -> Option<u64> {
     let mut drop: i64 = 0;
-    for (w, at) in words(code).zip((entry..).step_by(4)).skip_while(|&(_, at)| at != from) {
+    let mut line = words(code).zip((entry..).step_by(4)).skip_while(|&(_, at)| at != from).peekable();
+    if line.peek().is_some_and(|&(w, _)| is_b_ls(w)) {
+        line.next();
+    }
+    for (w, at) in line {
         if at + 4 == call_ret {
             return bl_target(w, at).and_then(|_| u64::try_from(drop).ok());
         }
@@ -163,16 +196,21 @@ mod tests {
         let a = attach_point(&small, 0x1000);
         assert_eq!(
             a,
-            Attach { vaddr: 0x100c, after_prologue: true, instruction: "str x30, [sp, #-48]!".into() }
+            Attach { vaddr: 0x1008, after_prologue: true, at_stack_check: true, instruction: "b.ls .+0x20".into() }
         );
-        assert!(is_frame_push(&a.instruction));
+        assert!(!is_frame_push(&a.instruction));
         // Go 1.27 mapassign: …; sub x17,sp,#0x50; cmp x17,x16; b.ls; str x30,[sp,#-208]!
         let big = bytes(&[0xf940_0b90, 0xd101_43f1, 0xeb10_023f, 0x5400_26a9, 0xf813_0ffe]);
         let a = attach_point(&big, 0x2000);
-        assert_eq!((a.vaddr, a.after_prologue, a.instruction.as_str()), (0x2010, true, "str x30, [sp, #-208]!"));
+        assert_eq!(
+            (a.vaddr, a.after_prologue, a.at_stack_check, a.instruction.as_str()),
+            (0x200c, true, true, "b.ls .+0x4d4")
+        );
+        // A backward b.ls (never emitted by Go, but decodable).
+        assert_eq!(format(0x54ff_ffe9), "b.ls .-0x4");
         // runtime.fatal (nosplit): no check, the entry pushes the frame.
         let a = attach_point(&bytes(&[0xf81d_0ffe, 0xf81f_83fd]), 0x3000);
-        assert_eq!((a.vaddr, a.after_prologue), (0x3000, false));
+        assert_eq!((a.vaddr, a.after_prologue, a.at_stack_check), (0x3000, false, false));
         assert!(is_frame_push(&a.instruction));
         // Wrong guard offset, wrong condition, truncated, garbage: entry.
         for code in [
@@ -190,6 +228,9 @@ mod tests {
         let wrapper = bytes(&[0xf81d_0ffe, 0xf81f_83fd, 0xd100_23fd, 0xf900_27e2, 0x9400_000d]);
         assert_eq!(direct_calls(&wrapper, 0x1000), vec![(0x1010 + 0x34, 0x1014)]);
         assert_eq!(sp_drop_to_call(&wrapper, 0x1000, 0x1000, 0x1014), Some(48));
+        // From the stack check's b.ls (the probe point), past it.
+        let checked = bytes(&[0xf940_0b90, 0xeb30_63ff, 0x5400_0109, 0xf81d_0ffe, 0xf81f_83fd, 0x9400_000d]);
+        assert_eq!(sp_drop_to_call(&checked, 0x1000, 0x1008, 0x1018), Some(48));
         // A sub sp,sp,#0x20 on the way adds to the drop; a branch makes it unknown.
         let sub = bytes(&[0xf81d_0ffe, 0xd100_83ff, 0x9400_000d]);
         assert_eq!(sp_drop_to_call(&sub, 0x1000, 0x1000, 0x100c), Some(48 + 0x20));

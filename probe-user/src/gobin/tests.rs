@@ -1010,25 +1010,38 @@ fn go_objdump(version: &str, pattern: &str, path: &std::path::Path) -> String {
 }
 
 /// arm64 builds (GOARCH=arm64) of every Go version, plain, PIE and
-/// stripped: every routine attaches after its stack check (`b.ls`), where
-/// the toolchain's own disassembler puts the frame push `MOVD.W R30,
-/// -N(RSP)`; `runtime.fatal` (nosplit) at its entry, which is that push.
+/// stripped, writers and readers: every probed routine the binary links
+/// (writes, reads, iteration starts, `gcStart`) is probed on its stack
+/// check's `BLS` as the toolchain's own disassembler shows it (the kernel
+/// simulates a branch; the frame push after it would be single-stepped out
+/// of line, see `prologue_arm64`); `runtime.fatal` (nosplit) at its entry,
+/// the frame push `MOVD.W R30, -N(RSP)`.
 #[test]
-fn arm64_routines_attach_after_the_stack_check() {
+fn arm64_routines_attach_on_the_stack_check_branch() {
     for ver in GO_VERSIONS {
-        for variant in [Variant::Plain, Variant::Pie, Variant::Stripped] {
-            let what = format!("arm64 {}", label(ver, variant));
-            let path = fixtures::build_for("arm64", "writers", ver, variant).unwrap();
+        for (name, variant) in [
+            ("writers", Variant::Plain),
+            ("writers", Variant::Pie),
+            ("writers", Variant::Stripped),
+            ("readers", Variant::Plain),
+        ] {
+            let what = format!("arm64 {name} {}", label(ver, variant));
+            let path = fixtures::build_for("arm64", name, ver, variant).unwrap();
             let bin = GoBinary::open(&path).unwrap_or_else(|e| panic!("{what}: {e}"));
             let routines = bin.routines();
-            let dump_of = fixtures::build_for("arm64", "writers", ver, unstripped(variant)).unwrap();
-            let dump = go_objdump(ver, r"^runtime\.(map(assign|delete|clear).*|fatal)$", &dump_of);
-            for &id in FIXTURE_ROUTINES.iter().chain([&routine::FATAL]) {
-                let sym = routine::SYMBOLS[id as usize];
-                let r = routines.iter().find(|r| r.id == id).unwrap_or_else(|| panic!("{what}: no {sym}"));
+            let dump_of = fixtures::build_for("arm64", name, ver, unstripped(variant)).unwrap();
+            let dump = go_objdump(ver, r"^runtime\.(map.*|fatal|gcStart)$", &dump_of);
+            let expected: &[u8] = if name == "writers" { FIXTURE_ROUTINES } else { &[] };
+            let reads = routines.iter().filter(|r| routine::op(r.id) == routine::Op::Read).count();
+            assert!(name == "writers" || reads >= 4, "{what}: {reads} read routines");
+            for &id in expected.iter().chain([&routine::FATAL, &routine::GC_START]) {
+                assert!(routines.iter().any(|r| r.id == id), "{what}: no {}", routine::SYMBOLS[id as usize]);
+            }
+            for r in &routines {
+                let (id, sym) = (r.id, r.symbol);
                 assert!(r.attach_is_ideal(), "{what}: {r:?}");
                 assert_eq!(r.after_prologue, id != routine::FATAL, "{what}: {r:?}");
-                assert!(r.attach_instruction.starts_with("str x30, [sp, #-"), "{what}: {r:?}");
+                assert_eq!(r.at_stack_check, id != routine::FATAL, "{what}: {r:?}");
                 assert_eq!(bin.vaddr_to_offset(r.attach_vaddr), Some(r.attach_offset), "{what}: {sym}");
                 // "  file.go:N\t0xADDR\tHEX\tASM" lines of this function.
                 let text = dump.split("TEXT ").find(|t| t.starts_with(&format!("{sym}(SB)"))).unwrap_or_else(|| panic!("{what}: objdump has no {sym}"));
@@ -1041,19 +1054,21 @@ fn arm64_routines_attach_after_the_stack_check() {
                     })
                     .collect();
                 let entry = insns[0].0;
-                let push = match insns.iter().position(|(_, a)| a.starts_with("BLS")) {
-                    Some(bls) if id != routine::FATAL => {
-                        assert!(bls <= 3, "{what}: {sym}: BLS is instruction {bls}");
-                        bls + 1
-                    }
-                    _ => 0,
-                };
-                let (addr, asm) = insns[push];
-                assert!(asm.starts_with("MOVD.W R30, -"), "{what}: {sym}: {asm}");
+                if id == routine::FATAL {
+                    assert_eq!(r.attach_vaddr, r.entry, "{what}: {r:?}");
+                    let frame = insns[0].1.strip_prefix("MOVD.W R30, -").and_then(|s| s.split('(').next()).unwrap_or_else(|| panic!("{what}: {sym}: {:?}", insns[0]));
+                    assert_eq!(r.attach_instruction, format!("str x30, [sp, #-{frame}]!"), "{what}: {sym}");
+                    continue;
+                }
+                // `BLS 210(PC)`: the branch, 210 instructions on; the frame push follows it.
+                let bls = insns.iter().position(|(_, a)| a.starts_with("BLS ")).unwrap_or_else(|| panic!("{what}: {sym}: no BLS"));
+                assert!(bls == 2 || bls == 3, "{what}: {sym}: BLS is instruction {bls}");
+                let (addr, asm) = insns[bls];
                 assert_eq!(r.attach_vaddr - r.entry, addr - entry, "{what}: {sym}");
-                // `MOVD.W R30, -208(RSP)`: the frame size in decimal.
-                let frame = asm.split(", -").nth(1).and_then(|s| s.split('(').next()).and_then(|d| d.parse::<i64>().ok());
-                assert_eq!(r.attach_instruction, format!("str x30, [sp, #-{}]!", frame.unwrap()), "{what}: {sym}");
+                let words: u64 = asm.trim_start_matches("BLS ").trim_end_matches("(PC)").parse().unwrap();
+                assert_eq!(r.attach_instruction, format!("b.ls .+{:#x}", words * 4), "{what}: {sym}");
+                let push = insns[bls + 1].1;
+                assert!(push.starts_with("MOVD.W R30, -") || push.starts_with("SUB $"), "{what}: {sym}: {push}");
             }
         }
     }

@@ -36,8 +36,12 @@ const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
 
 /// The offsets the kernel side follows, from the running kernel's BTF.
 /// Mmap backend: parses only the types asked for (~50 ms, not ~0.5 s).
+/// Kernels before 6.16 cannot mmap the file (ENODEV; Linux 6.1 here, e.g.
+/// Debian 12's): those are parsed from a plain read instead.
 pub fn kernel_offsets() -> Result<KernelOffsets, String> {
-    let btf = Btf::from_file_with_backend(VMLINUX_BTF, Backend::Mmap).map_err(|e| format!("cannot read {VMLINUX_BTF}: {e}"))?;
+    let btf = Btf::from_file_with_backend(VMLINUX_BTF, Backend::Mmap)
+        .or_else(|_| Btf::from_file_with_backend(VMLINUX_BTF, Backend::Cache))
+        .map_err(|e| format!("cannot read {VMLINUX_BTF}: {e}"))?;
     let off = |s: &str, m: &str| {
         let u32_off = member_offset(&btf, s, m).ok_or_else(|| format!("the kernel's BTF has no {s}.{m}"))?;
         u32::try_from(u32_off).map_err(|_| format!("{s}.{m} at an offset out of range"))

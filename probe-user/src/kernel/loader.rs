@@ -400,7 +400,25 @@ impl Probes {
         }
         let offs = bin.runtime_offsets()?;
         let reads = self.reads;
-        let routines: Vec<_> = bin.routines().into_iter().filter(|r| reads || routine::op(r.id) != Op::Read).collect();
+        let mut warnings = Vec::new();
+        let mut routines: Vec<_> = bin.routines().into_iter().filter(|r| reads || routine::op(r.id) != Op::Read).collect();
+        if bin.is_arm64() {
+            // Anything but the stack check's branch would be single-stepped
+            // out of line on every call, which corrupted Go stacks of busy
+            // targets (see `gobin::prologue_arm64`): never at the target's
+            // expense. `runtime.fatal` (nosplit: its entry) is hit once, as
+            // the process dies.
+            routines.retain(|r| {
+                let ok = r.at_stack_check || r.id == routine::FATAL;
+                if !ok {
+                    warnings.push(format!(
+                        "{}: prologue not recognised on arm64: not probed (single-stepping its entry could crash the target); its operations are not counted",
+                        r.symbol
+                    ));
+                }
+                ok
+            });
+        }
         if !routines.iter().any(|r| matches!(routine::op(r.id), Op::Write | Op::Delete | Op::Clear)) {
             bail!("{} links none of the Go map write routines (runtime.mapassign*): nothing to audit", path.display());
         }
@@ -429,7 +447,6 @@ impl Probes {
                 *n = 0;
             }
         }
-        let mut warnings = Vec::new();
         let mut points = Vec::new();
         for r in &routines {
             if !r.attach_is_ideal() {
@@ -448,6 +465,7 @@ impl Probes {
             );
             let cookie = Cookie {
                 routine: r.id,
+                at_stack_check: r.at_stack_check,
                 goid_off: offs.goid,
                 gopc_off: offs.gopc,
                 writing_off: offs.writing_off,

@@ -40,7 +40,7 @@ root_test! {
                 assert_eq!(rg["writes"], g["writes"], "{ctx}: goroutine {} writes", g["name"]);
                 assert_eq!(rg["tids"], serde_json::json!([g["tid"]]), "{ctx}: goroutine {} tids", g["name"]);
                 let rt = find(&p["threads"], "tid", &g["tid"]);
-                assert_eq!(rt["reads"], g["reads"], "{ctx}: thread of {} reads", g["name"]);
+                assert_eq!(rt["reads"], g["reads"], "{ctx}: thread of {} reads: {rt}; goroutines on it: {}", g["name"], on_thread(p, &g["tid"]));
                 worker_reads += g["reads"].as_u64().unwrap();
             }
             for m in t["maps"].as_array().unwrap() {

@@ -15,7 +15,7 @@ pub use fixtures::{self, Variant};
 pub use nix::sys::signal::Signal;
 pub use proc::{DEADLINE, Finished, Proc, mapaudit, record, run, signal, spawn_fixture, spawn_waiting, start_mapaudit, start_mapaudit_cmd};
 pub use report::{assert_valid_report, find, line_of, process, read_json, source_path, truth, truths};
-pub use writers::{assert_goids_plausible, assert_writers_truth};
+pub use writers::{assert_goids_plausible, assert_writers_truth, on_thread};
 
 /// A test that needs root (it loads eBPF programs or acts for other users).
 /// Not root: a loud skip under plain `cargo test`, a failure under `cargo

@@ -5,6 +5,14 @@ use serde_json::Value;
 
 use super::report::{line_of, process};
 
+/// The report's goroutine rows that ran on thread `tid`, as JSON text (what
+/// a thread's count that is not its goroutine's is made of).
+pub fn on_thread(p: &Value, tid: &Value) -> String {
+    let rows: Vec<&Value> =
+        p["goroutines"].as_array().into_iter().flatten().filter(|g| g["tids"].as_array().is_some_and(|t| t.contains(tid))).collect();
+    serde_json::to_string(&rows).unwrap_or_default()
+}
+
 /// Asserts the report matches the `writers` fixture's printed truth exactly.
 pub fn assert_writers_truth(report: &Value, truth: &Value, ctx: &str) {
     let pid = truth["pid"].as_u64().expect("pid");
@@ -34,7 +42,7 @@ pub fn assert_writers_truth(report: &Value, truth: &Value, ctx: &str) {
             .find(|t| t["tid"] == g["tid"])
             .unwrap_or_else(|| panic!("{ctx}: thread {} missing", g["tid"]));
         for f in ["writes", "deletes", "clears"] {
-            assert_eq!(rt[f], g[f], "{ctx}: thread of {} {f}", g["name"]);
+            assert_eq!(rt[f], g[f], "{ctx}: thread of {} {f}: {rt}; goroutines on it: {}", g["name"], on_thread(p, &g["tid"]));
         }
     }
     for m in truth["maps"].as_array().expect("maps") {

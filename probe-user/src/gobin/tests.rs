@@ -1109,3 +1109,19 @@ fn arm64_nested_calls_are_found_with_their_stack_distance() {
         assert_eq!(n.ret, call_addr + 4, "go{ver}: {call}");
     }
 }
+
+/// DWARF offsets are read once per binary (a decompress and walk of the
+/// DWARF, while a process stands stopped at exec); every call after the
+/// first gets the same answer from the cache. A stripped build has none.
+#[test]
+fn dwarf_offsets_are_read_once_per_binary() {
+    let open = |v| GoBinary::open(&fixtures::build("writers", GO_NEWEST, v).unwrap()).unwrap();
+    let (plain, stripped) = (open(Variant::Plain), open(Variant::Stripped));
+    assert!(plain.dwarf_offsets.get().is_none());
+    let first = plain.runtime_offsets().unwrap();
+    assert_eq!(first.source, OffsetSource::Dwarf);
+    assert_eq!(*plain.dwarf_offsets.get().unwrap(), Some(first));
+    assert_eq!(plain.runtime_offsets().unwrap(), first);
+    assert_eq!(stripped.runtime_offsets().unwrap().source, OffsetSource::VersionTable);
+    assert_eq!(*stripped.dwarf_offsets.get().unwrap(), None);
+}

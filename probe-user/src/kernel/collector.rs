@@ -60,11 +60,6 @@ pub struct Collector {
     bpf_resolution: Option<(String, Option<String>)>,
     /// Parsed executables by (dev, ino); None: not a Go binary.
     binaries: HashMap<(u64, u64), Option<Arc<GoBinary>>>,
-    /// Their runtime offsets, by (dev, ino), read once per file:
-    /// `GoBinary::runtime_offsets` decompresses and walks the DWARF (~10 ms
-    /// and more), and every process registered (each exec, on the loop
-    /// that resumes processes stopped at exec) and judged needs them.
-    offsets: HashMap<(u64, u64), Option<crate::gobin::RuntimeOffsets>>,
     pub procs: HashMap<u32, Proc>,
     /// Pids already looked at and found not to be Go (or gone).
     not_go: HashSet<u32>,
@@ -130,7 +125,6 @@ impl Collector {
             hot_keys,
             bpf_resolution,
             binaries: HashMap::new(),
-            offsets: HashMap::new(),
             procs: HashMap::new(),
             not_go: HashSet::new(),
             nested: HashSet::new(),
@@ -189,7 +183,8 @@ impl Collector {
                 container: crate::host::container::of_pid(exe.pid),
             },
         );
-        let offsets = offsets_of(&mut self.offsets, exe.key(), &bin);
+        // Read once per binary (`GoBinary` keeps them).
+        let offsets = bin.runtime_offsets().ok();
         if let Some(o) = offsets
             && o.source == crate::gobin::OffsetSource::VersionTableGuess
         {
@@ -608,14 +603,6 @@ impl Backlog {
 
 /// The runtime offsets of the file `key`: read from `bin` the first time
 /// only (see `Collector::offsets`).
-fn offsets_of(
-    cache: &mut HashMap<(u64, u64), Option<crate::gobin::RuntimeOffsets>>,
-    key: (u64, u64),
-    bin: &GoBinary,
-) -> Option<crate::gobin::RuntimeOffsets> {
-    *cache.entry(key).or_insert_with(|| bin.runtime_offsets().ok())
-}
-
 /// Keys ranked per map: the LRU table summed over CPUs, then the
 /// `HOT_KEYS_PER_MAP` hottest of each map.
 fn hot_keys(table: &aya::maps::PerCpuHashMap<MapData, HotKey, u64>) -> Vec<BpfHotKeys> {
@@ -651,7 +638,6 @@ fn read_pod<T: aya::Pod>(bytes: &[u8]) -> Option<T> {
 #[allow(clippy::unwrap_used, reason = "tests fail by panicking")]
 mod tests {
     use super::*;
-    use crate::gobin::OffsetSource;
 
     fn batch(first: u64, n: u64, error: Option<&str>) -> Batch {
         let keys = (first..first + n).map(|i| (WriteKey { goid: i, ..Default::default() }, Default::default())).collect();
@@ -685,22 +671,5 @@ mod tests {
         b.push(batch(0, 7, None));
         assert_eq!(b.take(usize::MAX).iter().map(|x| x.keys.len()).sum::<usize>(), 7);
         assert!(b.is_empty() && b.take(4096).is_empty());
-    }
-
-    /// Offsets are read once per file: a second process of the same file
-    /// gets the first read's (here told apart by their source: the plain
-    /// build's come from DWARF, the stripped build's from the table).
-    #[test]
-    fn offsets_are_read_once_per_file() {
-        let open = |v| GoBinary::open(&fixtures::build("writers", fixtures::GO_NEWEST, v).unwrap()).unwrap();
-        let (plain, stripped) = (open(fixtures::Variant::Plain), open(fixtures::Variant::Stripped));
-        let mut cache = HashMap::new();
-        let first = offsets_of(&mut cache, (1, 10), &plain).unwrap();
-        assert_eq!(Some(first), plain.runtime_offsets().ok());
-        assert_eq!(first.source, OffsetSource::Dwarf);
-        assert_eq!(stripped.runtime_offsets().unwrap().source, OffsetSource::VersionTable);
-        assert_eq!(offsets_of(&mut cache, (1, 10), &stripped), Some(first));
-        assert_eq!(offsets_of(&mut cache, (1, 11), &stripped), stripped.runtime_offsets().ok());
-        assert_eq!(cache.len(), 2);
     }
 }

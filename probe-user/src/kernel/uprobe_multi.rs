@@ -111,7 +111,6 @@ fn map_fds(ebpf: &aya::Ebpf) -> anyhow::Result<HashMap<String, RawFd>> {
 #[derive(Debug)]
 pub struct MultiProgram {
     fd: OwnedFd,
-    name: String,
 }
 
 impl MultiProgram {
@@ -150,7 +149,7 @@ impl MultiProgram {
         };
         // SAFETY: a new fd the kernel just returned, owned by nobody else.
         let fd = unsafe { OwnedFd::from_raw_fd(fd as RawFd) };
-        Ok(Self { fd, name: name.to_string() })
+        Ok(Self { fd })
     }
 
     /// `load`, then proves the kernel links it; None (with the reason
@@ -225,10 +224,6 @@ impl MultiProgram {
         };
         sys_bpf(BPF_OBJ_GET_INFO_BY_FD, &mut attr).ok()?;
         Some((std::time::Duration::from_nanos(info.run_time_ns), info.run_cnt))
-    }
-
-    pub fn name(&self) -> &str {
-        &self.name
     }
 }
 

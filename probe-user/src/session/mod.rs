@@ -220,6 +220,8 @@ impl Session {
                 }
                 log::debug!("exec guard started");
                 s.spawn(&path, &cmd[1..], probe.user.as_deref(), child_output)?;
+                let n = proc::favour_own_threads(proc::OWN_NICE);
+                log::debug!("{n} of mapaudit's threads at nice {}", proc::OWN_NICE);
             }
         }
         Ok((s, duty))

@@ -205,3 +205,39 @@ root_test! {
         assert_writers_truth(&r, &out.truth(), name);
     }
 }
+
+/// Each thread's niceness under /proc/PID/task (field 19 of `stat`).
+fn thread_nice(pid: u32) -> Vec<i64> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap().flatten() {
+        let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else { continue };
+        // Fields after the command name's closing parenthesis start at 3.
+        let rest = &stat[stat.rfind(')').unwrap() + 2..];
+        out.push(rest.split(' ').nth(19 - 3).unwrap().parse().unwrap());
+    }
+    out
+}
+
+root_test! {
+    /// With `-- CMD`, every thread of mapaudit runs at nice -10 (so a
+    /// command saturating the machine does not keep its own execs waiting
+    /// for mapaudit's loop), while the command keeps the niceness it was
+    /// given; counts stay exact.
+    fn mapaudit_favours_its_own_threads_and_not_the_command(name) {
+        let _g = SERIAL.lock();
+        let json = scratch(name).join("r.json");
+        let (m, line) = start_mapaudit(&["record", "--json", s(&json), "--", s(&fixture("writers")), "-n", "20000", "-hold"]);
+        let pid: u32 = line.rsplit("(pid ").next().unwrap().trim_end_matches([')', '\n']).parse().unwrap();
+        let t: serde_json::Value = serde_json::from_str(&m.out.wait_for("the fixture's truth", DEADLINE, |l| l.starts_with('{'))).unwrap();
+        let ours = thread_nice(m.pid());
+        let theirs = thread_nice(pid);
+        // What mapaudit was started with, hence what its command inherits.
+        let given = thread_nice(std::process::id())[0];
+        signal(pid, Signal::SIGKILL);
+        let out = m.wait();
+        assert!(ours.len() >= 2 && ours.iter().all(|&n| n == -10), "mapaudit's threads: {ours:?}");
+        assert!(!theirs.is_empty() && theirs.iter().all(|&n| n == given), "the command's threads: {theirs:?}, given {given}");
+        assert_eq!(out.code(), Some(128 + 9), "{}", out.stderr);
+        assert_writers_truth(&read_json(&json), &t, name);
+    }
+}

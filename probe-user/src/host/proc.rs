@@ -117,6 +117,31 @@ fn parse_load_bias(maps: &str, ino: u64, segments: &[(u64, u64)]) -> Option<u64>
     None
 }
 
+/// The niceness mapaudit's own threads take while it holds processes
+/// stopped at exec (`-- CMD`): see [`favour_own_threads`].
+pub const OWN_NICE: i32 = -10;
+
+/// Runs every thread mapaudit has now (threads it starts later inherit it)
+/// at `nice`. With `-- CMD`, each program the command execs stands stopped
+/// until mapaudit's loop has attached to it and continued it; on a machine
+/// the command itself saturates (a `go build` on every core), that loop
+/// waited its turn behind the build for hundreds of milliseconds per exec.
+/// Called after the command is started, so the command and everything it
+/// forks keep their own priority; mapaudit's CPU time does not change, only
+/// who runs first. Best effort: without CAP_SYS_NICE the threads stay as
+/// they are. Returns how many threads were changed.
+pub fn favour_own_threads(nice: i32) -> usize {
+    let Ok(dir) = std::fs::read_dir("/proc/self/task") else { return 0 };
+    let mut changed = 0;
+    for tid in dir.flatten().filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok()) {
+        // PRIO_PROCESS with a thread id sets that thread's niceness on Linux.
+        if rustix::process::setpriority_process(rustix::process::Pid::from_raw(tid), nice).is_ok() {
+            changed += 1;
+        }
+    }
+    changed
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -149,29 +174,4 @@ mod tests {
         assert!(matches!(state(std::process::id()), Some('R' | 'S')));
         assert_eq!(state(u32::MAX), None);
     }
-}
-
-/// The niceness mapaudit's own threads take while it holds processes
-/// stopped at exec (`-- CMD`): see [`favour_own_threads`].
-pub const OWN_NICE: i32 = -10;
-
-/// Runs every thread mapaudit has now (threads it starts later inherit it)
-/// at `nice`. With `-- CMD`, each program the command execs stands stopped
-/// until mapaudit's loop has attached to it and continued it; on a machine
-/// the command itself saturates (a `go build` on every core), that loop
-/// waited its turn behind the build for hundreds of milliseconds per exec.
-/// Called after the command is started, so the command and everything it
-/// forks keep their own priority; mapaudit's CPU time does not change, only
-/// who runs first. Best effort: without CAP_SYS_NICE the threads stay as
-/// they are. Returns how many threads were changed.
-pub fn favour_own_threads(nice: i32) -> usize {
-    let Ok(dir) = std::fs::read_dir("/proc/self/task") else { return 0 };
-    let mut changed = 0;
-    for tid in dir.flatten().filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok()) {
-        // PRIO_PROCESS with a thread id sets that thread's niceness on Linux.
-        if rustix::process::setpriority_process(rustix::process::Pid::from_raw(tid), nice).is_ok() {
-            changed += 1;
-        }
-    }
-    changed
 }

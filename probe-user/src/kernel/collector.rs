@@ -86,13 +86,20 @@ pub fn preparse(path: &std::path::Path) -> Option<((u64, u64), Arc<GoBinary>)> {
     use std::os::unix::fs::MetadataExt as _;
     let key = |m: std::fs::Metadata| (m.dev(), m.ino());
     let before = key(std::fs::metadata(path).ok()?);
-    if !proc::may_be_go(path) {
-        return None;
-    }
-    let bin = GoBinary::open(path).ok()?;
+    let bin = open_go(path).ok()?;
     let _ = bin.runtime_offsets();
     let _ = bin.nested_calls();
     (key(std::fs::metadata(path).ok()?) == before).then(|| (before, Arc::new(bin)))
+}
+
+/// The Go program at `path`. System-wide, every exec on the node comes
+/// here: non-Go files are ruled out from their section headers before they
+/// are read whole.
+fn open_go(path: &std::path::Path) -> Result<GoBinary, crate::gobin::GoBinError> {
+    if !proc::may_be_go(path) {
+        return Err(crate::gobin::GoBinError::NotGo);
+    }
+    GoBinary::open(path)
 }
 
 impl Collector {
@@ -147,13 +154,7 @@ impl Collector {
             Some(None) => return Err(crate::gobin::GoBinError::NotGo),
             None => {}
         }
-        // System-wide, every exec on the node lands here: rule out non-Go
-        // files from their section headers before reading them whole.
-        if !proc::may_be_go(&exe.path) {
-            self.binaries.insert(exe.key(), None);
-            return Err(crate::gobin::GoBinError::NotGo);
-        }
-        match GoBinary::open(&exe.path) {
+        match open_go(&exe.path) {
             Ok(b) => {
                 let b = Arc::new(b);
                 self.binaries.insert(exe.key(), Some(b.clone()));

@@ -190,13 +190,13 @@ fn send_fds(sock: &OwnedFd, msg: &[u8; MSG_LEN], fds: &[BorrowedFd<'_>]) -> io::
 
 /// Continues every process `exec_stopped` (`EXEC_STOPPED`) lists that is
 /// still the process that exec'd (`pidctl`: a pid since reused is never
-/// signalled) and not in `done`. Returns the pids continued (added to
+/// signalled) and not in `done`. Returns the entries continued (added to
 /// `done`). The map's contents are the kernel's: only its pids are ever
 /// signalled, through pidfds.
 pub fn continue_listed<T: std::borrow::Borrow<aya::maps::MapData>>(
     exec_stopped: &aya::maps::HashMap<T, u32, u64>,
     done: &mut HashSet<(u32, u64)>,
-) -> Vec<u32> {
+) -> Vec<(u32, u64)> {
     let listed: Vec<(u32, u64)> = exec_stopped.iter().filter_map(Result::ok).collect();
     let mut out = Vec::new();
     for (pid, ktime_ns) in listed {
@@ -205,7 +205,7 @@ pub fn continue_listed<T: std::borrow::Borrow<aya::maps::MapData>>(
         }
         match crate::host::pidctl::pin_if_same(pid, ktime_ns) {
             Ok(Some(p)) => match p.signal(rustix::process::Signal::CONT) {
-                Ok(true) => out.push(pid),
+                Ok(true) => out.push((pid, ktime_ns)),
                 Ok(false) => {}
                 Err(e) => eprintln!("mapaudit exec guard: cannot continue pid {pid}: {e}"),
             },
@@ -246,8 +246,8 @@ impl Setup {
             }
         }
         let mut done = HashSet::new();
-        let say = |pids: Vec<u32>| {
-            for pid in pids {
+        let say = |resumed: Vec<(u32, u64)>| {
+            for (pid, _) in resumed {
                 eprintln!(
                     "mapaudit exec guard: mapaudit ended before it read pid {pid}'s exec (stopped at exec); resumed it"
                 );

@@ -393,7 +393,10 @@ impl Session {
     /// resumed at their deadline are no longer listed: never counted twice.
     fn continue_unhandled_stops(&mut self) {
         let Some(m) = self.probes.exec_stopped() else { return };
-        for pid in crate::host::exec_guard::continue_listed(&m, &mut Default::default()) {
+        let resumed = crate::host::exec_guard::continue_listed(&m, &mut Default::default());
+        for (pid, ktime_ns) in resumed {
+            // Taken over: the guard's sweep after mapaudit's exit skips it.
+            self.probes.forget_exec_stopped(pid, ktime_ns);
             self.model.watchdog_resumes += 1;
             let exe = proc::proc_exe(pid).map(|e| e.display).unwrap_or_else(|_| "?".into());
             log::warn!("pid {pid} ({exe}) stood stopped at exec when the recording ended; resumed it");

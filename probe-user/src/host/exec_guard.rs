@@ -403,6 +403,52 @@ mod tests {
         end(c);
     }
 
+    /// A BPF hash map shaped like `EXEC_STOPPED`. Creating one needs
+    /// CAP_BPF: without it the test is skipped, unless root tests are
+    /// required (MAPAUDIT_REQUIRE_ROOT_TESTS, as in the e2e suite).
+    fn exec_stopped_map() -> Option<aya::maps::HashMap<aya::maps::MapData, u32, u64>> {
+        match aya::maps::HashMap::create(16, 0) {
+            Ok(m) => Some(m),
+            Err(e) if std::env::var_os("MAPAUDIT_REQUIRE_ROOT_TESTS").is_none() => {
+                eprintln!("skipped: cannot create a BPF map ({e})");
+                None
+            }
+            Err(e) => panic!("cannot create a BPF map: {e}"),
+        }
+    }
+
+    #[test]
+    fn sweeps_the_kernels_list_once_mapaudit_is_gone() {
+        let Some(mut map) = exec_stopped_map() else { return };
+        // Stopped at an exec mapaudit never read: listed, held by nobody.
+        let (listed, _) = stopped_sleeper();
+        map.insert(listed.id(), crate::host::pidctl::monotonic_ns(), 0).unwrap();
+        // A pid listed for an exec before its process started: what a pid
+        // reused since looks like. Never signalled.
+        let before = crate::host::pidctl::monotonic_ns();
+        std::thread::sleep(Duration::from_millis(50));
+        let (reused, _) = stopped_sleeper();
+        map.insert(reused.id(), before, 0).unwrap();
+        // mapaudit's stand-in: the guard sweeps once it is gone.
+        let mut mapaudit = std::process::Command::new("sleep").arg("30").spawn().unwrap();
+        let mapaudit_fd = rustix::process::pidfd_open(
+            rustix::process::Pid::from_raw(mapaudit.id() as i32).unwrap(),
+            rustix::process::PidfdFlags::empty(),
+        )
+        .unwrap();
+        let (sock, h) = guard_thread(Duration::from_secs(3600));
+        send_fds(&sock, &encode(SETUP, mapaudit.id(), 0), &[aya::maps::IterableMap::map(&map).fd().as_fd(), mapaudit_fd.as_fd()]).unwrap();
+        drop(sock);
+        assert_eq!(state(listed.id()), Some('T'), "not before mapaudit is gone");
+        mapaudit.kill().unwrap();
+        mapaudit.wait().unwrap();
+        assert_eq!(h.join().unwrap(), 0);
+        assert_ne!(wait_state(listed.id(), |s| s != 'T'), 'T', "resumed by the sweep");
+        assert_eq!(state(reused.id()), Some('T'), "a reused pid is never signalled");
+        end(listed);
+        end(reused);
+    }
+
     #[test]
     fn resumes_at_the_deadline_and_says_so() {
         let (sock, h) = guard_thread(Duration::from_millis(50));

@@ -151,8 +151,8 @@ root_test! {
         ]);
         let pid: u32 = line.rsplit("(pid ").next().unwrap().trim_end_matches([')', '\n']).parse().unwrap();
         wait_until("the command to stand stopped at its exec", || proc_state(pid) == Some('T'));
-        // The guard holds it only once mapaudit has read the exec event: a
-        // kill before that leaves it stopped (see the README's limits).
+        // This test is about a held process (a kill before the hold is
+        // `sigkill_before_exec_events_are_read_leaves_nothing_stopped`'s).
         m.err.wait_for("the guard to hold it", DEADLINE, |l| l.contains(&format!("pid {pid} stopped at exec, held by the exec guard")));
         let ids = prog_ids_of(m.pid());
         m.signal(Signal::SIGKILL);

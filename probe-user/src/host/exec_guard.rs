@@ -226,6 +226,11 @@ impl Setup {
     fn from_fds(fds: Vec<OwnedFd>) -> Option<Self> {
         let [map, mapaudit]: [OwnedFd; 2] = fds.try_into().ok()?;
         let map = aya::maps::MapData::from_fd(map).ok()?;
+        // Only the kernel's list of stops is ever read for pids to signal
+        // (`try_from` checks its type and key and value sizes).
+        if map.info().ok()?.name_as_str() != Some(probe_common::maps::EXEC_STOPPED) {
+            return None;
+        }
         let exec_stopped = aya::maps::HashMap::try_from(aya::maps::Map::from_map_data(map).ok()?).ok()?;
         Some(Self { exec_stopped, mapaudit })
     }
@@ -407,7 +412,11 @@ mod tests {
     /// CAP_BPF: without it the test is skipped, unless root tests are
     /// required (MAPAUDIT_REQUIRE_ROOT_TESTS, as in the e2e suite).
     fn exec_stopped_map() -> Option<aya::maps::HashMap<aya::maps::MapData, u32, u64>> {
-        match aya::maps::HashMap::create(16, 0) {
+        // Named as the kernel side names it: the guard reads no other map.
+        let obj = aya_obj::Map::new_from_params(aya_obj::generated::bpf_map_type::BPF_MAP_TYPE_HASH as u32, 4, 8, 16, 0);
+        let made = aya::maps::MapData::create(obj, probe_common::maps::EXEC_STOPPED, None)
+            .and_then(|d| aya::maps::HashMap::try_from(aya::maps::Map::from_map_data(d)?));
+        match made {
             Ok(m) => Some(m),
             Err(e) if std::env::var_os("MAPAUDIT_REQUIRE_ROOT_TESTS").is_none() => {
                 eprintln!("skipped: cannot create a BPF map ({e})");

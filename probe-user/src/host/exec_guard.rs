@@ -418,7 +418,7 @@ mod tests {
             .and_then(|d| aya::maps::HashMap::try_from(aya::maps::Map::from_map_data(d)?));
         match made {
             Ok(m) => Some(m),
-            Err(e) if std::env::var_os("MAPAUDIT_REQUIRE_ROOT_TESTS").is_none() => {
+            Err(e) if !std::env::var("MAPAUDIT_REQUIRE_ROOT_TESTS").is_ok_and(|v| v == "1") => {
                 eprintln!("skipped: cannot create a BPF map ({e})");
                 None
             }

@@ -14,7 +14,10 @@ pub const READ_FAILED: u32 = 3;
 pub const BPF_WRITES_FULL: u32 = 4;
 /// `TRACKED` was full: a descendant of the command is not followed.
 pub const TRACKED_FULL: u32 = 5;
-pub const COUNT: u32 = 6;
+/// `EXEC_STOPPED` was full: a process stopped at exec is resumed only once
+/// mapaudit reads its exec event (not by the guard if mapaudit dies first).
+pub const EXEC_STOPPED_FULL: u32 = 6;
+pub const COUNT: u32 = 7;
 
 pub const NAMES: [&str; COUNT as usize] = [
     "ringbuf_full",
@@ -23,4 +26,5 @@ pub const NAMES: [&str; COUNT as usize] = [
     "read_failed",
     "bpf_writes_map_full",
     "tracked_map_full",
+    "exec_stopped_map_full",
 ];

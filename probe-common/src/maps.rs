@@ -61,6 +61,17 @@ pub const LOST: &str = "LOST";
 pub const TRACKED: &str = "TRACKED";
 pub const TRACKED_DEFAULT_ENTRIES: u32 = 8_192;
 
+/// Hash: tgid → the exec's `bpf_ktime_get_ns` — processes the kernel
+/// stopped at exec (`sched_exec`, just before its SIGSTOP) whose stop
+/// mapaudit has not yet taken over (by handing the process to the exec
+/// guard, or finding it gone); `sched_exit` drops a tracked process's entry.
+/// The exec guard holds this map's fd: if mapaudit dies before it read a
+/// process's exec event, the guard finds the process here and resumes it.
+/// A stopped process is a tracked one: this map cannot fill before
+/// `TRACKED` does.
+pub const EXEC_STOPPED: &str = "EXEC_STOPPED";
+pub const EXEC_STOPPED_ENTRIES: u32 = TRACKED_DEFAULT_ENTRIES;
+
 /// Array with one `config::Global`.
 pub const GLOBAL: &str = "GLOBAL";
 

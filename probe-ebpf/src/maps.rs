@@ -51,6 +51,9 @@ pub static LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(lost::COUNT, 0
 pub static TRACKED: HashMap<u32, Tracked> =
     HashMap::with_max_entries(names::TRACKED_DEFAULT_ENTRIES, 0);
 
+#[map(name = "EXEC_STOPPED")]
+pub static EXEC_STOPPED: HashMap<u32, u64> = HashMap::with_max_entries(names::EXEC_STOPPED_ENTRIES, 0);
+
 #[map(name = "GLOBAL")]
 pub static GLOBAL: Array<Global> = Array::with_max_entries(1, 0);
 

@@ -21,7 +21,7 @@ use probe_common::{
     lost,
 };
 
-use crate::maps::{EVENTS, TRACKED, count_lost, global};
+use crate::maps::{EVENTS, EXEC_STOPPED, TRACKED, count_lost, global};
 use crate::util::{RB_FORCE_WAKEUP, pid_tid, submit_flags};
 
 const SIGSTOP: u32 = 19;
@@ -76,17 +76,25 @@ pub fn sched_exec(_ctx: RawTracePointContext) -> i32 {
     if tracked.is_none() && global().exec_all == 0 {
         return 0;
     }
-    if stop {
-        // SAFETY: signals the current task, which is the one exec'ing; it
-        // stops before running the new image's first instruction.
-        unsafe { bpf_send_signal(SIGSTOP) };
-    }
+    // The event first: a process stopped without one would wait for a
+    // resume nobody knows to send.
     let Some(mut entry) = EVENTS.reserve::<Exec>(0) else {
         count_lost(lost::RINGBUF_FULL);
         return 0;
     };
     // SAFETY: no preconditions.
     let ktime_ns = unsafe { bpf_ktime_get_ns() };
+    if stop {
+        // Recorded before the stop, so that whoever reads the map after this
+        // program ran (the exec guard, should mapaudit die before it reads
+        // the event) finds every process stopped here.
+        if EXEC_STOPPED.insert(&pid, &ktime_ns, 0).is_err() {
+            count_lost(lost::EXEC_STOPPED_FULL);
+        }
+        // SAFETY: signals the current task, which is the one exec'ing; it
+        // stops before running the new image's first instruction.
+        unsafe { bpf_send_signal(SIGSTOP) };
+    }
     entry.write(Exec {
         hdr: EventHeader { kind: KIND_EXEC, pid, tid, _pad: 0, ktime_ns },
         stopped: stop as u32,
@@ -106,6 +114,10 @@ pub fn sched_exit(_ctx: RawTracePointContext) -> i32 {
     let tracked = unsafe { TRACKED.get(&tid) }.is_some();
     if tracked {
         let _ = TRACKED.remove(&tid);
+        if pid == tid {
+            // Gone: nothing left to resume.
+            let _ = EXEC_STOPPED.remove(&pid);
+        }
     }
     if !tracked || pid != tid {
         return 0;

@@ -200,6 +200,11 @@ pub struct ProbeArgs {
     /// Testing only: stall every attach at exec this long (the exec watchdog's test).
     #[arg(long, hide = true, value_parser = parse_duration)]
     pub debug_exec_stall: Option<Duration>,
+    /// Testing only: handle this many stops at exec, then leave every
+    /// further one unhandled, as if its exec event were never read (the
+    /// window before the exec guard holds a process).
+    #[arg(long, hide = true, value_name = "N")]
+    pub debug_ignore_execs_after: Option<u32>,
     /// Benchmark only: attach an empty program at the same points (the cost floor).
     #[arg(long, hide = true)]
     pub bench_floor: bool,
@@ -257,6 +262,7 @@ impl TopArgs {
                     debug_bpf_writes_entries: probe_common::maps::BPF_WRITES_DEFAULT_ENTRIES,
                     exec_stop_timeout: Duration::from_secs(1),
                     debug_exec_stall: None,
+                    debug_ignore_execs_after: None,
                     len_maps: crate::model::lengths::DEFAULT_LEN_MAPS,
                     growth_min: crate::model::lengths::DEFAULT_GROWTH_MIN,
                     growth_max_drop: crate::model::lengths::DEFAULT_GROWTH_MAX_DROP_PCT,

@@ -73,6 +73,8 @@ pub struct Probe {
     /// `--exec-stop-timeout`: the exec guard's deadline.
     pub exec_stop_timeout: std::time::Duration,
     pub debug_exec_stall: std::time::Duration,
+    /// `--debug-ignore-execs-after`.
+    pub debug_ignore_execs_after: Option<u32>,
     /// `--len-maps`: map instances whose length is sampled.
     pub len_maps: usize,
     /// `--growth-min`, `--growth-max-drop`.
@@ -217,6 +219,7 @@ fn probe(p: ProbeArgs, log: LevelFilter) -> Probe {
         debug_no_uprobe_multi: p.debug_no_uprobe_multi,
         exec_stop_timeout: p.exec_stop_timeout,
         debug_exec_stall: p.debug_exec_stall.unwrap_or_default(),
+        debug_ignore_execs_after: p.debug_ignore_execs_after,
         len_maps: p.len_maps,
         growth: crate::model::lengths::GrowthRule {
             min_growth: p.growth_min,

@@ -5,8 +5,19 @@
 //! Two promises that mapaudit's own loop cannot keep by itself:
 //! - **Never left stopped.** If mapaudit dies between a stop and its resume
 //!   (SIGKILL, OOM killer, a crash), its end of the guard's socket closes and
-//!   the guard continues every process it still holds, then exits. A thread
-//!   could not do this: it dies with its process.
+//!   the guard continues every process it still holds. A thread could not do
+//!   this: it dies with its process.
+//! - **Not even before mapaudit knows of it.** A process the kernel stopped
+//!   whose exec event mapaudit had not read yet is held by nobody. The
+//!   kernel lists every stop in `EXEC_STOPPED` (pid → the exec's time) just
+//!   before it sends it, and mapaudit drops the entry once the guard holds
+//!   the process; the guard got that map's fd at start, which keeps the map
+//!   alive after mapaudit dies. Once mapaudit is gone entirely (its pidfd
+//!   polls readable only after its files, the programs' links among them,
+//!   are released), the guard resumes every process still listed — pinned
+//!   to the process that exec'd, as always — then, after an RCU grace period
+//!   (a program run in flight at detach has returned), looks once more, and
+//!   exits.
 //! - **Never waits past a deadline.** If attaching stalls or fails silently
 //!   (a huge binary to parse, a slow kernel), the guard continues the process
 //!   at its deadline (`--exec-stop-timeout`) and tells mapaudit, which
@@ -23,6 +34,7 @@
 //!
 //! Messages are one fixed-size datagram each: kind, pid, token.
 
+use std::collections::HashSet;
 use std::io::{self, IoSlice, IoSliceMut};
 use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -43,6 +55,8 @@ const HOLD: u8 = b'H';
 const RELEASE: u8 = b'R';
 /// guard → mapaudit: the deadline passed; I resumed it.
 const RESUMED: u8 = b'W';
+/// mapaudit → guard, first: `EXEC_STOPPED`'s fd and a pidfd of mapaudit.
+const SETUP: u8 = b'S';
 
 const MSG_LEN: usize = 16;
 
@@ -78,8 +92,10 @@ pub struct Held {
 }
 
 impl ExecGuard {
-    /// Starts the guard with `timeout` as every held process's deadline.
-    pub fn start(timeout: Duration) -> io::Result<Self> {
+    /// Starts the guard with `timeout` as every held process's deadline,
+    /// and `exec_stopped` (the `EXEC_STOPPED` map) to sweep once mapaudit
+    /// is gone.
+    pub fn start(timeout: Duration, exec_stopped: BorrowedFd<'_>) -> io::Result<Self> {
         let (mine, theirs) = socketpair(AddressFamily::UNIX, SocketType::SEQPACKET, SocketFlags::CLOEXEC, None)?;
         let mut cmd = std::process::Command::new("/proc/self/exe");
         cmd.arg(GUARD_ARG)
@@ -88,6 +104,9 @@ impl ExecGuard {
             .stdout(std::process::Stdio::null());
         std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
         let child = cmd.spawn()?;
+        // Queued before anything can be stopped: the guard reads it first.
+        let me = rustix::process::pidfd_open(rustix::process::getpid(), rustix::process::PidfdFlags::empty())?;
+        send_fds(&mine, &encode(SETUP, std::process::id(), 0), &[exec_stopped, me.as_fd()])?;
         rustix::io::ioctl_fionbio(&mine, true)?;
         Ok(Self { sock: mine, child, next_token: 1, broken: false })
     }
@@ -100,13 +119,8 @@ impl ExecGuard {
         }
         let token = self.next_token;
         self.next_token += 1;
-        let msg = encode(HOLD, pid, token);
-        let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(1))];
-        let mut cmsg = SendAncillaryBuffer::new(&mut space);
-        let fds = [pidfd];
-        cmsg.push(SendAncillaryMessage::ScmRights(&fds));
-        match sendmsg(&self.sock, &[IoSlice::new(&msg)], &mut cmsg, SendFlags::NOSIGNAL) {
-            Ok(_) => Some(Held { pid, token }),
+        match send_fds(&self.sock, &encode(HOLD, pid, token), &[pidfd]) {
+            Ok(()) => Some(Held { pid, token }),
             Err(e) => {
                 self.fail(e);
                 None
@@ -147,7 +161,7 @@ impl ExecGuard {
         out
     }
 
-    fn fail(&mut self, e: rustix::io::Errno) {
+    fn fail(&mut self, e: impl std::fmt::Display) {
         if !self.broken {
             log::warn!("the exec guard is gone ({e}); processes stopped at exec are resumed by mapaudit alone");
         }
@@ -163,6 +177,98 @@ impl Drop for ExecGuard {
     }
 }
 
+/// Sends `msg` with `fds` attached (SCM_RIGHTS).
+fn send_fds(sock: &OwnedFd, msg: &[u8; MSG_LEN], fds: &[BorrowedFd<'_>]) -> io::Result<()> {
+    let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(2))];
+    let mut cmsg = SendAncillaryBuffer::new(&mut space);
+    if !cmsg.push(SendAncillaryMessage::ScmRights(fds)) {
+        return Err(io::Error::other("too many fds for one message"));
+    }
+    sendmsg(sock, &[IoSlice::new(msg)], &mut cmsg, SendFlags::NOSIGNAL)?;
+    Ok(())
+}
+
+/// Continues every process `exec_stopped` (`EXEC_STOPPED`) lists that is
+/// still the process that exec'd (`pidctl`: a pid since reused is never
+/// signalled) and not in `done`. Returns the entries continued (added to
+/// `done`). The map's contents are the kernel's: only its pids are ever
+/// signalled, through pidfds.
+pub fn continue_listed<T: std::borrow::Borrow<aya::maps::MapData>>(
+    exec_stopped: &aya::maps::HashMap<T, u32, u64>,
+    done: &mut HashSet<(u32, u64)>,
+) -> Vec<(u32, u64)> {
+    let listed: Vec<(u32, u64)> = exec_stopped.iter().filter_map(Result::ok).collect();
+    let mut out = Vec::new();
+    for (pid, ktime_ns) in listed {
+        if !done.insert((pid, ktime_ns)) {
+            continue;
+        }
+        match crate::host::pidctl::pin_if_same(pid, ktime_ns) {
+            Ok(Some(p)) => match p.signal(rustix::process::Signal::CONT) {
+                Ok(true) => out.push((pid, ktime_ns)),
+                Ok(false) => {}
+                Err(e) => eprintln!("mapaudit exec guard: cannot continue pid {pid}: {e}"),
+            },
+            Ok(None) => {}
+            Err(e) => eprintln!("mapaudit exec guard: cannot pin pid {pid}: {e}"),
+        }
+    }
+    out
+}
+
+/// What the guard got at `SETUP`.
+struct Setup {
+    exec_stopped: aya::maps::HashMap<aya::maps::MapData, u32, u64>,
+    mapaudit: OwnedFd,
+}
+
+impl Setup {
+    fn from_fds(fds: Vec<OwnedFd>) -> Option<Self> {
+        let [map, mapaudit]: [OwnedFd; 2] = fds.try_into().ok()?;
+        let map = aya::maps::MapData::from_fd(map).ok()?;
+        // Only the kernel's list of stops is ever read for pids to signal
+        // (`try_from` checks its type and key and value sizes).
+        if map.info().ok()?.name_as_str() != Some(probe_common::maps::EXEC_STOPPED) {
+            return None;
+        }
+        let exec_stopped = aya::maps::HashMap::try_from(aya::maps::Map::from_map_data(map).ok()?).ok()?;
+        Some(Self { exec_stopped, mapaudit })
+    }
+
+    /// Once mapaudit is gone entirely (no program of its can stop anything
+    /// any more), continues whatever the kernel stopped and mapaudit never
+    /// took over.
+    fn sweep_after_mapaudit(&self) {
+        loop {
+            let mut fds = [PollFd::new(&self.mapaudit, PollFlags::IN)];
+            match poll(&mut fds, None) {
+                Ok(n) if n > 0 => break,
+                Ok(_) | Err(rustix::io::Errno::INTR) => continue,
+                Err(e) => {
+                    eprintln!("mapaudit exec guard: cannot wait for mapaudit's end ({e}); sweeping now");
+                    break;
+                }
+            }
+        }
+        let mut done = HashSet::new();
+        let say = |resumed: Vec<(u32, u64)>| {
+            for (pid, _) in resumed {
+                eprintln!(
+                    "mapaudit exec guard: mapaudit ended before it read pid {pid}'s exec (stopped at exec); resumed it"
+                );
+            }
+        };
+        say(continue_listed(&self.exec_stopped, &mut done));
+        // A program run that began before its link went may still be
+        // listing a process and stopping it: after a grace period (what
+        // MEMBARRIER_CMD_GLOBAL waits for) every such run has returned.
+        if rustix::thread::membarrier(rustix::thread::MembarrierCommand::Global).is_err() {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        say(continue_listed(&self.exec_stopped, &mut done));
+    }
+}
+
 /// The guard process's main: serves `sock` until mapaudit closes it.
 pub fn serve(sock: BorrowedFd<'_>, timeout: Duration) -> i32 {
     for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGPIPE] {
@@ -170,6 +276,7 @@ pub fn serve(sock: BorrowedFd<'_>, timeout: Duration) -> i32 {
         unsafe { libc::signal(sig, libc::SIG_IGN) };
     }
     let mut held: Vec<(u32, u64, OwnedFd, Instant)> = Vec::new();
+    let mut setup: Option<Setup> = None;
     loop {
         let now = Instant::now();
         // Deadlines first: resume and report whatever is due.
@@ -190,16 +297,17 @@ pub fn serve(sock: BorrowedFd<'_>, timeout: Duration) -> i32 {
             Err(_) => break,
         }
         let mut buf = [0u8; MSG_LEN];
-        let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(1))];
+        let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(2))];
         let mut cmsg = RecvAncillaryBuffer::new(&mut space);
         let got = recvmsg(sock, &mut [IoSliceMut::new(&mut buf)], &mut cmsg, RecvFlags::CMSG_CLOEXEC);
-        let mut pidfd: Option<OwnedFd> = None;
+        let mut fds: Vec<OwnedFd> = Vec::new();
         for m in cmsg.drain() {
-            if let RecvAncillaryMessage::ScmRights(fds) = m {
-                // One fd per message; any extra is closed as it drops.
-                pidfd = fds.into_iter().next();
+            if let RecvAncillaryMessage::ScmRights(got) = m {
+                fds.extend(got);
             }
         }
+        // HOLD carries one fd; any extra is closed as it drops.
+        let pidfd = if fds.len() == 1 { fds.pop() } else { None };
         match got {
             // 0 bytes: mapaudit's end closed (it exited, or was killed).
             Ok(r) if r.bytes == 0 => break,
@@ -210,6 +318,12 @@ pub fn serve(sock: BorrowedFd<'_>, timeout: Duration) -> i32 {
                     }
                 }
                 Some((RELEASE, _, token)) => held.retain(|h| h.1 != token),
+                Some((SETUP, _, _)) if setup.is_none() => {
+                    setup = Setup::from_fds(fds);
+                    if setup.is_none() {
+                        eprintln!("mapaudit exec guard: bad setup; a process stopped before mapaudit read its exec is not covered");
+                    }
+                }
                 _ => {}
             },
             Err(rustix::io::Errno::INTR | rustix::io::Errno::AGAIN) => {}
@@ -220,6 +334,10 @@ pub fn serve(sock: BorrowedFd<'_>, timeout: Duration) -> i32 {
     for (pid, _, fd, _) in &held {
         let _ = rustix::process::pidfd_send_signal(fd, rustix::process::Signal::CONT);
         eprintln!("mapaudit exec guard: mapaudit ended while pid {pid} stood stopped at exec; resumed it");
+    }
+    drop(held);
+    if let Some(s) = setup {
+        s.sweep_after_mapaudit();
     }
     0
 }
@@ -288,6 +406,56 @@ mod tests {
         // The guard ended without touching it: still stopped.
         assert_eq!(state(c.id()), Some('T'));
         end(c);
+    }
+
+    /// A BPF hash map shaped like `EXEC_STOPPED`. Creating one needs
+    /// CAP_BPF: without it the test is skipped, unless root tests are
+    /// required (MAPAUDIT_REQUIRE_ROOT_TESTS, as in the e2e suite).
+    fn exec_stopped_map() -> Option<aya::maps::HashMap<aya::maps::MapData, u32, u64>> {
+        // Named as the kernel side names it: the guard reads no other map.
+        let obj = aya_obj::Map::new_from_params(aya_obj::generated::bpf_map_type::BPF_MAP_TYPE_HASH as u32, 4, 8, 16, 0);
+        let made = aya::maps::MapData::create(obj, probe_common::maps::EXEC_STOPPED, None)
+            .and_then(|d| aya::maps::HashMap::try_from(aya::maps::Map::from_map_data(d)?));
+        match made {
+            Ok(m) => Some(m),
+            Err(e) if !std::env::var("MAPAUDIT_REQUIRE_ROOT_TESTS").is_ok_and(|v| v == "1") => {
+                eprintln!("skipped: cannot create a BPF map ({e})");
+                None
+            }
+            Err(e) => panic!("cannot create a BPF map: {e}"),
+        }
+    }
+
+    #[test]
+    fn sweeps_the_kernels_list_once_mapaudit_is_gone() {
+        let Some(mut map) = exec_stopped_map() else { return };
+        // Stopped at an exec mapaudit never read: listed, held by nobody.
+        let (listed, _) = stopped_sleeper();
+        map.insert(listed.id(), crate::host::pidctl::monotonic_ns(), 0).unwrap();
+        // A pid listed for an exec before its process started: what a pid
+        // reused since looks like. Never signalled.
+        let before = crate::host::pidctl::monotonic_ns();
+        std::thread::sleep(Duration::from_millis(50));
+        let (reused, _) = stopped_sleeper();
+        map.insert(reused.id(), before, 0).unwrap();
+        // mapaudit's stand-in: the guard sweeps once it is gone.
+        let mut mapaudit = std::process::Command::new("sleep").arg("30").spawn().unwrap();
+        let mapaudit_fd = rustix::process::pidfd_open(
+            rustix::process::Pid::from_raw(mapaudit.id() as i32).unwrap(),
+            rustix::process::PidfdFlags::empty(),
+        )
+        .unwrap();
+        let (sock, h) = guard_thread(Duration::from_secs(3600));
+        send_fds(&sock, &encode(SETUP, mapaudit.id(), 0), &[aya::maps::IterableMap::map(&map).fd().as_fd(), mapaudit_fd.as_fd()]).unwrap();
+        drop(sock);
+        assert_eq!(state(listed.id()), Some('T'), "not before mapaudit is gone");
+        mapaudit.kill().unwrap();
+        mapaudit.wait().unwrap();
+        assert_eq!(h.join().unwrap(), 0);
+        assert_ne!(wait_state(listed.id(), |s| s != 'T'), 'T', "resumed by the sweep");
+        assert_eq!(state(reused.id()), Some('T'), "a reused pid is never signalled");
+        end(listed);
+        end(reused);
     }
 
     #[test]

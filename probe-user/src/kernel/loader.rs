@@ -383,6 +383,32 @@ impl Probes {
         }
     }
 
+    /// `EXEC_STOPPED`: the processes the kernel stopped at exec whose stop
+    /// mapaudit has not taken over yet (see `probe_common::maps`).
+    pub fn exec_stopped(&self) -> Option<BpfHashMap<&MapData, u32, u64>> {
+        BpfHashMap::try_from(self.ebpf.map(names::EXEC_STOPPED)?).ok()
+    }
+
+    /// `EXEC_STOPPED`'s fd, for the exec guard.
+    pub fn exec_stopped_fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        use std::os::fd::AsFd as _;
+        match self.ebpf.map(names::EXEC_STOPPED)? {
+            aya::maps::Map::HashMap(d) => Some(d.fd().as_fd()),
+            _ => None,
+        }
+    }
+
+    /// Drops `pid`'s `EXEC_STOPPED` entry if it is still the one of the exec
+    /// at `ktime_ns` (not a later exec at a reused pid, which the kernel
+    /// recorded meanwhile): its stop is mapaudit's (or the guard's) now.
+    pub fn forget_exec_stopped(&mut self, pid: u32, ktime_ns: u64) {
+        let Some(map) = self.ebpf.map_mut(names::EXEC_STOPPED) else { return };
+        let Ok(mut m) = BpfHashMap::<&mut MapData, u32, u64>::try_from(map) else { return };
+        if m.get(&pid, 0).is_ok_and(|t| t == ktime_ns) {
+            let _ = m.remove(&pid);
+        }
+    }
+
     /// Attaches the map-write uprobe at every routine `bin` links, through
     /// `path` (e.g. `/proc/PID/exe`, which reaches binaries in containers and
     /// deleted ones). `pid` None: every process running that file.

@@ -136,8 +136,9 @@ pub struct ExecStops {
     pub p50_ms: f64,
     pub p99_ms: f64,
     pub max_ms: f64,
-    /// Processes resumed by the exec guard at `--exec-stop-timeout`, before
-    /// their probes were attached (each also named in `warnings`).
+    /// Processes resumed before their probes were attached (each also named
+    /// in `warnings`): by the exec guard at `--exec-stop-timeout`, or at the
+    /// recording's end when mapaudit had not handled their stop yet.
     #[serde(default)]
     pub watchdog_resumes: u64,
 }
@@ -145,11 +146,12 @@ pub struct ExecStops {
 impl ExecStops {
     fn of(ns: &std::collections::VecDeque<u64>, watchdog_resumes: u64) -> Option<Self> {
         let mut v: Vec<u64> = ns.iter().copied().collect();
-        if v.is_empty() {
+        if v.is_empty() && watchdog_resumes == 0 {
             return None;
         }
         v.sort_unstable();
-        let at = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize] as f64 / 1e6;
+        // No measured stop (every one resumed unhandled): zeros.
+        let at = |q: f64| v.get(((v.len().max(1) - 1) as f64 * q).round() as usize).map_or(0.0, |&ns| ns as f64 / 1e6);
         Some(Self { count: v.len() as u64, p50_ms: at(0.5), p99_ms: at(0.99), max_ms: at(1.0), watchdog_resumes })
     }
 }

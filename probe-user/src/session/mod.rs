@@ -102,6 +102,8 @@ pub struct Session {
     guard: Option<crate::host::exec_guard::ExecGuard>,
     /// Testing: `--debug-exec-stall`.
     exec_stall: Duration,
+    /// Testing: `--debug-ignore-execs-after`: stops at exec still to handle.
+    execs_to_handle: Option<u32>,
 }
 
 impl Session {
@@ -167,6 +169,7 @@ impl Session {
             last_fold: 0,
             guard: None,
             exec_stall: probe.debug_exec_stall,
+            execs_to_handle: probe.debug_ignore_execs_after,
         };
         s.model.uprobe_links = Some(uprobe_links.to_string());
         s.model.reads_probed = probe.reads;
@@ -212,7 +215,8 @@ impl Session {
                 let path = cmd_path.context("command checked above")?;
                 // Before mapaudit tracks its own children: the guard is
                 // never stopped at its own exec.
-                match crate::host::exec_guard::ExecGuard::start(probe.exec_stop_timeout) {
+                let exec_stopped = s.probes.exec_stopped_fd().context("map EXEC_STOPPED missing")?;
+                match crate::host::exec_guard::ExecGuard::start(probe.exec_stop_timeout, exec_stopped) {
                     Ok(g) => s.guard = Some(g),
                     Err(e) => s.warnings.push(format!(
                         "cannot start the exec guard ({e}): a program stopped at exec is resumed only by mapaudit itself, and stays stopped if mapaudit is killed"
@@ -304,11 +308,24 @@ impl Session {
         for c in controls {
             match c {
                 Control::Exec { pid, stopped, ktime_ns } => {
+                    if stopped && self.execs_to_handle.is_some_and(|n| n == 0) {
+                        log::info!("pid {pid} stopped at exec, left unhandled (--debug-ignore-execs-after)");
+                        continue;
+                    }
+                    if stopped && let Some(n) = self.execs_to_handle.as_mut() {
+                        *n -= 1;
+                    }
                     // Pinned through a pidfd, and only if the process at
                     // `pid` started before this exec: a reused pid is never
                     // continued. The guard holds it meanwhile (a deadline,
                     // and a resume should mapaudit die before it does).
                     let pinned = if stopped { self.pin_stopped(pid, ktime_ns) } else { None };
+                    if stopped {
+                        // Held by the guard, or gone: the kernel's record of
+                        // the stop has served (dropped before the resume: a
+                        // later exec of the resumed process records anew).
+                        self.probes.forget_exec_stopped(pid, ktime_ns);
+                    }
                     if stopped && !self.exec_stall.is_zero() {
                         std::thread::sleep(self.exec_stall);
                     }
@@ -367,6 +384,26 @@ impl Session {
             log::warn!("pid {pid} ({exe}) resumed by the exec guard before its probes were attached");
             self.model.warnings.push(format!(
                 "pid {pid} ({exe}) stood stopped at exec past --exec-stop-timeout and was resumed before its probes were attached: its writes before that are not counted"
+            ));
+        }
+    }
+
+    /// At the end: continues every process the kernel stopped at exec that
+    /// mapaudit did not take over (its exec came after the last drain, or
+    /// was left unhandled). The guard does the same once mapaudit is gone —
+    /// this covers a run without a guard. Processes the guard already
+    /// resumed at their deadline are no longer listed: never counted twice.
+    fn continue_unhandled_stops(&mut self) {
+        let Some(m) = self.probes.exec_stopped() else { return };
+        let resumed = crate::host::exec_guard::continue_listed(&m, &mut Default::default());
+        for (pid, ktime_ns) in resumed {
+            // Taken over: the guard's sweep after mapaudit's exit skips it.
+            self.probes.forget_exec_stopped(pid, ktime_ns);
+            self.model.watchdog_resumes += 1;
+            let exe = proc::proc_exe(pid).map(|e| e.display).unwrap_or_else(|_| "?".into());
+            log::warn!("pid {pid} ({exe}) stood stopped at exec when the recording ended; resumed it");
+            self.model.warnings.push(format!(
+                "pid {pid} ({exe}) stood stopped at exec when the recording ended and was resumed without probes: its writes are not counted"
             ));
         }
     }
@@ -498,6 +535,7 @@ impl Session {
         self.drain();
         self.collector.snapshot_all(&mut self.model)?;
         self.drain();
+        self.continue_unhandled_stops();
         // The last lengths, while a target that waits to be stopped is alive.
         self.sample_lengths();
         self.collector.judge_remaining(&mut self.model);

@@ -151,8 +151,8 @@ root_test! {
         ]);
         let pid: u32 = line.rsplit("(pid ").next().unwrap().trim_end_matches([')', '\n']).parse().unwrap();
         wait_until("the command to stand stopped at its exec", || proc_state(pid) == Some('T'));
-        // The guard holds it only once mapaudit has read the exec event: a
-        // kill before that leaves it stopped (see the README's limits).
+        // This test is about a held process (a kill before the hold is
+        // `sigkill_before_exec_events_are_read_leaves_nothing_stopped`'s).
         m.err.wait_for("the guard to hold it", DEADLINE, |l| l.contains(&format!("pid {pid} stopped at exec, held by the exec guard")));
         let ids = prog_ids_of(m.pid());
         m.signal(Signal::SIGKILL);
@@ -162,6 +162,91 @@ root_test! {
         let out = m.wait();
         assert_eq!(out.code(), None, "mapaudit was killed: {}", out.stderr);
         assert!(out.stderr.contains(&format!("pid {pid} stood stopped at exec; resumed it")), "the guard says what it did: {}", out.stderr);
+        wait_until("programs to unload", || still_loaded(&ids) == 0);
+    }
+}
+
+/// SIGKILLs the listed pids if the test fails with them still around (a
+/// process left stopped would otherwise stay so, and keep the pipes open).
+struct KillOnPanic(Vec<u32>);
+
+impl Drop for KillOnPanic {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            for &pid in &self.0 {
+                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), Signal::SIGKILL);
+            }
+        }
+    }
+}
+
+root_test! {
+    /// The window before the guard holds a process: the kernel stopped the
+    /// command's children at their exec, and mapaudit has not handled their
+    /// exec events (it leaves them unhandled on purpose,
+    /// `--debug-ignore-execs-after 1`: the shell's own exec is handled, so
+    /// it runs and starts them). mapaudit SIGKILLed then: the kernel listed
+    /// every stop (`EXEC_STOPPED`) and the guard, holding that map, resumes
+    /// each child once mapaudit is gone. Each runs to its end and the
+    /// command completes. Before the fix they stayed stopped forever.
+    fn sigkill_before_exec_events_are_read_leaves_nothing_stopped(name) {
+        const CHILDREN: usize = 4;
+        let _g = SERIAL.lock();
+        let json = scratch(name).join("r.json");
+        let w = fixture("writers");
+        // Builtins only besides the children: any other exec would be left
+        // stopped too.
+        let list = (1..=CHILDREN).map(|i| i.to_string()).collect::<Vec<_>>().join(" ");
+        let script = format!("for i in {list}; do {} -n 200 & done; wait; echo all-done", s(&w));
+        let (m, line) = start_mapaudit(&[
+            "--log-level", "info", "record", "--debug-ignore-execs-after", "1", "--exec-stop-timeout", "3600s",
+            "--json", s(&json), "--", "sh", "-c", &script,
+        ]);
+        let sh: u32 = line.rsplit("(pid ").next().unwrap().trim_end_matches([')', '\n']).parse().unwrap();
+        let mut cleanup = KillOnPanic(vec![sh]);
+        // Every child stands stopped at its exec, its event unhandled.
+        let unhandled = |text: &str| -> Vec<u32> {
+            text.lines()
+                .filter(|l| l.contains("stopped at exec, left unhandled"))
+                .map(|l| l.split("pid ").nth(1).unwrap().split(' ').next().unwrap().parse().unwrap())
+                .collect()
+        };
+        let end = Instant::now() + DEADLINE;
+        while unhandled(&m.err.text()).len() < CHILDREN {
+            assert!(Instant::now() < end, "timed out waiting for every child's exec to be left unhandled: {}", m.err.text());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let kids = unhandled(&m.err.text());
+        cleanup.0.extend(&kids);
+        for &k in &kids {
+            wait_until(&format!("child {k} to stand stopped at its exec"), || proc_state(k) == Some('T'));
+        }
+        let mut of_sh: Vec<u32> = std::fs::read_to_string(format!("/proc/{sh}/task/{sh}/children"))
+            .unwrap()
+            .split_ascii_whitespace()
+            .map(|p| p.parse().unwrap())
+            .collect();
+        of_sh.sort_unstable();
+        let mut sorted = kids.clone();
+        sorted.sort_unstable();
+        assert_eq!(of_sh, sorted, "the stopped processes are the shell's children");
+        let ids = prog_ids_of(m.pid());
+        m.signal(Signal::SIGKILL);
+        for &k in &kids {
+            wait_until(&format!("child {k} to be resumed"), || proc_state(k) != Some('T'));
+        }
+        // The command completes: every child ran to its end (its truth), the
+        // shell's `wait` returned.
+        m.out.wait_for("the command to complete", DEADLINE, |l| l.trim() == "all-done");
+        let out = m.wait();
+        assert_eq!(out.code(), None, "mapaudit was killed: {}", out.stderr);
+        let mut ran: Vec<u32> = out.truths().iter().map(|t| t["pid"].as_u64().unwrap() as u32).collect();
+        ran.sort_unstable();
+        assert_eq!(ran, sorted, "each child ran to its end: {}", out.stdout);
+        for k in &kids {
+            let said = format!("mapaudit ended before it read pid {k}'s exec (stopped at exec); resumed it");
+            assert_eq!(out.stderr.matches(&said).count(), 1, "the guard says what it did, once: {}", out.stderr);
+        }
         wait_until("programs to unload", || still_loaded(&ids) == 0);
     }
 }

@@ -163,7 +163,10 @@ fn build_static(meta: &Meta) -> anyhow::Result<PathBuf> {
         .env("CARGO_TARGET_X86_64_UNKNOWN_LINUX_MUSL_LINKER", musl_linker(&link)?)
         .env(
             "CARGO_TARGET_X86_64_UNKNOWN_LINUX_MUSL_RUSTFLAGS",
-            format!("-C target-feature=+crt-static -C link-self-contained=no -L native={}", link.display()),
+            // -lgcc: mimalloc's C (mapaudit's allocator) calls libgcc's
+            // helpers (`__popcountdi2`), which -nodefaultlibs leaves out;
+            // static libgcc is under GCC's runtime library exception.
+            format!("-C target-feature=+crt-static -C link-self-contained=no -L native={} -C link-arg=-lgcc", link.display()),
         )
         .args(["build", "--release", "-p", "probe-user", "--bin", "mapaudit", "--target", TARGET])
         .args(["-Z", "build-std=std,panic_abort"]);

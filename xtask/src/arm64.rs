@@ -54,6 +54,14 @@ const SKIPPED: &[(&str, &str)] = &[
     ("budget::", "timing: emulation makes probe cost and duty cycles meaningless"),
     ("soak::", "timing and a minute of native work (hours under TCG)"),
 ];
+/// `--exec-stop-timeout` for the tests' `record -- CMD` runs in the machine
+/// (the end-to-end support's `EXEC_STOP_TIMEOUT_ENV`; tests about the
+/// deadline set their own): attaching under emulation on a loaded host
+/// outlasted the 1 s default once, and the watchdog resumed the program
+/// unaudited, losing an overlap finding. The deadline is a safety net for a
+/// stuck mapaudit, not what those tests prove.
+const EXEC_STOP_TIMEOUT: &str = "30s";
+const EXEC_STOP_TIMEOUT_ENV: &str = "MAPAUDIT_E2E_EXEC_STOP_TIMEOUT";
 /// How long the whole run in the machine may take before it counts as hung.
 const GUEST_TIMEOUT: Duration = Duration::from_secs(45 * 60);
 
@@ -292,6 +300,11 @@ fail() {{ echo "mapaudit-arm64: boot failed: $1"; /bin/busybox poweroff -f; }}
 /bin/busybox mount -t tmpfs tmp /newroot/tmp
 /bin/busybox mount -t tmpfs root /newroot/root
 /bin/busybox mount -t tmpfs bb /newroot/bb
+# The tests' scratch directories (reports, renamed into place by mapaudit and
+# read by the tests) in the machine's memory: over the 9p share with
+# cache=loose a report renamed into place was once not found by the reader.
+/bin/busybox mkdir -p /newroot{ws}/target/e2e
+/bin/busybox mount -t tmpfs e2e /newroot{ws}/target/e2e
 echo "mapaudit-arm64: booted"
 exec /bin/busybox switch_root /newroot /bin/busybox sh {script}
 "#,
@@ -375,7 +388,7 @@ pub fn test(filters: &[String]) -> anyhow::Result<()> {
     let run = format!(
         r#"/bin/busybox --install -s /bb
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:/bb HOME=/root TMPDIR=/tmp TERM=xterm LANG=C.UTF-8
-export MAPAUDIT_REQUIRE_ROOT_TESTS=1 MAPAUDIT_BIN={mapaudit} {prebuilt}=1
+export MAPAUDIT_REQUIRE_ROOT_TESTS=1 MAPAUDIT_BIN={mapaudit} {prebuilt}=1 {exec_stop}={EXEC_STOP_TIMEOUT}
 mount -t tracefs tracefs /sys/kernel/tracing 2>/dev/null
 mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null
 mount -t bpf bpf /sys/fs/bpf 2>/dev/null
@@ -389,6 +402,7 @@ poweroff -f
 "#,
         mapaudit = mapaudit.display(),
         prebuilt = fixtures::PREBUILT_ONLY,
+        exec_stop = EXEC_STOP_TIMEOUT_ENV,
         pkg = ws.join("probe-user").display(),
         e2e = e2e.display(),
         filters = filters.join(" "),

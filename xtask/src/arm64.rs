@@ -86,8 +86,45 @@ fn ensure_toolchain() -> anyhow::Result<()> {
             c.args(["target", "add", TARGET]);
             status(c)
         }
-        Err(_) => bail!("arm64 builds need rustup's std for {TARGET} (`rustup target add {TARGET}`); no rustup found"),
+        Err(_) => debian_std(),
     }
+}
+
+/// No rustup (CI on a fresh Debian 12 runs Debian's `rustc-web`): Debian's
+/// std for arm64, `libstd-rust-web-dev:arm64` (Multi-Arch: same, so apt
+/// installs it at exactly the host compiler's version) under the compiler's
+/// sysroot.
+fn debian_std() -> anyhow::Result<()> {
+    let sysroot = Command::new("rustc").args(["--print", "sysroot"]).output().context("running rustc --print sysroot")?;
+    let sysroot = PathBuf::from(String::from_utf8_lossy(&sysroot.stdout).trim());
+    if sysroot.join("lib/rustlib").join(TARGET).join("lib").is_dir() {
+        return Ok(());
+    }
+    if !(is_root() && setup::apt_available() && sysroot == Path::new("/usr")) {
+        bail!(
+            "arm64 builds need std for {TARGET}: `rustup target add {TARGET}`, or with Debian's rustc-web \
+             (as root) `dpkg --add-architecture arm64 && apt-get update && apt-get install libstd-rust-web-dev:arm64`"
+        );
+    }
+    add_arm64_architecture()?;
+    setup::apt_install(&["libstd-rust-web-dev:arm64"])
+}
+
+/// `dpkg --add-architecture arm64` (and the package lists it brings), once.
+fn add_arm64_architecture() -> anyhow::Result<()> {
+    let foreign = Command::new("dpkg").arg("--print-foreign-architectures").output().context("running dpkg")?;
+    if String::from_utf8_lossy(&foreign.stdout).lines().any(|l| l.trim() == "arm64") {
+        return Ok(());
+    }
+    if !is_root() {
+        bail!("the arm64 machine's packages need `dpkg --add-architecture arm64 && apt-get update` (as root)");
+    }
+    let mut c = Command::new("dpkg");
+    c.args(["--add-architecture", "arm64"]);
+    status(c)?;
+    let mut c = Command::new("apt-get");
+    c.arg("update");
+    status(c)
 }
 
 fn cross(mut c: Command) -> Command {
@@ -186,18 +223,7 @@ fn build_fixtures() -> anyhow::Result<()> {
 fn provision_guest() -> anyhow::Result<(PathBuf, PathBuf)> {
     let debs = dir().join("debs");
     std::fs::create_dir_all(&debs)?;
-    let foreign = Command::new("dpkg").arg("--print-foreign-architectures").output().context("running dpkg")?;
-    if !String::from_utf8_lossy(&foreign.stdout).lines().any(|l| l.trim() == "arm64") {
-        if !is_root() {
-            bail!("the arm64 machine's packages need `dpkg --add-architecture arm64 && apt-get update` (as root)");
-        }
-        let mut c = Command::new("dpkg");
-        c.args(["--add-architecture", "arm64"]);
-        status(c)?;
-        let mut c = Command::new("apt-get");
-        c.arg("update");
-        status(c)?;
-    }
+    add_arm64_architecture()?;
     let kernel_pkg = format!("linux-image-{KERNEL}");
     let wanted: Vec<String> = GUEST_PACKAGES.iter().map(|p| p.to_string()).chain([kernel_pkg.clone()]).collect();
     let have = |p: &str| {

@@ -138,10 +138,6 @@ fn cross(mut c: Command) -> Command {
 pub fn build() -> anyhow::Result<PathBuf> {
     setup::ensure()?;
     ensure_toolchain()?;
-    cross_build_mapaudit()
-}
-
-fn cross_build_mapaudit() -> anyhow::Result<PathBuf> {
     let mut c = cargo();
     c.args(["build", "--release", "-p", "probe-user", "--target", TARGET]);
     status(cross(c))?;
@@ -150,8 +146,14 @@ fn cross_build_mapaudit() -> anyhow::Result<PathBuf> {
     Ok(bin)
 }
 
-/// The end-to-end test binary, cross-built.
-fn e2e_binary() -> anyhow::Result<PathBuf> {
+/// The end-to-end test binary and the mapaudit it runs, cross-built by one
+/// cargo command. `cargo test` builds the package's binaries for its
+/// integration tests with the dev-dependencies' features unified in (a
+/// plain `cargo build` after or before it rebuilds ~75 crates: ~5 min of a
+/// cold run on 2 cores), so the tests run the `mapaudit` it built — the one
+/// at `target/aarch64-unknown-linux-gnu/release/mapaudit`, as on amd64,
+/// where `cargo test` rebuilds the binary at the same path the same way.
+fn cross_build_tests() -> anyhow::Result<(PathBuf, PathBuf)> {
     let mut c = cross(cargo());
     c.args(["test", "--release", "-p", "probe-user", "--test", "e2e", "--no-run", "--message-format=json", "--target", TARGET]);
     c.stderr(std::process::Stdio::inherit());
@@ -160,12 +162,19 @@ fn e2e_binary() -> anyhow::Result<PathBuf> {
     if !out.status.success() {
         bail!("{c:?} failed: {}", out.status);
     }
-    String::from_utf8_lossy(&out.stdout)
+    let artifacts: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
         .lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == "e2e")
-        .find_map(|m| m["executable"].as_str().map(PathBuf::from))
-        .context("cargo built no e2e test executable for arm64")
+        .filter(|m| m["reason"] == "compiler-artifact")
+        .collect();
+    let executable = |kind: &str, name: &str| {
+        artifacts
+            .iter()
+            .filter(|m| m["target"]["name"] == name && m["target"]["kind"].as_array().is_some_and(|k| k.iter().any(|k| k == kind)))
+            .find_map(|m| m["executable"].as_str().map(PathBuf::from))
+            .with_context(|| format!("cargo built no {kind} {name} for arm64"))
+    };
+    Ok((executable("bin", "mapaudit")?, executable("test", "e2e")?))
 }
 
 /// The fixtures the modules run here use (and no others: each Go version's
@@ -318,14 +327,17 @@ fail() {{ echo "mapaudit-arm64: boot failed: $1"; /bin/busybox poweroff -f; }}
 /bin/busybox mount -t devtmpfs dev /dev
 {inserts}o=trans=virtio,version=9p2000.L,msize=524288,cache=loose
 /bin/busybox mount -t 9p -o $o rootfs /newroot || fail 'mounting the userland'
-/bin/busybox mkdir -p /newroot/proc /newroot/sys /newroot/dev /newroot/tmp /newroot/root /newroot/bb /newroot{ws}
-/bin/busybox mount -t 9p -o $o workspace /newroot{ws} || fail 'mounting the workspace'
+/bin/busybox mkdir -p /newroot/proc /newroot/sys /newroot/dev /newroot/tmp /newroot/root /newroot/bb
 /bin/busybox mount --move /proc /newroot/proc
 /bin/busybox mount --move /sys /newroot/sys
 /bin/busybox mount --move /dev /newroot/dev
 /bin/busybox mount -t tmpfs tmp /newroot/tmp
 /bin/busybox mount -t tmpfs root /newroot/root
 /bin/busybox mount -t tmpfs bb /newroot/bb
+# The workspace after the tmpfs mounts: a clone under /tmp or /root would
+# be hidden by them otherwise.
+/bin/busybox mkdir -p /newroot{ws}
+/bin/busybox mount -t 9p -o $o workspace /newroot{ws} || fail 'mounting the workspace'
 # The tests' scratch directories (reports, renamed into place by mapaudit and
 # read by the tests) in the machine's memory: over the 9p share with
 # cache=loose a report renamed into place was once not found by the reader.
@@ -389,11 +401,7 @@ pub fn test(filters: &[String]) -> anyhow::Result<()> {
             Ok((guest, st))
         });
         let mut st = Stages::default();
-        let built = (|| -> anyhow::Result<(PathBuf, PathBuf)> {
-            let mapaudit = st.time("cross-build mapaudit", cross_build_mapaudit)?;
-            let e2e = st.time("cross-build e2e tests", e2e_binary)?;
-            Ok((mapaudit, e2e))
-        })();
+        let built = st.time("cross-build mapaudit and the e2e tests", cross_build_tests);
         let side = side.join().map_err(|_| anyhow::anyhow!("the guest provisioning thread panicked")).and_then(|r| r);
         (built.map(|b| (b, st)), side)
     });

@@ -54,6 +54,14 @@ const SKIPPED: &[(&str, &str)] = &[
     ("budget::", "timing: emulation makes probe cost and duty cycles meaningless"),
     ("soak::", "timing and a minute of native work (hours under TCG)"),
 ];
+/// `--exec-stop-timeout` for the tests' `record -- CMD` runs in the machine
+/// (the end-to-end support's `EXEC_STOP_TIMEOUT_ENV`; tests about the
+/// deadline set their own): attaching under emulation on a loaded host
+/// outlasted the 1 s default once, and the watchdog resumed the program
+/// unaudited, losing an overlap finding. The deadline is a safety net for a
+/// stuck mapaudit, not what those tests prove.
+const EXEC_STOP_TIMEOUT: &str = "30s";
+const EXEC_STOP_TIMEOUT_ENV: &str = "MAPAUDIT_E2E_EXEC_STOP_TIMEOUT";
 /// How long the whole run in the machine may take before it counts as hung.
 const GUEST_TIMEOUT: Duration = Duration::from_secs(45 * 60);
 
@@ -78,8 +86,45 @@ fn ensure_toolchain() -> anyhow::Result<()> {
             c.args(["target", "add", TARGET]);
             status(c)
         }
-        Err(_) => bail!("arm64 builds need rustup's std for {TARGET} (`rustup target add {TARGET}`); no rustup found"),
+        Err(_) => debian_std(),
     }
+}
+
+/// No rustup (CI on a fresh Debian 12 runs Debian's `rustc-web`): Debian's
+/// std for arm64, `libstd-rust-web-dev:arm64` (Multi-Arch: same, so apt
+/// installs it at exactly the host compiler's version) under the compiler's
+/// sysroot.
+fn debian_std() -> anyhow::Result<()> {
+    let sysroot = Command::new("rustc").args(["--print", "sysroot"]).output().context("running rustc --print sysroot")?;
+    let sysroot = PathBuf::from(String::from_utf8_lossy(&sysroot.stdout).trim());
+    if sysroot.join("lib/rustlib").join(TARGET).join("lib").is_dir() {
+        return Ok(());
+    }
+    if !(is_root() && setup::apt_available() && sysroot == Path::new("/usr")) {
+        bail!(
+            "arm64 builds need std for {TARGET}: `rustup target add {TARGET}`, or with Debian's rustc-web \
+             (as root) `dpkg --add-architecture arm64 && apt-get update && apt-get install libstd-rust-web-dev:arm64`"
+        );
+    }
+    add_arm64_architecture()?;
+    setup::apt_install(&["libstd-rust-web-dev:arm64"])
+}
+
+/// `dpkg --add-architecture arm64` (and the package lists it brings), once.
+fn add_arm64_architecture() -> anyhow::Result<()> {
+    let foreign = Command::new("dpkg").arg("--print-foreign-architectures").output().context("running dpkg")?;
+    if String::from_utf8_lossy(&foreign.stdout).lines().any(|l| l.trim() == "arm64") {
+        return Ok(());
+    }
+    if !is_root() {
+        bail!("the arm64 machine's packages need `dpkg --add-architecture arm64 && apt-get update` (as root)");
+    }
+    let mut c = Command::new("dpkg");
+    c.args(["--add-architecture", "arm64"]);
+    status(c)?;
+    let mut c = Command::new("apt-get");
+    c.arg("update");
+    status(c)
 }
 
 fn cross(mut c: Command) -> Command {
@@ -101,8 +146,14 @@ pub fn build() -> anyhow::Result<PathBuf> {
     Ok(bin)
 }
 
-/// The end-to-end test binary, cross-built.
-fn e2e_binary() -> anyhow::Result<PathBuf> {
+/// The end-to-end test binary and the mapaudit it runs, cross-built by one
+/// cargo command. `cargo test` builds the package's binaries for its
+/// integration tests with the dev-dependencies' features unified in (a
+/// plain `cargo build` after or before it rebuilds ~75 crates: ~5 min of a
+/// cold run on 2 cores), so the tests run the `mapaudit` it built — the one
+/// at `target/aarch64-unknown-linux-gnu/release/mapaudit`, as on amd64,
+/// where `cargo test` rebuilds the binary at the same path the same way.
+fn cross_build_tests() -> anyhow::Result<(PathBuf, PathBuf)> {
     let mut c = cross(cargo());
     c.args(["test", "--release", "-p", "probe-user", "--test", "e2e", "--no-run", "--message-format=json", "--target", TARGET]);
     c.stderr(std::process::Stdio::inherit());
@@ -111,34 +162,47 @@ fn e2e_binary() -> anyhow::Result<PathBuf> {
     if !out.status.success() {
         bail!("{c:?} failed: {}", out.status);
     }
-    String::from_utf8_lossy(&out.stdout)
+    let artifacts: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
         .lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == "e2e")
-        .find_map(|m| m["executable"].as_str().map(PathBuf::from))
-        .context("cargo built no e2e test executable for arm64")
+        .filter(|m| m["reason"] == "compiler-artifact")
+        .collect();
+    let executable = |kind: &str, name: &str| {
+        artifacts
+            .iter()
+            .filter(|m| m["target"]["name"] == name && m["target"]["kind"].as_array().is_some_and(|k| k.iter().any(|k| k == kind)))
+            .find_map(|m| m["executable"].as_str().map(PathBuf::from))
+            .with_context(|| format!("cargo built no {kind} {name} for arm64"))
+    };
+    Ok((executable("bin", "mapaudit")?, executable("test", "e2e")?))
 }
 
-/// The fixtures the modules run here use, built for arm64 on the host (the
-/// Go toolchains are amd64 programs); the tests in the machine only find them.
+/// The fixtures the modules run here use (and no others: each Go version's
+/// first arm64 build compiles its runtime, the bulk of a cold run's fixture
+/// time), built for arm64 on the host (the Go toolchains are amd64
+/// programs); the tests in the machine only find them, and one missing is
+/// an error that names it (`fixtures::PREBUILT_ONLY`).
 fn build_fixtures() -> anyhow::Result<()> {
     let (oldest, newest) = (fixtures::GO_OLDEST, fixtures::GO_NEWEST);
     let mut builds: Vec<(&str, &str, Variant)> = Vec::new();
+    // Every Go: the plain matrix (core), totals (core), overlap (findings), reads.
     for v in fixtures::GO_VERSIONS {
         for name in ["writers", "readers", "exact", "overlapmode"] {
             builds.push((name, v, Variant::Plain));
         }
     }
+    // Oldest and newest: PIE and stripped (core), read during write (reads).
     for v in [oldest, newest] {
         for variant in [Variant::Pie, Variant::Stripped, Variant::PieStripped] {
             builds.push(("writers", v, variant));
         }
-        for name in ["racy", "bench", "reuse"] {
-            builds.push((name, v, Variant::Plain));
-        }
+        builds.push(("racy", v, Variant::Plain));
     }
     builds.push(("readers", newest, Variant::PieStripped));
-    for name in ["bpfwriter", "bpfreuse", "churn", "demo"] {
+    // Two programs in one shell (core).
+    builds.push(("bench", oldest, Variant::Plain));
+    // bpf(2) writers (bpfmaps, bpfkernel).
+    for name in ["bpfwriter", "bpfreuse"] {
         builds.push((name, newest, Variant::Plain));
     }
     let t = Instant::now();
@@ -168,18 +232,7 @@ fn build_fixtures() -> anyhow::Result<()> {
 fn provision_guest() -> anyhow::Result<(PathBuf, PathBuf)> {
     let debs = dir().join("debs");
     std::fs::create_dir_all(&debs)?;
-    let foreign = Command::new("dpkg").arg("--print-foreign-architectures").output().context("running dpkg")?;
-    if !String::from_utf8_lossy(&foreign.stdout).lines().any(|l| l.trim() == "arm64") {
-        if !is_root() {
-            bail!("the arm64 machine's packages need `dpkg --add-architecture arm64 && apt-get update` (as root)");
-        }
-        let mut c = Command::new("dpkg");
-        c.args(["--add-architecture", "arm64"]);
-        status(c)?;
-        let mut c = Command::new("apt-get");
-        c.arg("update");
-        status(c)?;
-    }
+    add_arm64_architecture()?;
     let kernel_pkg = format!("linux-image-{KERNEL}");
     let wanted: Vec<String> = GUEST_PACKAGES.iter().map(|p| p.to_string()).chain([kernel_pkg.clone()]).collect();
     let have = |p: &str| {
@@ -274,14 +327,22 @@ fail() {{ echo "mapaudit-arm64: boot failed: $1"; /bin/busybox poweroff -f; }}
 /bin/busybox mount -t devtmpfs dev /dev
 {inserts}o=trans=virtio,version=9p2000.L,msize=524288,cache=loose
 /bin/busybox mount -t 9p -o $o rootfs /newroot || fail 'mounting the userland'
-/bin/busybox mkdir -p /newroot/proc /newroot/sys /newroot/dev /newroot/tmp /newroot/root /newroot/bb /newroot{ws}
-/bin/busybox mount -t 9p -o $o workspace /newroot{ws} || fail 'mounting the workspace'
+/bin/busybox mkdir -p /newroot/proc /newroot/sys /newroot/dev /newroot/tmp /newroot/root /newroot/bb
 /bin/busybox mount --move /proc /newroot/proc
 /bin/busybox mount --move /sys /newroot/sys
 /bin/busybox mount --move /dev /newroot/dev
 /bin/busybox mount -t tmpfs tmp /newroot/tmp
 /bin/busybox mount -t tmpfs root /newroot/root
 /bin/busybox mount -t tmpfs bb /newroot/bb
+# The workspace after the tmpfs mounts: a clone under /tmp or /root would
+# be hidden by them otherwise.
+/bin/busybox mkdir -p /newroot{ws}
+/bin/busybox mount -t 9p -o $o workspace /newroot{ws} || fail 'mounting the workspace'
+# The tests' scratch directories (reports, renamed into place by mapaudit and
+# read by the tests) in the machine's memory: over the 9p share with
+# cache=loose a report renamed into place was once not found by the reader.
+/bin/busybox mkdir -p /newroot{ws}/target/e2e
+/bin/busybox mount -t tmpfs e2e /newroot{ws}/target/e2e
 echo "mapaudit-arm64: booted"
 exec /bin/busybox switch_root /newroot /bin/busybox sh {script}
 "#,
@@ -297,16 +358,57 @@ exec /bin/busybox switch_root /newroot /bin/busybox sh {script}
     Ok(initrd)
 }
 
+/// How long each stage of `test-arm64` took, printed at the end (the CI
+/// budget is spent here: see the README's arm64 section).
+#[derive(Default)]
+struct Stages(Vec<(&'static str, Duration)>);
+
+impl Stages {
+    fn time<T>(&mut self, name: &'static str, f: impl FnOnce() -> anyhow::Result<T>) -> anyhow::Result<T> {
+        let t = Instant::now();
+        let r = f();
+        self.0.push((name, t.elapsed()));
+        r
+    }
+
+    fn summary(&self) -> String {
+        self.0.iter().map(|(n, d)| format!("{n} {:.0}s", d.as_secs_f64())).collect::<Vec<_>>().join(", ")
+    }
+}
+
 /// `cargo xtask test-arm64 [-- FILTERS]`.
 pub fn test(filters: &[String]) -> anyhow::Result<()> {
     if !is_root() {
         bail!("`cargo xtask test-arm64` provisions packages and shares the workspace as root: run it with sudo -E");
     }
     let started = Instant::now();
-    let mapaudit = build()?;
-    let e2e = e2e_binary()?;
-    build_fixtures()?;
-    let (rootfs, kernel) = provision_guest()?;
+    let mut stages = Stages::default();
+    // Packages first, one apt at a time (the guest's downloads below run
+    // while cargo builds, and apt allows one install at a time).
+    stages.time("toolchain", || {
+        setup::ensure()?;
+        ensure_toolchain()
+    })?;
+    // The guest's packages (network, dpkg-deb) and the Go fixtures run in a
+    // second thread while cargo cross-builds: cargo leaves CPUs idle in its
+    // serial stretches (the big crates, the links) and the downloads wait on
+    // the network, so overlapping them saves most of the shorter one.
+    let (cross_built, side) = std::thread::scope(|s| {
+        let side = s.spawn(|| -> anyhow::Result<((PathBuf, PathBuf), Stages)> {
+            let mut st = Stages::default();
+            let guest = st.time("guest packages", provision_guest)?;
+            st.time("arm64 fixtures", build_fixtures)?;
+            Ok((guest, st))
+        });
+        let mut st = Stages::default();
+        let built = st.time("cross-build mapaudit and the e2e tests", cross_build_tests);
+        let side = side.join().map_err(|_| anyhow::anyhow!("the guest provisioning thread panicked")).and_then(|r| r);
+        (built.map(|b| (b, st)), side)
+    });
+    let ((mapaudit, e2e), st) = cross_built?;
+    let ((rootfs, kernel), side) = side?;
+    stages.0.extend(st.0);
+    stages.0.extend(side.0);
     let prepared = started.elapsed();
 
     let out_file = dir().join("e2e-output.txt");
@@ -320,7 +422,7 @@ pub fn test(filters: &[String]) -> anyhow::Result<()> {
     let run = format!(
         r#"/bin/busybox --install -s /bb
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:/bb HOME=/root TMPDIR=/tmp TERM=xterm LANG=C.UTF-8
-export MAPAUDIT_REQUIRE_ROOT_TESTS=1 MAPAUDIT_BIN={mapaudit} {prebuilt}=1
+export MAPAUDIT_REQUIRE_ROOT_TESTS=1 MAPAUDIT_BIN={mapaudit} {prebuilt}=1 {exec_stop}={EXEC_STOP_TIMEOUT}
 mount -t tracefs tracefs /sys/kernel/tracing 2>/dev/null
 mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null
 mount -t bpf bpf /sys/fs/bpf 2>/dev/null
@@ -334,6 +436,7 @@ poweroff -f
 "#,
         mapaudit = mapaudit.display(),
         prebuilt = fixtures::PREBUILT_ONLY,
+        exec_stop = EXEC_STOP_TIMEOUT_ENV,
         pkg = ws.join("probe-user").display(),
         e2e = e2e.display(),
         filters = filters.join(" "),
@@ -341,7 +444,7 @@ poweroff -f
         status = status_file.display(),
     );
     std::fs::write(&script, run)?;
-    let initrd = initramfs(&rootfs, &kernel, &script)?;
+    let initrd = stages.time("initramfs", || initramfs(&rootfs, &kernel, &script))?;
 
     let console = dir().join("console.log");
     let log = std::fs::File::create(&console)?;
@@ -378,6 +481,7 @@ poweroff -f
         std::thread::sleep(Duration::from_secs(2));
     };
     let in_guest = booted.elapsed();
+    stages.0.push(("in the machine", in_guest));
     let text = std::fs::read_to_string(&console).unwrap_or_default();
     if !text.contains("mapaudit-arm64: booted") {
         bail!("the arm64 machine did not boot (qemu: {exit}); console:\n{}", tail(&console));
@@ -394,12 +498,15 @@ poweroff -f
     }
     let failed: Vec<&String> = results.iter().filter(|(_, r)| r.as_str() != "ok").map(|(t, _)| t).collect();
     eprintln!(
-        "xtask: arm64: {} tests, {} passed, {} failed; {:.0?} preparing, {:.0?} in the machine; output in {}",
+        "xtask: arm64: {} tests, {} passed, {} failed; {:.0?} preparing, {:.0?} in the machine, {:.0?} in all \
+         (stages: {}); output in {}",
         results.len(),
         results.len() - failed.len(),
         failed.len(),
         prepared,
         in_guest,
+        started.elapsed(),
+        stages.summary(),
         out_file.display()
     );
     if results.is_empty() {

@@ -34,16 +34,34 @@ impl Resolution {
 
 const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
 
-/// The offsets the kernel side follows, from the running kernel's BTF.
-/// Mmap backend: parses only the types asked for (~50 ms, not ~0.5 s).
-/// Kernels before 6.16 cannot mmap the file (ENODEV; Linux 6.1 here, e.g.
-/// Debian 12's): those are parsed from a plain read instead.
-pub fn kernel_offsets() -> Result<KernelOffsets, String> {
+/// What the kernel side needs from the running kernel's BTF, read once.
+pub struct BtfOffsets {
+    /// `task_struct.pid`, for the raw fork tracepoint (None: the tracefs
+    /// one, which carries the child's pid in its record).
+    pub task_pid: Option<u32>,
+    /// The fd → map chain the bpf(2) tracepoint follows, or why not.
+    pub kernel: Result<KernelOffsets, String>,
+}
+
+/// Opens the kernel's BTF once and reads both. Mmap backend: parses only
+/// the types asked for (~50 ms, not ~0.5 s). Kernels before 6.16 cannot
+/// mmap the file (ENODEV; Linux 6.1 here, e.g. Debian 12's): those are
+/// parsed from a plain read instead — for both offsets, so that such a
+/// kernel also gets the raw fork tracepoint.
+pub fn btf_offsets() -> BtfOffsets {
     let btf = Btf::from_file_with_backend(VMLINUX_BTF, Backend::Mmap)
         .or_else(|_| Btf::from_file_with_backend(VMLINUX_BTF, Backend::Cache))
-        .map_err(|e| format!("cannot read {VMLINUX_BTF}: {e}"))?;
+        .map_err(|e| format!("cannot read {VMLINUX_BTF}: {e}"));
+    match btf {
+        Ok(btf) => BtfOffsets { task_pid: task_pid_offset(&btf), kernel: kernel_offsets(&btf) },
+        Err(e) => BtfOffsets { task_pid: None, kernel: Err(e) },
+    }
+}
+
+/// The offsets the kernel side follows.
+fn kernel_offsets(btf: &Btf) -> Result<KernelOffsets, String> {
     let off = |s: &str, m: &str| {
-        let u32_off = member_offset(&btf, s, m).ok_or_else(|| format!("the kernel's BTF has no {s}.{m}"))?;
+        let u32_off = member_offset(btf, s, m).ok_or_else(|| format!("the kernel's BTF has no {s}.{m}"))?;
         u32::try_from(u32_off).map_err(|_| format!("{s}.{m} at an offset out of range"))
     };
     Ok(KernelOffsets {
@@ -60,10 +78,9 @@ pub fn kernel_offsets() -> Result<KernelOffsets, String> {
     })
 }
 
-/// Offset of `pid` in `struct task_struct`, for the raw fork tracepoint.
-pub fn task_pid_offset() -> Option<u32> {
-    let btf = Btf::from_file_with_backend(VMLINUX_BTF, Backend::Mmap).ok()?;
-    member_offset(&btf, "task_struct", "pid").and_then(|o| u32::try_from(o).ok())
+/// Offset of `pid` in `struct task_struct`.
+fn task_pid_offset(btf: &Btf) -> Option<u32> {
+    member_offset(btf, "task_struct", "pid").and_then(|o| u32::try_from(o).ok())
 }
 
 /// Byte offset of `member` in `struct name`, looking into anonymous
@@ -218,7 +235,9 @@ mod tests {
     /// Every field the kernel side follows is in this machine's kernel.
     #[test]
     fn this_kernels_btf_has_every_offset() {
-        let k = super::kernel_offsets().unwrap();
+        let o = super::btf_offsets();
+        let k = o.kernel.unwrap();
+        assert!(o.task_pid.is_some_and(|p| p > 0), "task_struct.pid");
         assert_eq!(k.fdt_max_fds, 0, "fdtable starts with max_fds");
         assert!(k.task_files > 0 && k.map_name > k.map_type);
     }

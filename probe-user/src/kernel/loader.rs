@@ -190,14 +190,8 @@ impl Probes {
         }
         // aya-log's levels are `log`'s: Off 0, Error 1 … Trace 5.
         let level = opts.log_level as u8;
-        // Read the kernel's BTF while the object loads.
-        let task_pid = std::thread::spawn(crate::kernel::bpfmaps::task_pid_offset);
-        let offsets = (opts.bpf_maps && !opts.floor).then(|| {
-            let forced = opts.bpf_force_userspace;
-            std::thread::spawn(move || {
-                if forced { Err("forced by --debug-bpf-userspace".to_string()) } else { crate::kernel::bpfmaps::kernel_offsets() }
-            })
-        });
+        // Read the kernel's BTF (once, for both offsets) while the object loads.
+        let btf = std::thread::spawn(crate::kernel::bpfmaps::btf_offsets);
         let mut ebpf = EbpfLoader::new()
             .map_max_entries(names::WRITES[0], opts.writes_entries)
             .map_max_entries(names::WRITES[1], opts.writes_entries)
@@ -254,7 +248,11 @@ impl Probes {
         // The lifecycle tracepoints, raw (released without a grace period:
         // see probe-ebpf's sched.rs); fork needs task_struct.pid's offset.
         let t = std::time::Instant::now();
-        let task_pid_off = task_pid.join().ok().flatten();
+        let btf = btf.join().unwrap_or_else(|_| crate::kernel::bpfmaps::BtfOffsets {
+            task_pid: None,
+            kernel: Err("reading the kernel's BTF failed".into()),
+        });
+        let task_pid_off = btf.task_pid;
         log::debug!("task_struct.pid offset {task_pid_off:?} (waited {:?})", t.elapsed());
         if let Some(off) = task_pid_off {
             let g = Global { task_pid_off: off, ..me.global };
@@ -280,8 +278,8 @@ impl Probes {
             let name = if opts.floor { names::PROG_BPF_SYSCALL_FLOOR } else { names::PROG_BPF_SYSCALL };
             me.attach_tracepoint(name, "syscalls", "sys_enter_bpf")?;
         }
-        if let Some(offsets) = offsets {
-            let offsets = offsets.join().unwrap_or_else(|_| Err("reading the kernel's BTF failed".into()));
+        if opts.bpf_maps && !opts.floor {
+            let offsets = if opts.bpf_force_userspace { Err("forced by --debug-bpf-userspace".to_string()) } else { btf.kernel };
             let resolution = match offsets.and_then(|k| me.calibrate_bpf(k)) {
                 Ok(()) => crate::kernel::bpfmaps::Resolution::Kernel,
                 Err(why) => {

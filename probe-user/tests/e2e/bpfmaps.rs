@@ -30,7 +30,17 @@ fn rows_for<'a>(report: &'a Value, truth: &Value) -> Vec<&'a Value> {
 /// The fixture's one row, field by field against what it counted.
 fn assert_row(report: &Value, t: &Value) {
     let rows = rows_for(report, t);
-    assert_eq!(rows.len(), 1, "one writer thread (locked), one map: {rows:#?}");
+    // On failure, every row and how fds were named: a missing row says
+    // more next to the others (another pid? no rows at all?).
+    assert_eq!(
+        rows.len(),
+        1,
+        "one writer thread (locked), one map, for pid {}: {rows:#?}\nall rows: {:#}\nresolution: {:#}\nlost: {:#}",
+        t["pid"],
+        report["bpf_maps"],
+        report["diagnostics"]["bpf_map_resolution"],
+        report["lost"]
+    );
     let r = rows[0];
     for f in ["tid", "map_id", "map_name", "comm", "updates", "deletes", "update_calls", "delete_calls"] {
         assert_eq!(r[f], t[f], "{f}: {r:#}");

@@ -40,3 +40,17 @@ root_test! {
         assert!(!both.contains("report written"), "the flag wins over the environment: {both}");
     }
 }
+
+user_test! {
+    /// The emulated machine's generous exec-stop deadline (see
+    /// `EXEC_STOP_TIMEOUT_ENV`) goes where clap takes it, and never over a
+    /// test's own.
+    fn exec_stop_timeout_goes_after_record_unless_chosen(_name) {
+        let f = |a: &[&'static str], t| with_exec_stop_timeout(a, t);
+        assert_eq!(f(&["record", "--json", "x", "--", "a"], Some("30s")), ["record", "--exec-stop-timeout", "30s", "--json", "x", "--", "a"]);
+        assert_eq!(f(&["--log-level", "info", "record", "--", "a"], Some("30s"))[3..5], ["--exec-stop-timeout", "30s"]);
+        assert_eq!(f(&["record", "--exec-stop-timeout", "200ms", "--", "a"], Some("30s")), ["record", "--exec-stop-timeout", "200ms", "--", "a"]);
+        assert_eq!(f(&["record", "--pid", "1"], Some("30s")), ["record", "--pid", "1"]);
+        assert_eq!(f(&["record", "--", "a"], None), ["record", "--", "a"]);
+    }
+}

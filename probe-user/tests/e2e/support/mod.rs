@@ -13,7 +13,10 @@ use std::path::PathBuf;
 
 pub use fixtures::{self, Variant};
 pub use nix::sys::signal::Signal;
-pub use proc::{DEADLINE, Finished, Proc, mapaudit, record, run, signal, spawn_fixture, spawn_waiting, start_mapaudit, start_mapaudit_cmd};
+pub use proc::{
+    DEADLINE, Finished, Proc, mapaudit, record, run, signal, spawn_fixture, spawn_waiting, start_mapaudit, start_mapaudit_cmd,
+    with_exec_stop_timeout,
+};
 pub use report::{assert_valid_report, find, line_of, process, read_json, source_path, truth, truths};
 pub use writers::{assert_goids_plausible, assert_writers_truth, on_thread};
 

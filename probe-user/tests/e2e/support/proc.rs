@@ -181,9 +181,34 @@ pub fn signal(pid: u32, sig: Signal) {
 /// `mapaudit ARGS` as a command (to add environment or a directory).
 pub fn mapaudit(args: &[&str]) -> Command {
     let mut c = Command::new(mapaudit_bin());
-    c.args(args);
+    c.args(with_exec_stop_timeout(args, std::env::var(EXEC_STOP_TIMEOUT_ENV).ok().as_deref()));
     c
 }
+
+/// Set by `cargo xtask test-arm64` in its emulated machine: the
+/// `--exec-stop-timeout` of every `record … -- CMD` that does not choose its
+/// own. Under emulation on a loaded host, attaching to a program stopped at
+/// exec can outlast the 1 s default; the watchdog then resumes it unaudited
+/// and the writes it makes before the probes land are missing (a lost
+/// overlap, an unnamed reader). The tests about the deadline itself pass
+/// `--exec-stop-timeout` and keep their value; natively nothing changes.
+pub const EXEC_STOP_TIMEOUT_ENV: &str = "MAPAUDIT_E2E_EXEC_STOP_TIMEOUT";
+
+/// `args` with `--exec-stop-timeout TIMEOUT` after `record` when they run a
+/// command (`--`) and set no deadline of their own.
+pub fn with_exec_stop_timeout<'a>(args: &[&'a str], timeout: Option<&'a str>) -> Vec<&'a str> {
+    let mut v = args.to_vec();
+    let record = args.iter().position(|a| *a == "record");
+    let cmd = args.iter().position(|a| *a == "--");
+    if let (Some(t), Some(r), Some(c)) = (timeout, record, cmd)
+        && r < c
+        && !args[..c].iter().any(|a| a.starts_with("--exec-stop-timeout"))
+    {
+        v.splice(r + 1..r + 1, ["--exec-stop-timeout", t]);
+    }
+    v
+}
+
 
 /// `mapaudit ARGS` to completion.
 pub fn run(args: &[&str]) -> Output {

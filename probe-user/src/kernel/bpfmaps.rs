@@ -47,13 +47,17 @@ pub struct BtfOffsets {
 /// the types asked for (~50 ms, not ~0.5 s). Kernels before 6.16 cannot
 /// mmap the file (ENODEV; Linux 6.1 here, e.g. Debian 12's): those are
 /// parsed from a plain read instead — for both offsets, so that such a
-/// kernel also gets the raw fork tracepoint.
-pub fn btf_offsets() -> BtfOffsets {
+/// kernel also gets the raw fork tracepoint. `kernel`: whether the bpf(2)
+/// chain is wanted (not with `--no-bpf-maps`): its lookups are skipped else.
+pub fn btf_offsets(kernel: bool) -> BtfOffsets {
     let btf = Btf::from_file_with_backend(VMLINUX_BTF, Backend::Mmap)
         .or_else(|_| Btf::from_file_with_backend(VMLINUX_BTF, Backend::Cache))
         .map_err(|e| format!("cannot read {VMLINUX_BTF}: {e}"));
     match btf {
-        Ok(btf) => BtfOffsets { task_pid: task_pid_offset(&btf), kernel: kernel_offsets(&btf) },
+        Ok(btf) => BtfOffsets {
+            task_pid: task_pid_offset(&btf),
+            kernel: if kernel { kernel_offsets(&btf) } else { Err("not wanted".into()) },
+        },
         Err(e) => BtfOffsets { task_pid: None, kernel: Err(e) },
     }
 }
@@ -235,7 +239,7 @@ mod tests {
     /// Every field the kernel side follows is in this machine's kernel.
     #[test]
     fn this_kernels_btf_has_every_offset() {
-        let o = super::btf_offsets();
+        let o = super::btf_offsets(true);
         let k = o.kernel.unwrap();
         assert!(o.task_pid.is_some_and(|p| p > 0), "task_struct.pid");
         assert_eq!(k.fdt_max_fds, 0, "fdtable starts with max_fds");

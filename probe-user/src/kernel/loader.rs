@@ -191,7 +191,8 @@ impl Probes {
         // aya-log's levels are `log`'s: Off 0, Error 1 … Trace 5.
         let level = opts.log_level as u8;
         // Read the kernel's BTF (once, for both offsets) while the object loads.
-        let btf = std::thread::spawn(crate::kernel::bpfmaps::btf_offsets);
+        let wants_kernel = opts.bpf_maps && !opts.floor && !opts.bpf_force_userspace;
+        let btf = std::thread::spawn(move || crate::kernel::bpfmaps::btf_offsets(wants_kernel));
         let mut ebpf = EbpfLoader::new()
             .map_max_entries(names::WRITES[0], opts.writes_entries)
             .map_max_entries(names::WRITES[1], opts.writes_entries)

@@ -59,13 +59,11 @@ pub async fn run(args: Record) -> anyhow::Result<i32> {
     if early_detach {
         s.probes.detach_all();
     }
-    driver.finish(&mut s)?;
+    driver.finish(&mut s, Some(ROWS_PER_CLASS))?;
     if !early_detach {
         s.probes.detach_all();
     }
-    log::debug!("final read and model pass: {:?}", t.elapsed());
-    let (maps, goroutines) = s.model.fold_crowded(ROWS_PER_CLASS);
-    log::debug!("{maps} map and {goroutines} goroutine rows folded into their classes: {:?}", t.elapsed());
+    log::debug!("final read, fold and model pass: {:?}", t.elapsed());
     let mut status = match &end {
         End::CommandExited(st) => exit_code(st),
         End::Signal(sig) => 128 + sig,

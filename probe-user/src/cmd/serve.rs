@@ -102,7 +102,7 @@ pub async fn run(args: Serve) -> anyhow::Result<i32> {
         }
     };
     server.abort();
-    driver.finish(&mut s)?;
+    driver.finish(&mut s, None)?;
     s.terminate_child(Duration::from_secs(5)).await;
     eprintln!("mapaudit: stopped");
     Ok(code)

@@ -198,7 +198,9 @@ impl Probes {
             .map_max_entries(names::WRITES[1], opts.writes_entries)
             .map_max_entries(names::EVENTS, opts.ringbuf_bytes)
             .map_max_entries(names::MAP_STATE, opts.map_state_entries)
-            .map_max_entries(names::BPF_WRITES, opts.bpf_writes_entries)
+            // Not written without bpf(2) auditing: do not preallocate
+            // (a per-CPU table costs ~0.5 µs per entry to create).
+            .map_max_entries(names::BPF_WRITES, if opts.bpf_maps { opts.bpf_writes_entries } else { 1 })
             // Never used without --bpf-hot-keys: do not preallocate.
             .map_max_entries(names::HOT_KEYS, if opts.bpf_hot_keys { names::HOT_KEYS_ENTRIES } else { 1 })
             .override_global("AYA_LOG_LEVEL", &level, false)

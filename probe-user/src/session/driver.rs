@@ -193,7 +193,7 @@ impl Driver {
 
     /// The final, exact read (`Session::finish`), closing the duty cycle's
     /// last period.
-    pub fn finish(&mut self, s: &mut Session) -> anyhow::Result<()> {
-        s.finish(self.duty.as_mut().map(|(d, _)| d))
+    pub fn finish(&mut self, s: &mut Session, keep_per_class: Option<usize>) -> anyhow::Result<()> {
+        s.finish(self.duty.as_mut().map(|(d, _)| d), keep_per_class)
     }
 }

@@ -234,9 +234,16 @@ impl Session {
     /// Attaches to the Go binary `exe` runs: for that process only when
     /// `only_this_pid`, else for every process running the file.
     fn attach_process(&mut self, exe: ProcExe, only_this_pid: bool) -> anyhow::Result<()> {
+        let t = Instant::now();
         let bin = self.collector.binary(&exe)?;
+        let parsed = t.elapsed();
+        let _ = bin.runtime_offsets();
+        let offsets = t.elapsed();
+        let _ = bin.nested_calls();
+        let nested = t.elapsed();
         let pid = only_this_pid.then_some(exe.pid);
         let (_, warnings) = self.probes.attach_binary(exe.key(), &exe.path, &bin, pid)?;
+        log::debug!("pid {}: parsed {parsed:?}, offsets {offsets:?}, nested {nested:?}, attached {:?}", exe.pid, t.elapsed());
         for w in warnings {
             let w = format!("{} (pid {}): {w}", exe.display, exe.pid);
             if !self.warnings.contains(&w) {
@@ -531,10 +538,16 @@ impl Session {
     /// Under `--max-overhead`, also closes the duty cycle's last period,
     /// with every hit it had (else a recording that ends inside a long
     /// period would estimate none of it).
-    pub fn finish(&mut self, duty: Option<&mut Duty>) -> anyhow::Result<()> {
+    /// `keep_per_class`: fold each class's rows beyond its busiest that
+    /// many (`Model::fold_crowded`) before the last model pass, which then
+    /// ranks hundreds of rows rather than every instance of a churning
+    /// program (`record`: the report keeps no more).
+    pub fn finish(&mut self, duty: Option<&mut Duty>, keep_per_class: Option<usize>) -> anyhow::Result<()> {
+        let t = Instant::now();
         self.drain();
         self.collector.snapshot_all(&mut self.model)?;
         self.drain();
+        log::debug!("final read: {:?}", t.elapsed());
         self.continue_unhandled_stops();
         // The last lengths, while a target that waits to be stopped is alive.
         self.sample_lengths();
@@ -543,9 +556,14 @@ impl Session {
             d.count_hits(self)?;
             d.cycle.close_period();
         }
+        if let Some(keep) = keep_per_class {
+            let (maps, goroutines) = self.model.fold_crowded(keep);
+            log::debug!("{maps} map and {goroutines} goroutine rows folded into their classes: {:?}", t.elapsed());
+        }
         let now = Instant::now();
         self.model.tick(now - self.last_tick);
         self.last_tick = now;
+        log::debug!("final model pass: {:?}", t.elapsed());
         Ok(())
     }
 

@@ -3,7 +3,9 @@
 //! `map[K]V` types, goroutine creators, bpf map ids) through each process's
 //! Go binary.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
+
+use rustc_hash::{FxHashMap, FxHashSet};
 use std::sync::Arc;
 
 use anyhow::Context as _;
@@ -59,18 +61,21 @@ pub struct Collector {
     /// How bpf(2) map fds are named, for the model (and so the report).
     bpf_resolution: Option<(String, Option<String>)>,
     /// Parsed executables by (dev, ino); None: not a Go binary.
-    binaries: HashMap<(u64, u64), Option<Arc<GoBinary>>>,
-    pub procs: HashMap<u32, Proc>,
+    binaries: FxHashMap<(u64, u64), Option<Arc<GoBinary>>>,
+    pub procs: FxHashMap<u32, Proc>,
     /// Pids already looked at and found not to be Go (or gone).
-    not_go: HashSet<u32>,
+    not_go: FxHashSet<u32>,
     /// (pid, return address) of calls from one probed routine into another
     /// (`GoBinary::nested_returns`): the inner entry is the same map
     /// operation as the outer one, counted once, at the outer one's site.
     /// The kernel skips them; a thread-slot collision there can let one
     /// through, which is dropped here.
-    nested: HashSet<(u32, u64)>,
+    nested: FxHashSet<(u32, u64)>,
     bpf_resolver: bpfmaps::Resolver,
     bpf_ids: HashMap<(u32, u32), Option<bpfmaps::BpfMapId>>,
+    /// Executables parsed so far (cache misses of `binary`): an exec stop
+    /// that parsed one is the first process of its program.
+    pub parses: u64,
     /// Benchmark filler events drained (`cargo xtask bench`).
     pub bench_events: u64,
     /// Per process: goroutines first seen, until the decoded `g` offsets
@@ -131,12 +136,13 @@ impl Collector {
             bpf_writes,
             hot_keys,
             bpf_resolution,
-            binaries: HashMap::new(),
-            procs: HashMap::new(),
-            not_go: HashSet::new(),
-            nested: HashSet::new(),
+            binaries: Default::default(),
+            procs: Default::default(),
+            not_go: Default::default(),
+            nested: Default::default(),
             bpf_resolver: bpfmaps::Resolver::default(),
             bpf_ids: HashMap::new(),
+            parses: 0,
             bench_events: 0,
             sanity: HashMap::new(),
         })
@@ -154,6 +160,7 @@ impl Collector {
             Some(None) => return Err(crate::gobin::GoBinError::NotGo),
             None => {}
         }
+        self.parses += 1;
         match open_go(&exe.path) {
             Ok(b) => {
                 let b = Arc::new(b);

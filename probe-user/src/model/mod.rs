@@ -122,7 +122,9 @@ pub struct Model {
     pub warnings: Vec<String>,
     /// How long processes stood stopped at exec until their probes were
     /// attached, ns (the most recent `EXEC_STOPS_KEPT`).
-    pub exec_stops_ns: VecDeque<u64>,
+    /// (how long, whether its program was parsed meanwhile: the first
+    /// process of an executable; later ones reuse its attachment).
+    pub exec_stops_ns: VecDeque<(u64, bool)>,
     /// Processes the exec guard resumed at its deadline, unattached.
     pub watchdog_resumes: u64,
     /// The slowest drain of the kernel's counters: (keys, time).
@@ -524,11 +526,11 @@ impl Model {
         }
     }
 
-    pub fn note_exec_stop(&mut self, ns: u64) {
+    pub fn note_exec_stop(&mut self, ns: u64, parsed: bool) {
         if self.exec_stops_ns.len() == EXEC_STOPS_KEPT {
             self.exec_stops_ns.pop_front();
         }
-        self.exec_stops_ns.push_back(ns);
+        self.exec_stops_ns.push_back((ns, parsed));
     }
 
     /// Folds goroutines and map instances that have not counted for

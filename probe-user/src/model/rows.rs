@@ -1,7 +1,6 @@
 //! The rows: one per goroutine, thread, map instance and call site, with
 //! their op counts, and the names and identities they are keyed by.
 
-use std::collections::HashMap;
 use std::hash::Hash;
 
 use probe_common::uprobe::{WriteKey, routine};
@@ -162,13 +161,13 @@ pub struct EventCounts {
 #[derive(Default, Debug)]
 pub struct Names {
     /// (pid, pc) → call site.
-    pub sites: HashMap<(u32, u64), Location>,
+    pub sites: FxHashMap<(u32, u64), Location>,
     /// (pid, map) → `map[K]V`.
-    pub map_types: HashMap<(u32, MapId), String>,
+    pub map_types: FxHashMap<(u32, MapId), String>,
     /// (pid, goid) → where the goroutine was created.
-    pub created_by: HashMap<(u32, u64), Location>,
+    pub created_by: FxHashMap<(u32, u64), Location>,
     /// (pid, tid) → thread name.
-    pub comms: HashMap<(u32, u32), String>,
+    pub comms: FxHashMap<(u32, u32), String>,
 }
 
 /// `prev` before a row's first tick: it has no baseline for a rate.

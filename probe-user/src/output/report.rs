@@ -141,18 +141,41 @@ pub struct ExecStops {
     /// recording's end when mapaudit had not handled their stop yet.
     #[serde(default)]
     pub watchdog_resumes: u64,
+    /// Stops during which the executable was read and parsed: the first
+    /// process of each program (later ones reuse its attachment).
+    #[serde(default)]
+    pub parsed: u64,
+    /// p99 and max over the other stops: processes of a program already
+    /// attached, the exec path itself (0 when there were none).
+    #[serde(default)]
+    pub reused_p99_ms: f64,
+    #[serde(default)]
+    pub reused_max_ms: f64,
 }
 
 impl ExecStops {
-    fn of(ns: &std::collections::VecDeque<u64>, watchdog_resumes: u64) -> Option<Self> {
-        let mut v: Vec<u64> = ns.iter().copied().collect();
-        if v.is_empty() && watchdog_resumes == 0 {
+    fn of(stops: &std::collections::VecDeque<(u64, bool)>, watchdog_resumes: u64) -> Option<Self> {
+        if stops.is_empty() && watchdog_resumes == 0 {
             return None;
         }
-        v.sort_unstable();
+        let sorted = |parsed: Option<bool>| {
+            let mut v: Vec<u64> = stops.iter().filter(|s| parsed.is_none_or(|p| s.1 == p)).map(|s| s.0).collect();
+            v.sort_unstable();
+            v
+        };
         // No measured stop (every one resumed unhandled): zeros.
-        let at = |q: f64| v.get(((v.len().max(1) - 1) as f64 * q).round() as usize).map_or(0.0, |&ns| ns as f64 / 1e6);
-        Some(Self { count: v.len() as u64, p50_ms: at(0.5), p99_ms: at(0.99), max_ms: at(1.0), watchdog_resumes })
+        let at = |v: &[u64], q: f64| v.get(((v.len().max(1) - 1) as f64 * q).round() as usize).map_or(0.0, |&ns| ns as f64 / 1e6);
+        let (all, reused) = (sorted(None), sorted(Some(false)));
+        Some(Self {
+            count: all.len() as u64,
+            p50_ms: at(&all, 0.5),
+            p99_ms: at(&all, 0.99),
+            max_ms: at(&all, 1.0),
+            watchdog_resumes,
+            parsed: (all.len() - reused.len()) as u64,
+            reused_p99_ms: at(&reused, 0.99),
+            reused_max_ms: at(&reused, 1.0),
+        })
     }
 }
 
@@ -877,6 +900,23 @@ impl Output {
 #[cfg(test)]
 mod tests {
     use crate::model::MapId;
+
+    /// The first process of each program parses it; the rest reuse its
+    /// attachment, and their stops are reported apart.
+    #[test]
+    fn exec_stops_tell_parsing_from_reuse() {
+        let ms = |n: u64| n * 1_000_000;
+        let stops: std::collections::VecDeque<(u64, bool)> =
+            [(ms(120), true), (ms(2), false), (ms(3), false), (ms(80), true), (ms(4), false)].into();
+        let s = ExecStops::of(&stops, 1).unwrap();
+        assert_eq!((s.count, s.parsed, s.watchdog_resumes), (5, 2, 1));
+        assert_eq!((s.p50_ms, s.max_ms), (4.0, 120.0));
+        assert_eq!((s.reused_p99_ms, s.reused_max_ms), (4.0, 4.0));
+        // Only parsing stops: nothing reused to report.
+        let s = ExecStops::of(&[(ms(50), true)].into(), 0).unwrap();
+        assert_eq!((s.parsed, s.reused_p99_ms), (1, 0.0));
+        assert!(ExecStops::of(&Default::default(), 0).is_none());
+    }
     use super::*;
     use crate::model::OverlapEvent;
     use probe_common::uprobe::{WriteKey, routine};

@@ -336,7 +336,9 @@ impl Session {
                     if stopped && !self.exec_stall.is_zero() {
                         std::thread::sleep(self.exec_stall);
                     }
+                    let parses = self.collector.parses;
                     self.on_exec(pid, ktime_ns);
+                    let parsed = self.collector.parses != parses;
                     if let Some((p, held)) = pinned {
                         if let Err(e) = p.signal(rustix::process::Signal::CONT) {
                             log::warn!("cannot continue pid {pid} after its exec: {e}");
@@ -347,7 +349,7 @@ impl Session {
                     }
                     if stopped {
                         // How long it stood stopped: the price of exactness.
-                        self.model.note_exec_stop(crate::host::pidctl::monotonic_ns().saturating_sub(ktime_ns));
+                        self.model.note_exec_stop(crate::host::pidctl::monotonic_ns().saturating_sub(ktime_ns), parsed);
                     }
                 }
                 Control::Exit { pid } => exited.push(pid),

@@ -26,8 +26,12 @@ use super::duty::Duty;
 use super::{DRAIN_EVERY, Session, budget};
 use crate::config::Target;
 
+/// A loop step longer than this is logged (debug): exec events wait behind it.
+const SLOW_STEP: Duration = Duration::from_millis(20);
+
 /// What a command acts on.
 #[derive(Debug)]
+
 pub enum SessionEvent {
     /// The tick's work (`TickWork`) is done; `took`: how long it took.
     Tick { took: Duration },
@@ -152,6 +156,9 @@ impl Driver {
                         TickWork::DrainOnly => s.drain(),
                     };
                     let took = t0.elapsed();
+                    if took > SLOW_STEP {
+                        log::debug!("tick took {took:?}");
+                    }
                     if let Some(p) = *watched_pid
                         && (exited.contains(&p) || !std::path::Path::new(&format!("/proc/{p}")).exists())
                     {
@@ -175,7 +182,13 @@ impl Driver {
                     }
                 }
                 // Also while the view is paused: the kernel's tables must not fill.
-                _ = drain_timer.tick() => s.drain_counters()?,
+                _ = drain_timer.tick() => {
+                    let t0 = Instant::now();
+                    s.drain_counters()?;
+                    if t0.elapsed() > SLOW_STEP {
+                        log::debug!("counter fold took {:?}", t0.elapsed());
+                    }
+                }
                 _ = async {
                     match deadline.as_mut() {
                         Some(d) => d.as_mut().await,

@@ -349,7 +349,9 @@ impl Session {
                     }
                     if stopped {
                         // How long it stood stopped: the price of exactness.
-                        self.model.note_exec_stop(crate::host::pidctl::monotonic_ns().saturating_sub(ktime_ns), parsed);
+                        let ns = crate::host::pidctl::monotonic_ns().saturating_sub(ktime_ns);
+                        self.model.note_exec_stop(ns, parsed);
+                        log::debug!("pid {pid} stood stopped at exec {:.1} ms{}", ns as f64 / 1e6, if parsed { " (parsed its program)" } else { "" });
                     }
                 }
                 Control::Exit { pid } => exited.push(pid),

@@ -46,6 +46,24 @@ pub struct Global {
     /// `&bpf_map_fops`, learnt by calibration.
     pub bpf_map_fops: u64,
     pub kernel: crate::bpfmap::KernelOffsets,
+    /// Non-zero: a tracked process's first exec into a program whose probes
+    /// are already attached for every process of the file
+    /// (`ATTACHED_INODES`) is not stopped (`sched_exec`); the offsets below
+    /// (kernel BTF) find the exec'd file's inode.
+    pub exec_skip_attached: u32,
+    pub exec_inode: ExecInodeOffsets,
+}
+
+/// Offsets to follow `linux_binprm` → `file` → `inode` (→ `i_ino`, and
+/// `i_sb` → `s_dev`), from the kernel's BTF.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ExecInodeOffsets {
+    pub binprm_file: u32,
+    pub file_inode: u32,
+    pub inode_ino: u32,
+    pub inode_sb: u32,
+    pub sb_dev: u32,
 }
 
 /// Value of `TRACKED`.
@@ -54,7 +72,11 @@ pub struct Global {
 pub struct Tracked {
     /// 1: stop this process at exec until userspace has attached.
     pub stop_on_exec: u32,
-    pub _pad: u32,
+    /// 1 once this process exec'd (0 in a child at fork): a process that
+    /// exec'd before may have run an audited program under its pid, whose
+    /// counts must be read before the new program's (its next exec is
+    /// always stopped).
+    pub execd: u32,
 }
 
-crate::user_pod!(Global, Tracked);
+crate::user_pod!(Global, Tracked, ExecInodeOffsets);

@@ -63,6 +63,12 @@ pub const OVERLAP_GO_FATAL: u32 = 1;
 pub struct Exec {
     pub hdr: EventHeader,
     pub stopped: u32,
+    /// 1: the exec'd file's probes were already attached for every process
+    /// of it (`ATTACHED_INODES`).
+    pub attached: u32,
+    /// The exec'd file's inode (`maps::InodeKey`); 0 when not read.
+    pub ino: u64,
+    pub dev: u32,
     pub _pad: u32,
 }
 

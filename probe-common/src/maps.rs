@@ -72,6 +72,26 @@ pub const TRACKED_DEFAULT_ENTRIES: u32 = 8_192;
 pub const EXEC_STOPPED: &str = "EXEC_STOPPED";
 pub const EXEC_STOPPED_ENTRIES: u32 = TRACKED_DEFAULT_ENTRIES;
 
+/// Hash: `InodeKey` → 1 — executables whose probes are attached for every
+/// process running them (`record -- CMD`, non-PIE: a process of one is
+/// named without reading `/proc`, so it may exit before userspace looks).
+/// A tracked process's first exec into one is not stopped (`sched_exec`):
+/// there is nothing to attach. Filled by userspace after each attach.
+pub const ATTACHED_INODES: &str = "ATTACHED_INODES";
+pub const ATTACHED_INODES_ENTRIES: u32 = 4_096;
+
+/// An inode as the kernel names it: `i_ino` and its superblock's `s_dev`
+/// (the kernel's `dev_t`: major << 20 | minor).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct InodeKey {
+    pub ino: u64,
+    pub dev: u32,
+    pub _pad: u32,
+}
+
+crate::user_pod!(InodeKey);
+
 /// Array with one `config::Global`.
 pub const GLOBAL: &str = "GLOBAL";
 

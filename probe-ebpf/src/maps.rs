@@ -9,7 +9,7 @@ use probe_common::{
     bpfmap::{BpfWriteKey, BpfWriteValue, Calibration, HotKey},
     config::{Global, Tracked},
     lost,
-    maps as names,
+    maps::{self as names, InodeKey},
     uprobe::{LastEntry, MapKey, MapState, NestEntry, WriteKey, WriteValue},
 };
 
@@ -53,6 +53,9 @@ pub static TRACKED: HashMap<u32, Tracked> =
 
 #[map(name = "EXEC_STOPPED")]
 pub static EXEC_STOPPED: HashMap<u32, u64> = HashMap::with_max_entries(names::EXEC_STOPPED_ENTRIES, 0);
+
+#[map(name = "ATTACHED_INODES")]
+pub static ATTACHED_INODES: HashMap<InodeKey, u32> = HashMap::with_max_entries(names::ATTACHED_INODES_ENTRIES, 0);
 
 #[map(name = "GLOBAL")]
 pub static GLOBAL: Array<Global> = Array::with_max_entries(1, 0);

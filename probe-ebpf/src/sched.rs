@@ -16,12 +16,13 @@ use aya_ebpf::{
     programs::{RawTracePointContext, TracePointContext},
 };
 use probe_common::{
-    config::Tracked,
+    config::{Global, Tracked},
     events::{EventHeader, Exec, Exit, KIND_EXEC, KIND_EXIT},
     lost,
+    maps::InodeKey,
 };
 
-use crate::maps::{EVENTS, EXEC_STOPPED, TRACKED, count_lost, global};
+use crate::maps::{ATTACHED_INODES, EVENTS, EXEC_STOPPED, TRACKED, count_lost, global};
 use crate::util::{RB_FORCE_WAKEUP, pid_tid, submit_flags};
 
 const SIGSTOP: u32 = 19;
@@ -35,8 +36,10 @@ fn tracked_parent() -> Option<Tracked> {
 
 fn track_child(child: i32, parent: &Tracked) {
     // Threads are inserted too (cheaper than telling them apart here); every
-    // task's entry is removed at its exit, so the map stays bounded.
-    if TRACKED.insert(&(child as u32), parent, 0).is_err() {
+    // task's entry is removed at its exit, so the map stays bounded. A new
+    // process has not exec'd yet.
+    let t = Tracked { execd: 0, ..*parent };
+    if TRACKED.insert(&(child as u32), &t, 0).is_err() {
         count_lost(lost::TRACKED_FULL);
     }
 }
@@ -67,14 +70,50 @@ pub fn sched_fork_raw(ctx: RawTracePointContext) -> i32 {
     0
 }
 
+/// The exec'd file's inode: `linux_binprm.file->f_inode`, its `i_ino` and
+/// its superblock's `s_dev` (offsets from the kernel's BTF).
+fn exec_inode(bprm: u64, g: &Global) -> Option<InodeKey> {
+    let o = &g.exec_inode;
+    let read = |addr: u64| -> Option<u64> {
+        // SAFETY: bpf_probe_read_kernel checks the address.
+        unsafe { bpf_probe_read_kernel(addr as *const u64) }.ok()
+    };
+    let file = read(bprm + o.binprm_file as u64)?;
+    let inode = read(file + o.file_inode as u64)?;
+    let ino = read(inode + o.inode_ino as u64)?;
+    let sb = read(inode + o.inode_sb as u64)?;
+    // SAFETY: as above; `s_dev` is a `dev_t` (u32).
+    let dev = unsafe { bpf_probe_read_kernel((sb + o.sb_dev as u64) as *const u32) }.ok()?;
+    Some(InodeKey { ino, dev, _pad: 0 })
+}
+
+/// `sched_process_exec(struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)`.
 #[raw_tracepoint(tracepoint = "sched_process_exec")]
-pub fn sched_exec(_ctx: RawTracePointContext) -> i32 {
+pub fn sched_exec(ctx: RawTracePointContext) -> i32 {
     let (pid, tid) = pid_tid();
+    let slot = TRACKED.get_ptr_mut(&pid);
     // SAFETY: TRACKED values are plain data.
-    let tracked: Option<Tracked> = unsafe { TRACKED.get(&pid) }.copied();
-    let stop = matches!(tracked, Some(t) if t.stop_on_exec != 0);
+    let tracked: Option<Tracked> = slot.map(|p| unsafe { *p });
+    let mut stop = matches!(tracked, Some(t) if t.stop_on_exec != 0);
     if tracked.is_none() && global().exec_all == 0 {
         return 0;
+    }
+    let g = global();
+    let inode = if g.exec_skip_attached != 0 { exec_inode(ctx.arg(2), &g) } else { None };
+    // SAFETY: plain data, only tested for presence.
+    let attached = inode.is_some_and(|k| unsafe { ATTACHED_INODES.get(&k) }.is_some());
+    // A program already attached for every process of its file needs no
+    // attach, so no stop: userspace names the process from the event (the
+    // inode), even once it is gone. Only at a process's first exec since
+    // its fork: before it, the pid ran its parent's image (a Go child of a
+    // fork runs no Go code before exec), never an audited program whose
+    // last counts userspace must read before the new program's.
+    if stop && attached && tracked.is_some_and(|t| t.execd == 0) {
+        stop = false;
+    }
+    if let Some(p) = slot {
+        // SAFETY: this process's own entry; only its own exec writes it.
+        unsafe { (*p).execd = 1 };
     }
     // The event first: a process stopped without one would wait for a
     // resume nobody knows to send.
@@ -95,9 +134,13 @@ pub fn sched_exec(_ctx: RawTracePointContext) -> i32 {
         // stops before running the new image's first instruction.
         unsafe { bpf_send_signal(SIGSTOP) };
     }
+    let k = inode.unwrap_or_default();
     entry.write(Exec {
         hdr: EventHeader { kind: KIND_EXEC, pid, tid, _pad: 0, ktime_ns },
         stopped: stop as u32,
+        attached: attached as u32,
+        ino: k.ino,
+        dev: k.dev,
         _pad: 0,
     });
     // A stopped process waits for userspace, and a new program elsewhere

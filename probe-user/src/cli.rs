@@ -222,6 +222,10 @@ pub struct ProbeArgs {
     /// kernel older than 6.6 (no uprobe_multi links).
     #[arg(long, hide = true)]
     pub debug_no_uprobe_multi: bool,
+    /// Testing only: stop every process of `-- CMD` at exec, even one of a
+    /// program already attached (which otherwise runs at once).
+    #[arg(long, hide = true)]
+    pub debug_stop_every_exec: bool,
     /// Testing only: capacity of the bpf(2) write counter.
     #[arg(long, hide = true, default_value_t = probe_common::maps::BPF_WRITES_DEFAULT_ENTRIES)]
     pub debug_bpf_writes_entries: u32,
@@ -252,6 +256,7 @@ impl TopArgs {
                     bpf_hot_keys: false,
                     debug_bpf_userspace: false,
                     debug_no_uprobe_multi: false,
+                    debug_stop_every_exec: false,
                     max_entries: probe_common::maps::WRITES_DEFAULT_ENTRIES,
                     ringbuf_kib: 1024,
                     user: None,

@@ -70,6 +70,7 @@ pub struct Probe {
     pub bpf_hot_keys: bool,
     pub debug_bpf_userspace: bool,
     pub debug_no_uprobe_multi: bool,
+    pub debug_stop_every_exec: bool,
     /// `--exec-stop-timeout`: the exec guard's deadline.
     pub exec_stop_timeout: std::time::Duration,
     pub debug_exec_stall: std::time::Duration,
@@ -217,6 +218,7 @@ fn probe(p: ProbeArgs, log: LevelFilter) -> Probe {
         bpf_hot_keys: p.bpf_hot_keys,
         debug_bpf_userspace: p.debug_bpf_userspace,
         debug_no_uprobe_multi: p.debug_no_uprobe_multi,
+        debug_stop_every_exec: p.debug_stop_every_exec,
         exec_stop_timeout: p.exec_stop_timeout,
         debug_exec_stall: p.debug_exec_stall.unwrap_or_default(),
         debug_ignore_execs_after: p.debug_ignore_execs_after,

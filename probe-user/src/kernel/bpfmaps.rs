@@ -41,6 +41,9 @@ pub struct BtfOffsets {
     pub task_pid: Option<u32>,
     /// The fd → map chain the bpf(2) tracepoint follows, or why not.
     pub kernel: Result<KernelOffsets, String>,
+    /// From an exec's `linux_binprm` to the file's inode (None: execs are
+    /// always stopped, the inode being unknown).
+    pub exec_inode: Option<probe_common::config::ExecInodeOffsets>,
 }
 
 /// Opens the kernel's BTF once and reads both. Mmap backend: parses only
@@ -57,8 +60,9 @@ pub fn btf_offsets(kernel: bool) -> BtfOffsets {
         Ok(btf) => BtfOffsets {
             task_pid: task_pid_offset(&btf),
             kernel: if kernel { kernel_offsets(&btf) } else { Err("not wanted".into()) },
+            exec_inode: exec_inode_offsets(&btf),
         },
-        Err(e) => BtfOffsets { task_pid: None, kernel: Err(e) },
+        Err(e) => BtfOffsets { task_pid: None, kernel: Err(e), exec_inode: None },
     }
 }
 
@@ -79,6 +83,19 @@ fn kernel_offsets(btf: &Btf) -> Result<KernelOffsets, String> {
         map_key_size: off("bpf_map", "key_size")?,
         map_id: off("bpf_map", "id")?,
         map_name: off("bpf_map", "name")?,
+    })
+}
+
+/// `linux_binprm.file`, `file.f_inode`, `inode.i_ino`, `inode.i_sb`,
+/// `super_block.s_dev`.
+fn exec_inode_offsets(btf: &Btf) -> Option<probe_common::config::ExecInodeOffsets> {
+    let off = |s: &str, m: &str| member_offset(btf, s, m).and_then(|o| u32::try_from(o).ok());
+    Some(probe_common::config::ExecInodeOffsets {
+        binprm_file: off("linux_binprm", "file")?,
+        file_inode: off("file", "f_inode")?,
+        inode_ino: off("inode", "i_ino")?,
+        inode_sb: off("inode", "i_sb")?,
+        sb_dev: off("super_block", "s_dev")?,
     })
 }
 

@@ -31,7 +31,9 @@ use crate::host::proc::{self, ProcExe};
 pub enum Control {
     /// A process exec'd; `stopped`: the kernel stopped it for us to attach;
     /// `ktime_ns`: when (CLOCK_MONOTONIC, like `monotonic_ns`).
-    Exec { pid: u32, stopped: bool, ktime_ns: u64 },
+    /// `attached`: the exec'd file's probes were already attached for every
+    /// process of it; `inode`: (kernel dev, ino) of the file, when read.
+    Exec { pid: u32, stopped: bool, ktime_ns: u64, attached: bool, inode: Option<(u32, u64)> },
     Exit { pid: u32 },
 }
 
@@ -318,7 +320,13 @@ impl Collector {
             events::KIND_EXEC => {
                 model.events.exec += 1;
                 let ev: events::Exec = read_pod(bytes)?;
-                Some(Control::Exec { pid: ev.hdr.pid, stopped: ev.stopped != 0, ktime_ns: ev.hdr.ktime_ns })
+                Some(Control::Exec {
+                    pid: ev.hdr.pid,
+                    stopped: ev.stopped != 0,
+                    ktime_ns: ev.hdr.ktime_ns,
+                    attached: ev.attached != 0,
+                    inode: (ev.ino != 0).then_some((ev.dev, ev.ino)),
+                })
             }
             events::KIND_EXIT => {
                 model.events.exit += 1;

@@ -58,6 +58,9 @@ pub struct LoadOptions {
     /// Link the map-write probes through uprobe_multi when the kernel can
     /// (`--debug-no-uprobe-multi` turns it off).
     pub uprobe_multi: bool,
+    /// Let a process of a program already attached run at exec without a
+    /// stop (`--debug-stop-every-exec` turns it off).
+    pub exec_skip_attached: bool,
 }
 
 impl LoadOptions {
@@ -84,8 +87,16 @@ impl LoadOptions {
             bpf_hot_keys: p.bpf_hot_keys,
             bpf_force_userspace: p.debug_bpf_userspace,
             uprobe_multi: !p.debug_no_uprobe_multi,
+            exec_skip_attached: !p.debug_stop_every_exec,
         })
     }
+}
+
+/// A `dev_t` from stat(2) as the kernel keeps it in a superblock
+/// (`MKDEV`: major << 20 | minor).
+pub fn kernel_dev(dev: u64) -> u32 {
+    let (major, minor) = (libc::major(dev), libc::minor(dev));
+    (major << 20) | (minor & 0xf_ffff)
 }
 
 /// (run time, run count) of a loaded program (kernel BPF stats).
@@ -254,9 +265,13 @@ impl Probes {
         let btf = btf.join().unwrap_or_else(|_| crate::kernel::bpfmaps::BtfOffsets {
             task_pid: None,
             kernel: Err("reading the kernel's BTF failed".into()),
+            exec_inode: None,
         });
         let task_pid_off = btf.task_pid;
         log::debug!("task_struct.pid offset {task_pid_off:?} (waited {:?})", t.elapsed());
+        if let (true, Some(o)) = (opts.exec_skip_attached, btf.exec_inode) {
+            me.set_global(Global { exec_skip_attached: 1, exec_inode: o, ..me.global })?;
+        }
         if let Some(off) = task_pid_off {
             let g = Global { task_pid_off: off, ..me.global };
             me.set_global(g)?;
@@ -372,7 +387,24 @@ impl Probes {
     pub fn track(&mut self, pid: u32, stop_on_exec: bool) -> anyhow::Result<()> {
         let mut m: BpfHashMap<&mut MapData, u32, Tracked> =
             BpfHashMap::try_from(self.ebpf.map_mut(names::TRACKED).context("TRACKED map")?)?;
-        m.insert(pid, Tracked { stop_on_exec: stop_on_exec as u32, _pad: 0 }, 0)?;
+        m.insert(pid, Tracked { stop_on_exec: stop_on_exec as u32, execd: 0 }, 0)?;
+        Ok(())
+    }
+
+    /// Whether the kernel can tell an exec'd file's inode (and so let a
+    /// process of a program already attached run without a stop).
+    pub fn exec_skip_attached(&self) -> bool {
+        self.global.exec_skip_attached != 0
+    }
+
+    /// Marks a file whose probes are attached for every process running it
+    /// (`ATTACHED_INODES`): its next processes are not stopped at exec.
+    /// `dev`: `st_dev` as stat(2) gives it.
+    pub fn mark_attached_inode(&mut self, dev: u64, ino: u64) -> anyhow::Result<()> {
+        let key = probe_common::maps::InodeKey { ino, dev: kernel_dev(dev), _pad: 0 };
+        let mut m: BpfHashMap<&mut MapData, probe_common::maps::InodeKey, u32> =
+            BpfHashMap::try_from(self.ebpf.map_mut(names::ATTACHED_INODES).context("ATTACHED_INODES map")?)?;
+        m.insert(key, 1, 0)?;
         Ok(())
     }
 

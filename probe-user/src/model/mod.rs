@@ -125,6 +125,9 @@ pub struct Model {
     /// (how long, whether its program was parsed meanwhile: the first
     /// process of an executable; later ones reuse its attachment).
     pub exec_stops_ns: VecDeque<(u64, bool)>,
+    /// `-- CMD`'s processes of a program already attached, which the kernel
+    /// let run at exec without a stop.
+    pub execs_not_stopped: u64,
     /// Processes the exec guard resumed at its deadline, unattached.
     pub watchdog_resumes: u64,
     /// The slowest drain of the kernel's counters: (keys, time).

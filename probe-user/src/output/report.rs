@@ -151,11 +151,15 @@ pub struct ExecStops {
     pub reused_p99_ms: f64,
     #[serde(default)]
     pub reused_max_ms: f64,
+    /// Processes of a program already attached that the kernel let run at
+    /// exec without a stop (not in `count`).
+    #[serde(default)]
+    pub not_stopped: u64,
 }
 
 impl ExecStops {
-    fn of(stops: &std::collections::VecDeque<(u64, bool)>, watchdog_resumes: u64) -> Option<Self> {
-        if stops.is_empty() && watchdog_resumes == 0 {
+    fn of(stops: &std::collections::VecDeque<(u64, bool)>, watchdog_resumes: u64, not_stopped: u64) -> Option<Self> {
+        if stops.is_empty() && watchdog_resumes == 0 && not_stopped == 0 {
             return None;
         }
         let sorted = |parsed: Option<bool>| {
@@ -175,6 +179,7 @@ impl ExecStops {
             parsed: (all.len() - reused.len()) as u64,
             reused_p99_ms: at(&reused, 0.99),
             reused_max_ms: at(&reused, 1.0),
+            not_stopped,
         })
     }
 }
@@ -741,7 +746,7 @@ pub fn build(model: &Model, started_at: &str, duration_s: f64) -> Report {
         sampling: None,
         warnings: model.warnings.clone(),
         diagnostics: Some(Diagnostics {
-            exec_stops: ExecStops::of(&model.exec_stops_ns, model.watchdog_resumes),
+            exec_stops: ExecStops::of(&model.exec_stops_ns, model.watchdog_resumes, model.execs_not_stopped),
             largest_drain: Drain::of(model.largest_drain),
             slowest_drain: Drain::of(model.slowest_drain),
             folded_map_rows: model.folded.map_rows,
@@ -908,14 +913,17 @@ mod tests {
         let ms = |n: u64| n * 1_000_000;
         let stops: std::collections::VecDeque<(u64, bool)> =
             [(ms(120), true), (ms(2), false), (ms(3), false), (ms(80), true), (ms(4), false)].into();
-        let s = ExecStops::of(&stops, 1).unwrap();
-        assert_eq!((s.count, s.parsed, s.watchdog_resumes), (5, 2, 1));
+        let s = ExecStops::of(&stops, 1, 7).unwrap();
+        assert_eq!((s.count, s.parsed, s.watchdog_resumes, s.not_stopped), (5, 2, 1, 7));
         assert_eq!((s.p50_ms, s.max_ms), (4.0, 120.0));
         assert_eq!((s.reused_p99_ms, s.reused_max_ms), (4.0, 4.0));
         // Only parsing stops: nothing reused to report.
-        let s = ExecStops::of(&[(ms(50), true)].into(), 0).unwrap();
+        let s = ExecStops::of(&[(ms(50), true)].into(), 0, 0).unwrap();
         assert_eq!((s.parsed, s.reused_p99_ms), (1, 0.0));
-        assert!(ExecStops::of(&Default::default(), 0).is_none());
+        assert!(ExecStops::of(&Default::default(), 0, 0).is_none());
+        // Nothing stopped, every exec ran at once: still reported.
+        let s = ExecStops::of(&Default::default(), 0, 3).unwrap();
+        assert_eq!((s.count, s.not_stopped, s.p99_ms), (0, 3, 0.0));
     }
     use super::*;
     use crate::model::OverlapEvent;

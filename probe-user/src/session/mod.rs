@@ -93,6 +93,11 @@ pub struct Session {
     pub warnings: Vec<String>,
     /// (dev, ino) of the --exe file.
     exe_key: Option<(u64, u64)>,
+    /// `-- CMD`: executables attached for every process running them whose
+    /// later processes the kernel lets run at exec (`ATTACHED_INODES`), by
+    /// the kernel's (dev, ino), with the process they were first seen in:
+    /// such a process is named from its exec event, even once gone.
+    attached_exes: std::collections::HashMap<(u32, u64), ProcExe>,
     /// Testing: leave events in the ring buffer until `finish`.
     pub drain_at_exit_only: bool,
     /// `Model::epoch` at the last `fold_idle`.
@@ -165,6 +170,7 @@ impl Session {
             last_tick: now,
             warnings: Vec::new(),
             exe_key: None,
+            attached_exes: Default::default(),
             drain_at_exit_only: probe.debug_drain_at_exit,
             last_fold: 0,
             guard: None,
@@ -243,6 +249,20 @@ impl Session {
         let nested = t.elapsed();
         let pid = only_this_pid.then_some(exe.pid);
         let (_, warnings) = self.probes.attach_binary(exe.key(), &exe.path, &bin, pid)?;
+        // Later processes of this file need no attach: the kernel lets them
+        // run at exec. Not for a PIE, whose load address is read from /proc
+        // (a process of it must stand still until then).
+        if matches!(self.target, Target::Command(_)) && pid.is_none() && !bin.is_pie() && self.probes.exec_skip_attached() {
+            let k = (crate::kernel::loader::kernel_dev(exe.dev), exe.ino);
+            if !self.attached_exes.contains_key(&k) {
+                match self.probes.mark_attached_inode(exe.dev, exe.ino) {
+                    Ok(()) => {
+                        self.attached_exes.insert(k, exe.clone());
+                    }
+                    Err(e) => log::warn!("{}: its next processes will stop at exec: {e:#}", exe.display),
+                }
+            }
+        }
         log::debug!("pid {}: parsed {parsed:?}, offsets {offsets:?}, nested {nested:?}, attached {:?}", exe.pid, t.elapsed());
         for w in warnings {
             let w = format!("{} (pid {}): {w}", exe.display, exe.pid);
@@ -314,7 +334,10 @@ impl Session {
         let mut exited = Vec::new();
         for c in controls {
             match c {
-                Control::Exec { pid, stopped, ktime_ns } => {
+                Control::Exec { pid, stopped, ktime_ns, attached, inode } => {
+                    if attached && !stopped && matches!(self.target, Target::Command(_)) {
+                        self.model.execs_not_stopped += 1;
+                    }
                     if stopped && self.execs_to_handle.is_some_and(|n| n == 0) {
                         log::info!("pid {pid} stopped at exec, left unhandled (--debug-ignore-execs-after)");
                         continue;
@@ -333,11 +356,13 @@ impl Session {
                         // later exec of the resumed process records anew).
                         self.probes.forget_exec_stopped(pid, ktime_ns);
                     }
-                    if stopped && !self.exec_stall.is_zero() {
+                    // (Testing: also for a process let run at exec, which
+                    // may then be gone before it is named.)
+                    if (stopped || attached) && !self.exec_stall.is_zero() {
                         std::thread::sleep(self.exec_stall);
                     }
                     let parses = self.collector.parses;
-                    self.on_exec(pid, ktime_ns);
+                    self.on_exec(pid, ktime_ns, inode);
                     let parsed = self.collector.parses != parses;
                     if let Some((p, held)) = pinned {
                         if let Err(e) = p.signal(rustix::process::Signal::CONT) {
@@ -419,8 +444,20 @@ impl Session {
         }
     }
 
-    fn on_exec(&mut self, pid: u32, ktime_ns: u64) {
-        let Ok(exe) = proc::proc_exe(pid) else { return };
+    fn on_exec(&mut self, pid: u32, ktime_ns: u64, inode: Option<(u32, u64)>) {
+        let mut gone = false;
+        let exe = match proc::proc_exe(pid) {
+            Ok(exe) => exe,
+            // A process the kernel did not stop (its program was attached)
+            // may be gone already: named from the file it exec'd.
+            Err(_) => match inode.and_then(|k| self.attached_exes.get(&k)) {
+                Some(first) => {
+                    gone = true;
+                    ProcExe { pid, start_time: 0, ..first.clone() }
+                }
+                None => return,
+            },
+        };
         // Without a stop at exec (system-wide, --exe) the event may arrive
         // after the new program was already registered through its first
         // writes: then there is nothing to retire.
@@ -443,6 +480,15 @@ impl Session {
         match result {
             Ok(()) => log::info!("attached to pid {pid} ({})", exe.display),
             Err(e) => log::debug!("pid {pid} ({}) not audited: {e}", exe.display),
+        }
+        if gone
+            && let Some(p) = self.model.processes.get_mut(&pid)
+            && p.comm.is_empty()
+        {
+            // What the kernel named it at that exec: the file's name, cut
+            // to 15 bytes (TASK_COMM_LEN).
+            let base = exe.display.rsplit('/').next().unwrap_or(&exe.display);
+            p.comm = base.char_indices().take_while(|(i, c)| i + c.len_utf8() <= 15).map(|(_, c)| c).collect();
         }
     }
 

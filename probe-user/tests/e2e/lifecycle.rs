@@ -326,3 +326,75 @@ root_test! {
         assert_writers_truth(&read_json(&json), &t, name);
     }
 }
+
+/// `record -- sh -c "P; P; …"` with `extra` flags: the report and the
+/// command's output.
+fn record_sh(name: &str, extra: &[&str], script: &str) -> (serde_json::Value, Finished) {
+    let json = scratch(name).join("r.json");
+    let mut args = vec!["record", "--json", s(&json)];
+    args.extend_from_slice(extra);
+    args.extend_from_slice(&["--", "sh", "-c", script]);
+    let out = record(&args);
+    out.assert_success(name);
+    (read_json(&json), out)
+}
+
+root_test! {
+    /// A Go program attached for every process of its file (`-- CMD`,
+    /// non-PIE) needs no attach for its next processes: the kernel lets
+    /// them run at exec (no stop, no wait), and each is counted exactly
+    /// from its first instruction, like the first.
+    fn later_processes_of_an_attached_program_run_without_a_stop(name) {
+        let _g = SERIAL.lock();
+        let w = fixture("writers");
+        let (r, out) = record_sh(name, &[], &format!("{0} -n 2000; {0} -n 2000; {0} -n 2000", s(&w)));
+        let truths = out.truths();
+        assert_eq!(truths.len(), 3, "{}", out.stdout);
+        for t in &truths {
+            assert_writers_truth(&r, t, name);
+        }
+        let stops = &r["diagnostics"]["exec_stops"];
+        // The shell and the first writers process stood stopped (both parsed).
+        assert_eq!((stops["count"].as_u64(), stops["parsed"].as_u64(), stops["not_stopped"].as_u64()), (Some(2), Some(2), Some(2)), "{stops}");
+
+        // --debug-stop-every-exec: every process stopped again (what bench row 13 measures).
+        let (r, out) = record_sh(&format!("{name}-every"), &["--debug-stop-every-exec"], &format!("{0} -n 200; {0} -n 200", s(&w)));
+        for t in &out.truths() {
+            assert_writers_truth(&r, t, name);
+        }
+        let stops = &r["diagnostics"]["exec_stops"];
+        assert_eq!((stops["count"].as_u64(), stops["parsed"].as_u64(), stops["not_stopped"].as_u64()), (Some(3), Some(2), Some(0)), "{stops}");
+    }
+}
+
+root_test! {
+    /// A process let run at exec may exit before mapaudit reads its exec
+    /// event (held back here by --debug-exec-stall): it is still named,
+    /// from the file the kernel saw it exec, with exact counts.
+    fn a_process_let_run_at_exec_is_named_even_once_gone(name) {
+        let _g = SERIAL.lock();
+        let w = fixture("writers");
+        let (r, out) = record_sh(name, &["--debug-exec-stall", "300ms"], &format!("{0} -n 10; {0} -n 10", s(&w)));
+        let truths = out.truths();
+        assert_eq!(truths.len(), 2, "{}", out.stdout);
+        for t in &truths {
+            assert_writers_truth(&r, t, name);
+        }
+        assert_eq!(r["diagnostics"]["exec_stops"]["not_stopped"], 1, "{}", r["diagnostics"]["exec_stops"]);
+    }
+}
+
+root_test! {
+    /// A PIE's processes always stop at exec: its load address is read
+    /// from /proc while it stands still.
+    fn processes_of_a_pie_always_stop_at_exec(name) {
+        let _g = SERIAL.lock();
+        let w = fixtures::build("writers", fixtures::GO_NEWEST, Variant::Pie).expect("PIE writers fixture");
+        let (r, out) = record_sh(name, &[], &format!("{0} -n 200; {0} -n 200", s(&w)));
+        for t in &out.truths() {
+            assert_writers_truth(&r, t, name);
+        }
+        let stops = &r["diagnostics"]["exec_stops"];
+        assert_eq!((stops["count"].as_u64(), stops["not_stopped"].as_u64()), (Some(3), Some(0)), "{stops}");
+    }
+}

@@ -104,7 +104,10 @@ pub(super) fn exec_under_full_table(mapaudit: &Path, tiny: &Path, entries: u32, 
     let json = scratch.join("exec-full.json");
     let _ = std::fs::remove_file(&json);
     let mut c = Command::new(mapaudit);
-    c.args(["record", "--no-bpf-maps", "--max-entries", &entries.to_string(), "--json"])
+    // Every exec stopped, as a program's first process is: its later
+    // ones run at once (nothing to attach), which would leave this row
+    // nothing to measure.
+    c.args(["record", "--no-bpf-maps", "--debug-stop-every-exec", "--max-entries", &entries.to_string(), "--json"])
         .arg(&json)
         .args(["--", "sh", "-c", &exec_full_script(&churn, tiny, execs)]);
     eprintln!("xtask: bench exec under a full table ({} entries, {execs} execs)", fmt_int(u64::from(entries)));

@@ -160,6 +160,7 @@ pub fn rows(mapaudit: &Path, rounds: u32, build_rounds: u32) -> anyhow::Result<V
         Ok(c)
     };
     let (mut b_plain, mut b_ma, mut stops_p99, mut b_lost, mut procs) = (Vec::new(), Vec::new(), Vec::new(), 0u64, 0usize);
+    let mut not_stopped = 0u64;
     for i in 0..build_rounds {
         eprintln!("xtask: bench go build round {}/{build_rounds}", i + 1);
         let cache = scratch.join(format!("gocache-plain-{i}"));
@@ -190,6 +191,7 @@ pub fn rows(mapaudit: &Path, rounds: u32, build_rounds: u32) -> anyhow::Result<V
         let st = &r["diagnostics"]["exec_stops"];
         if let (Some(p99), Some(reused)) = (st["p99_ms"].as_f64(), st["reused_p99_ms"].as_f64()) {
             stops_p99.push((p99, reused, st["parsed"].as_u64().unwrap_or(0), st["max_ms"].as_f64().unwrap_or(0.0)));
+            not_stopped = not_stopped.max(st["not_stopped"].as_u64().unwrap_or(0));
         }
     }
     let (bp, bm) = (median(&b_plain).unwrap_or(0.0), median(&b_ma).unwrap_or(0.0));
@@ -213,9 +215,10 @@ pub fn rows(mapaudit: &Path, rounds: u32, build_rounds: u32) -> anyhow::Result<V
         ),
     });
     // The target is the exec path's: a process of a program already
-    // attached. The first process of each program (compile, asm, link, …)
-    // also waits while its executable is read and parsed (tens of MB),
-    // reported beside it.
+    // attached (which the kernel now lets run without a stop: `not_stopped`;
+    // the p99 is then 0). The first process of each program (compile, asm,
+    // link, …) also waits while its executable is read and parsed (tens of
+    // MB), reported beside it.
     let pick = |f: fn(&(f64, f64, u64, f64)) -> f64| median(&stops_p99.iter().map(f).collect::<Vec<_>>());
     let (all, reused, worst) = (pick(|s| s.0), pick(|s| s.1), pick(|s| s.3));
     let parsed = stops_p99.iter().map(|s| s.2).max().unwrap_or(0);
@@ -223,7 +226,11 @@ pub fn rows(mapaudit: &Path, rounds: u32, build_rounds: u32) -> anyhow::Result<V
     out.push(Row {
         measurement: "7 time a process stood stopped at exec, p99: processes of a program already attached".into(),
         median: ms(reused),
-        derived: format!("all stops: p99 {}, max {} (the {parsed} first processes of a program parse it)", ms(all), ms(worst)),
+        derived: format!(
+            "{not_stopped} processes of an attached program not stopped at all; stops: p99 {}, max {} (the {parsed} first processes of a program parse it)",
+            ms(all),
+            ms(worst)
+        ),
         target: format!("≤ {TARGET_EXEC_STOP_P99_MS} ms"),
         verdict: verdict(reused.is_some_and(|v| v <= TARGET_EXEC_STOP_P99_MS)),
     });

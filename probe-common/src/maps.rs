@@ -8,9 +8,17 @@
 /// table in batches. No increment is lost between flip and drain, and the
 /// tables hold only what changed in one tick, never the dead.
 pub const WRITES: [&str; 2] = ["WRITES0", "WRITES1"];
-/// Per table: distinct (thread, goroutine, map instance, site) tuples one
-/// tick can hold.
-pub const WRITES_DEFAULT_ENTRIES: u32 = 65_536;
+/// Per table: distinct (thread, goroutine, map instance, site) tuples it
+/// can hold. The drainer empties a table every `session::DRAIN_EVERY`, and
+/// sooner once it is half full (`INSERTS`): a churning program fills this
+/// many in ~40 ms on 2 CPUs, and a per-CPU table costs ~1 µs per entry to
+/// create (65,536 took ~80 ms of every `record`'s start).
+pub const WRITES_DEFAULT_ENTRIES: u32 = 16_384;
+
+/// Per-CPU array of 2 `u64`: new keys inserted into each `WRITES` table
+/// since it became the active one (the probe bumps it only on a new key);
+/// the drainer polls the active one's sum to drain early.
+pub const INSERTS: &str = "INSERTS";
 
 /// LRU hash: tgid → `u32` GC cycles started (`uprobe::routine::GC_START`).
 pub const GC_CYCLES: &str = "GC_CYCLES";

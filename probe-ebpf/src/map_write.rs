@@ -20,7 +20,7 @@ use probe_common::{
 };
 
 use crate::arch::{GoCall, go_call};
-use crate::maps::{EVENTS, GC_CYCLES, GEN, GLOBAL, INST_SEQ, TRACKED, LAST_ENTRY, MAP_STATE, NEST, WRITES0, WRITES1, count_lost};
+use crate::maps::{EVENTS, GC_CYCLES, GEN, GLOBAL, INSERTS, INST_SEQ, TRACKED, LAST_ENTRY, MAP_STATE, NEST, WRITES0, WRITES1, count_lost};
 use crate::util::{BPF_NOEXIST, pid_tid, read_user, submit_flags};
 
 #[uprobe]
@@ -110,10 +110,8 @@ fn try_map_write(call: &GoCall, cookie: &Cookie) -> Result<(), ()> {
 /// key carries the map type and the goroutine's creation PC, read once.
 #[inline(always)]
 fn count(key: &WriteKey, maptype: u64, call: &GoCall, cookie: &Cookie) {
-    let table = match GEN.get(0) {
-        Some(&g) if g & 1 == 1 => &WRITES1,
-        _ => &WRITES0,
-    };
+    let generation = GEN.get(0).map_or(0, |&g| g & 1);
+    let table = if generation == 1 { &WRITES1 } else { &WRITES0 };
     match table.get_ptr_mut(key) {
         // SAFETY: per-CPU value; `tid` is in the key, so no other task can
         // be updating this slot concurrently.
@@ -124,6 +122,9 @@ fn count(key: &WriteKey, maptype: u64, call: &GoCall, cookie: &Cookie) {
             // here): a failure means the table is full.
             if table.insert(key, &v, BPF_NOEXIST).is_err() {
                 count_lost(lost::WRITES_FULL);
+            } else if let Some(n) = INSERTS.get_ptr_mut(generation) {
+                // SAFETY: this CPU's slot; programs do not migrate.
+                unsafe { *n += 1 };
             }
         }
     }

@@ -28,6 +28,9 @@ pub static GC_CYCLES: LruHashMap<u32, u32> = LruHashMap::with_max_entries(names:
 #[map(name = "GEN")]
 pub static GEN: Array<u32> = Array::with_max_entries(1, 0);
 
+#[map(name = "INSERTS")]
+pub static INSERTS: PerCpuArray<u64> = PerCpuArray::with_max_entries(2, 0);
+
 #[map(name = "INST_SEQ")]
 pub static INST_SEQ: PerCpuArray<u32> = PerCpuArray::with_max_entries(1, 0);
 

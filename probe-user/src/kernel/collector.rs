@@ -459,7 +459,9 @@ impl Collector {
     /// Batches from the drainer, noted as drains and queued for folding.
     fn receive(&mut self, batches: Vec<Batch>, model: &mut Model) {
         for b in batches {
-            model.note_drain(b.keys.len(), b.took);
+            for &(keys, took) in &b.drains {
+                model.note_drain(keys, took);
+            }
             self.backlog.push(b);
         }
     }
@@ -605,7 +607,7 @@ impl Backlog {
             let room = max_keys - n;
             if b.keys.len() > room {
                 let rest = b.keys.split_off(room);
-                self.batches.push_front(Batch { keys: rest, took: std::time::Duration::ZERO, answers: None, error: None });
+                self.batches.push_front(Batch { keys: rest, drains: Vec::new(), answers: None, error: None });
             }
             n += b.keys.len();
             out.push(b);
@@ -657,7 +659,7 @@ mod tests {
 
     fn batch(first: u64, n: u64, error: Option<&str>) -> Batch {
         let keys = (first..first + n).map(|i| (WriteKey { goid: i, ..Default::default() }, Default::default())).collect();
-        Batch { keys, took: std::time::Duration::from_millis(n), answers: None, error: error.map(String::from) }
+        Batch { keys, drains: vec![(n as usize, std::time::Duration::from_millis(n))], answers: None, error: error.map(String::from) }
     }
 
     /// The backlog gives every key once, in the order drained, at most

@@ -19,7 +19,7 @@
 use std::os::fd::{AsFd as _, AsRawFd as _, FromRawFd as _, OwnedFd, RawFd};
 
 use anyhow::Context as _;
-use aya::maps::{Array, Map, MapData};
+use aya::maps::{Array, Map, MapData, PerCpuArray, PerCpuValues};
 use probe_common::{
     maps as names,
     uprobe::{WriteKey, WriteValue},
@@ -48,6 +48,10 @@ pub struct CounterTables {
     tables: [MapData; 2],
     generation: Array<MapData, u32>,
     current: u32,
+    /// New keys per table since it became the active one (`INSERTS`).
+    inserts: PerCpuArray<MapData, u64>,
+    /// Entries a table holds.
+    capacity: u64,
     /// The map-in-map whose updates wait for a grace period, and the inner
     /// map put into it.
     sync_outer: OwnedFd,
@@ -65,11 +69,31 @@ impl CounterTables {
         };
         let tables = [take(names::WRITES[0])?, take(names::WRITES[1])?];
         let generation = Array::try_from(ebpf.take_map(names::GEN).context("map GEN missing")?)?;
+        let inserts = PerCpuArray::try_from(ebpf.take_map(names::INSERTS).context("map INSERTS missing")?)?;
+        let capacity = u64::from(tables[0].info().context("reading the counter table's size")?.max_entries());
         let ncpus = aya::util::nr_cpus().map_err(|(what, e)| anyhow::anyhow!("{what}: {e}"))?;
         let sync_inner = map_create(BPF_MAP_TYPE_ARRAY, 4, 4, 1, None).context("creating the grace-period map")?;
         let sync_outer = map_create(BPF_MAP_TYPE_ARRAY_OF_MAPS, 4, 4, 1, Some(sync_inner.as_raw_fd()))
             .context("creating the grace-period map-in-map")?;
-        Ok(Self { tables, generation, current: 0, sync_outer, sync_inner, ncpus, keys: Vec::new(), values: Vec::new() })
+        Ok(Self {
+            tables,
+            generation,
+            current: 0,
+            inserts,
+            capacity,
+            sync_outer,
+            sync_inner,
+            ncpus,
+            keys: Vec::new(),
+            values: Vec::new(),
+        })
+    }
+
+    /// Whether the active table is at least half full (new keys since it
+    /// became active, summed over CPUs): time to drain, whatever the period.
+    pub fn half_full(&self) -> bool {
+        let n: u64 = self.inserts.get(&self.current, 0).map(|v| v.iter().sum()).unwrap_or(0);
+        n * 2 >= self.capacity
     }
 
     /// Flips the generation, waits until no probe writes the old table,
@@ -77,6 +101,10 @@ impl CounterTables {
     pub fn drain(&mut self, out: &mut Vec<(WriteKey, Drained)>) -> anyhow::Result<usize> {
         let old = self.current;
         self.current ^= 1;
+        // The table about to become active has been idle since the last
+        // flip's grace period: nothing bumps its insert count meanwhile.
+        let zeros = PerCpuValues::try_from(vec![0u64; self.ncpus]).context("zeroing the insert count")?;
+        self.inserts.set(self.current, zeros, 0).context("zeroing the insert count")?;
         self.generation.set(0, self.current, 0).context("switching the counter table")?;
         self.wait_for_programs().context("waiting for running probes to finish")?;
         self.empty(old as usize, out)
@@ -194,15 +222,21 @@ fn map_create(map_type: u32, key: u32, value: u32, max: u32, inner: Option<RawFd
     Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
 }
 
-/// One drain's keys, from the drainer thread.
+/// The keys of one period's drains, from the drainer thread.
 pub struct Batch {
     pub keys: Vec<(WriteKey, Drained)>,
-    /// How long the flip, the grace period and the reads took.
-    pub took: std::time::Duration,
+    /// Each table drain in it — a period's own, and those made early when
+    /// the active table was half full — as (keys, how long the flip, the
+    /// grace period and the reads took).
+    pub drains: Vec<(usize, std::time::Duration)>,
     /// The `Drainer::sync` call this batch answers (None: a periodic one).
     pub answers: Option<u64>,
     pub error: Option<String>,
 }
+
+/// How often the drainer looks at the active table's fill between periods
+/// (one small per-CPU array read).
+const POLL: std::time::Duration = std::time::Duration::from_millis(5);
 
 enum Request {
     Drain { id: u64, all: bool },
@@ -212,7 +246,11 @@ enum Request {
 /// grace period (10–40 ms here), and the loop that resumes processes stopped
 /// at exec must never wait behind it. The thread drains every `every` and
 /// sends the batches; `sync` asks for a drain now and returns when its batch
-/// is in (every batch before it is received first, in order).
+/// is in (every batch before it is received first, in order). Between
+/// periods it looks at the active table's fill every `POLL` and drains it
+/// early once half full, keeping those keys for the period's batch: the
+/// model still sees one batch per period (its idle windows count periods),
+/// and a table only needs to hold what churn makes in a few polls.
 pub struct Drainer {
     requests: std::sync::mpsc::Sender<Request>,
     batches: std::sync::mpsc::Receiver<Batch>,
@@ -224,17 +262,30 @@ impl Drainer {
         let (req_tx, req_rx) = std::sync::mpsc::channel::<Request>();
         let (batch_tx, batch_rx) = std::sync::mpsc::channel::<Batch>();
         std::thread::Builder::new().name("mapaudit-drain".into()).spawn(move || {
+            let mut period = std::time::Instant::now();
+            let (mut keys, mut drains, mut error) = (Vec::new(), Vec::new(), None);
             loop {
-                let (answers, all) = match req_rx.recv_timeout(every) {
+                let wait = POLL.min(every.saturating_sub(period.elapsed()));
+                let (answers, all) = match req_rx.recv_timeout(wait) {
                     Ok(Request::Drain { id, all }) => (Some(id), all),
                     Err(std::sync::mpsc::RecvTimeoutError::Timeout) => (None, false),
                     // The collector is gone: so is the recording.
                     Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
                 };
+                let due = answers.is_some() || period.elapsed() >= every;
+                if !due && !tables.half_full() {
+                    continue;
+                }
                 let t = std::time::Instant::now();
-                let mut keys = Vec::new();
+                let before = keys.len();
                 let r = if all { tables.drain_all(&mut keys) } else { tables.drain(&mut keys) };
-                let batch = Batch { keys, took: t.elapsed(), answers, error: r.err().map(|e| format!("{e:#}")) };
+                drains.push((keys.len() - before, t.elapsed()));
+                error = error.or(r.err().map(|e| format!("{e:#}")));
+                if !due {
+                    continue;
+                }
+                period = std::time::Instant::now();
+                let batch = Batch { keys: std::mem::take(&mut keys), drains: std::mem::take(&mut drains), answers, error: error.take() };
                 if batch_tx.send(batch).is_err() {
                     return;
                 }

@@ -46,7 +46,9 @@ root_test! {
         let lost = tiny["lost"]["writes_map_full"].as_u64().unwrap();
         assert!(lost > 0, "a 3-entry table must overflow");
         assert_eq!(counted + lost, total, "every write is either counted or counted as lost");
-        assert_eq!(tiny["diagnostics"]["counter_keys"], 3);
+        // The table never held more than its 3 keys (it is drained early,
+        // at half full, so more than 3 keys are counted in all).
+        assert!(tiny["diagnostics"]["largest_drain"]["keys"].as_u64().unwrap() <= 3, "{}", tiny["diagnostics"]);
         assert!(tiny["totals"]["lost_events"].as_u64().unwrap() >= lost);
 
         let json = scratch(&format!("{name}_gate")).join("tiny.json");

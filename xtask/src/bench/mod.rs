@@ -127,8 +127,9 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 600)]
     churn_seconds: u64,
     /// `--max-entries` of the exec-under-a-full-table row (13): small
-    /// enough that the churn server fills it every drain.
-    #[arg(long, default_value_t = 4096)]
+    /// enough that the churn server fills it between two of the drainer's
+    /// 5 ms looks at its fill (it is drained early once half full).
+    #[arg(long, default_value_t = 256)]
     full_table_entries: u32,
     /// Execs of a Go program in row 13 (p99 over them); 0 skips it.
     #[arg(long, default_value_t = 200)]
@@ -138,7 +139,7 @@ pub struct BenchArgs {
     snapshot_runs: usize,
     /// Keys of the full table in row 14: mapaudit's default --max-entries
     /// (`probe_common::maps::WRITES_DEFAULT_ENTRIES`).
-    #[arg(long, default_value_t = 65_536)]
+    #[arg(long, default_value_t = 16_384)]
     snapshot_entries: u32,
     /// Only these rows (comma-separated numbers, 1–14; rows 6–9 run
     /// together): printed, BENCHMARKS.md untouched.

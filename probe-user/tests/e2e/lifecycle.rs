@@ -328,7 +328,10 @@ root_test! {
 }
 
 /// `record -- sh -c "P; P; …"` with `extra` flags: the report and the
-/// command's output.
+/// command's output. The scripts end in `true` so that the shell forks every
+/// program: a shell may exec its last command itself (busybox's does, in the
+/// arm64 test machine), and a process that exec'd before (the shell) always
+/// stops at its next exec.
 fn record_sh(name: &str, extra: &[&str], script: &str) -> (serde_json::Value, Finished) {
     let json = scratch(name).join("r.json");
     let mut args = vec!["record", "--json", s(&json)];
@@ -347,7 +350,7 @@ root_test! {
     fn later_processes_of_an_attached_program_run_without_a_stop(name) {
         let _g = SERIAL.lock();
         let w = fixture("writers");
-        let (r, out) = record_sh(name, &[], &format!("{0} -n 2000; {0} -n 2000; {0} -n 2000", s(&w)));
+        let (r, out) = record_sh(name, &[], &format!("{0} -n 2000; {0} -n 2000; {0} -n 2000; true", s(&w)));
         let truths = out.truths();
         assert_eq!(truths.len(), 3, "{}", out.stdout);
         for t in &truths {
@@ -358,7 +361,7 @@ root_test! {
         assert_eq!((stops["count"].as_u64(), stops["parsed"].as_u64(), stops["not_stopped"].as_u64()), (Some(2), Some(2), Some(2)), "{stops}");
 
         // --debug-stop-every-exec: every process stopped again (what bench row 13 measures).
-        let (r, out) = record_sh(&format!("{name}-every"), &["--debug-stop-every-exec"], &format!("{0} -n 200; {0} -n 200", s(&w)));
+        let (r, out) = record_sh(&format!("{name}-every"), &["--debug-stop-every-exec"], &format!("{0} -n 200; {0} -n 200; true", s(&w)));
         for t in &out.truths() {
             assert_writers_truth(&r, t, name);
         }
@@ -374,7 +377,7 @@ root_test! {
     fn a_process_let_run_at_exec_is_named_even_once_gone(name) {
         let _g = SERIAL.lock();
         let w = fixture("writers");
-        let (r, out) = record_sh(name, &["--debug-exec-stall", "300ms"], &format!("{0} -n 10; {0} -n 10", s(&w)));
+        let (r, out) = record_sh(name, &["--debug-exec-stall", "300ms"], &format!("{0} -n 10; {0} -n 10; true", s(&w)));
         let truths = out.truths();
         assert_eq!(truths.len(), 2, "{}", out.stdout);
         for t in &truths {
@@ -390,7 +393,7 @@ root_test! {
     fn processes_of_a_pie_always_stop_at_exec(name) {
         let _g = SERIAL.lock();
         let w = fixtures::build("writers", fixtures::GO_NEWEST, Variant::Pie).expect("PIE writers fixture");
-        let (r, out) = record_sh(name, &[], &format!("{0} -n 200; {0} -n 200", s(&w)));
+        let (r, out) = record_sh(name, &[], &format!("{0} -n 200; {0} -n 200; true", s(&w)));
         for t in &out.truths() {
             assert_writers_truth(&r, t, name);
         }

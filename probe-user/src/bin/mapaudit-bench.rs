@@ -18,13 +18,20 @@ use probe_common::events::BENCH_BURST;
 use probe_common::lost;
 use probe_common::uprobe::{WriteKey, routine};
 
+// The allocator `mapaudit` runs with, tuned alike: the model's costs
+// depend on it.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
+    mapaudit::tune_allocator();
     let args: Vec<String> = std::env::args().collect();
     let num = |i: usize, d: u64| args.get(i).and_then(|s| s.parse().ok()).unwrap_or(d);
     let result = match args.get(1).map(String::as_str) {
         Some("drain") => drain(num(2, 2_000_000), num(3, 3)),
         Some("model") => model(num(2, 100_000) as usize, num(3, 10_000) as usize),
         Some("churn") => churn(num(2, 600), num(3, 50_000)),
+        Some("fold") => fold(num(2, 100_000), num(3, 20_000), num(4, mapaudit::session::FOLD_STEP_ROWS as u64) as usize),
         Some("lengths") => lengths(num(2, 32) as usize, num(3, 1000) as usize),
         Some("lengths-target") => lengths_target(num(2, 32) as usize),
         Some("snapshot") => snapshot(num(2, u64::from(probe_common::maps::WRITES_DEFAULT_ENTRIES)), num(3, 5) as usize),
@@ -204,7 +211,7 @@ fn churn(seconds: u64, rate: u64) -> anyhow::Result<serde_json::Value> {
     let mut peak_rows = 0usize;
     let t = Instant::now();
     let mut n: u64 = 0;
-    let mut last_fold = 0;
+    let mut last_fold = Default::default();
     for d in 0..drains {
         let keys: Vec<(WriteKey, u64)> = (0..per_drain)
             .flat_map(|_| {
@@ -253,6 +260,52 @@ fn churn(seconds: u64, rate: u64) -> anyhow::Result<serde_json::Value> {
         "cpu_s": t.elapsed().as_secs_f64(),
         "samples": samples,
         "rss_mib": rss_kib().saturating_sub(rss0) as f64 / 1024.0,
+    }))
+}
+
+/// One periodic fold of idle rows (`session::fold_step`): `idle` map
+/// instances and goroutines of an exited process (each goroutine wrote its
+/// own map 3 times, at one of 16 sites), beside `live` ones of a process
+/// still writing. The loop that resumes processes stopped at exec waits
+/// for it.
+fn fold(idle: u64, live: u64, step_rows: usize) -> anyhow::Result<serde_json::Value> {
+    use mapaudit::session::FOLD_IDLE_DRAINS;
+    let mut m = Model::new();
+    let key = |pid: u32, n: u64| WriteKey {
+        pid,
+        tid: 2000 + (n % 8) as u32,
+        goid: n + 1,
+        map: 0xc000_0000 + n * 0x30,
+        pc: 0x40_0000 + (n % 16) * 0x10,
+        routine: routine::MAPASSIGN_FASTSTR,
+        _pad: [0; 3],
+        inst: n as u32,
+    };
+    m.add_counts((0..idle).map(|n| (key(1000, n), 3)));
+    for _ in 0..FOLD_IDLE_DRAINS {
+        m.add_counts((0..16).map(|n| (key(1001, n), 1)));
+    }
+    m.add_counts((0..live).map(|n| (key(1001, n), 3)));
+    m.tick(Duration::from_secs(1));
+    // As the session does: a step per drain until nothing more folds.
+    let (mut steps, mut folded, mut total, mut longest) = (0, 0, Duration::ZERO, Duration::ZERO);
+    loop {
+        let t = Instant::now();
+        let (maps, goroutines) = m.fold_idle(FOLD_IDLE_DRAINS, 0, step_rows);
+        let took = t.elapsed();
+        if maps + goroutines == 0 {
+            break;
+        }
+        (steps, folded, total, longest) = (steps + 1, folded + maps + goroutines, total + took, longest.max(took));
+    }
+    Ok(serde_json::json!({
+        "idle_rows": idle * 2,
+        "live_rows": live * 2,
+        "folded_rows": folded,
+        "fold_steps": steps,
+        "step_rows": step_rows,
+        "fold_ms": ms(total),
+        "longest_step_ms": ms(longest),
     }))
 }
 

@@ -357,9 +357,9 @@ mod fold_tests {
         for _ in 0..10 {
             m.add_counts([(key(1, 0xc0, 1000, 0x30), 1)]);
         }
-        assert_eq!(m.fold_idle(100, 0), (0, 0), "nothing is idle for 100 epochs yet");
-        assert_eq!(m.fold_idle(5, 1000), (0, 0), "too few idle rows to be worth a fold");
-        assert_eq!(m.fold_idle(5, 0), (101, 102));
+        assert_eq!(m.fold_idle(100, 0, usize::MAX), (0, 0), "nothing is idle for 100 epochs yet");
+        assert_eq!(m.fold_idle(5, 1000, usize::MAX), (0, 0), "too few idle rows to be worth a fold");
+        assert_eq!(m.fold_idle(5, 0, usize::MAX), (101, 102));
         m.tick(std::time::Duration::from_secs(1));
         assert_eq!(m.agg.totals.writes, totals.writes + 10, "totals keep everything");
         assert_eq!(m.agg.maps.len(), 1, "only the cache is a row");
@@ -382,6 +382,66 @@ mod fold_tests {
         assert_eq!(m.agg.totals.writes, totals.writes + 12);
     }
 
+    /// 100 idle per-request instances (goroutine i writes map 0xa0+i 3
+    /// times at 0x10; two goroutines share one of them) beside a busy cache.
+    fn idle_crowd() -> Model {
+        let mut m = Model::new();
+        let mut first: Vec<_> = (0..100u64).map(|i| (key(10 + i, 0xa00 + i, 1, 0x10), 3)).collect();
+        first.push((key(10, 0xa00 + 50, 1, 0x10), 1));
+        m.add_counts(first);
+        for i in 0..100u64 {
+            m.names.map_types.insert((1, MapId { addr: 0xa00 + i, inst: 1 }), "http.Header".into());
+        }
+        for _ in 0..10 {
+            m.add_counts([(key(1, 0xc0, 1000, 0x30), 1)]);
+        }
+        m
+    }
+
+    #[test]
+    fn folding_in_steps_ends_where_one_fold_ends_and_new_rows_fill_the_freed_slots() {
+        let mut once = idle_crowd();
+        assert_eq!(once.fold_idle(5, 0, usize::MAX), (100, 100));
+        let mut steps = idle_crowd();
+        let mut folded = Vec::new();
+        loop {
+            let f = steps.fold_idle(5, 0, 7);
+            if f == (0, 0) {
+                break;
+            }
+            folded.push(f);
+        }
+        assert_eq!(folded.len(), 15, "100 rows, 7 a step: {folded:?}");
+        assert_eq!(folded.iter().map(|f| f.0).sum::<usize>(), 100);
+        for m in [&mut once, &mut steps] {
+            m.tick(std::time::Duration::from_secs(1));
+        }
+        let classes = |m: &Model| {
+            let mut v: Vec<_> = m.folded.maps.values().map(|c| (c.type_name.clone(), c.instances, c.ops.writes)).collect();
+            v.sort();
+            v
+        };
+        assert_eq!(classes(&steps), classes(&once));
+        assert_eq!(classes(&steps), vec![(Some("http.Header".into()), 100, 301)]);
+        assert_eq!(steps.folded.findings.len(), 1, "the shared instance keeps its finding");
+        assert_eq!(steps.folded.findings[0].goroutines, vec![10, 60]);
+        assert_eq!((steps.agg.maps.len(), steps.agg.goroutines.len(), steps.counts().len()), (1, 1, 1));
+        let t = &steps.agg.threads[0];
+        assert_eq!(t.goroutines.as_slice(), &[1], "threads no longer name folded goroutines");
+        // 100 new instances: into the freed slots, none added; counted exactly.
+        let slots = steps.agg.maps.rows.len();
+        steps.add_counts((0..100u64).map(|i| (key(500 + i, 0xb00 + i, 2, 0x10), 2)));
+        steps.add_counts([(key(500, 0xc0, 1000, 0x30), 1)]);
+        steps.tick(std::time::Duration::from_secs(1));
+        assert_eq!(steps.agg.maps.rows.len(), slots, "freed slots are filled first");
+        assert_eq!(steps.agg.maps.len(), 101);
+        assert_eq!(steps.agg.maps.iter().map(|r| r.ops.writes).sum::<u64>(), 200 + 11);
+        assert_eq!(steps.agg.maps.iter().filter(|r| r.map.addr == 0xc0).map(|r| r.writers.len()).next(), Some(2));
+        let site = steps.agg.sites.iter().find(|s| s.pc == 0x10).unwrap();
+        assert_eq!(site.maps.len(), 100, "the site names only the new instances");
+        assert_eq!(steps.agg.totals.writes, 301 + 10 + 200 + 1);
+    }
+
     #[test]
     fn a_folded_single_writer_map_written_again_by_another_goroutine_is_shared() {
         let mut m = Model::new();
@@ -395,7 +455,7 @@ mod fold_tests {
         for _ in 0..10 {
             m.add_counts([]);
         }
-        assert_eq!(m.fold_idle(5, 0).0, 51);
+        assert_eq!(m.fold_idle(5, 0, usize::MAX).0, 51);
         assert!(m.agg.findings.is_empty());
         // Goroutine 8 writes the cache: a fresh row, but two writers.
         m.add_counts([(key(8, 0xc0, 3, 0x30), 1)]);

@@ -136,8 +136,8 @@ impl Counters {
         }
     }
 
-    pub(super) fn retain(&mut self, keep: impl Fn(&WriteKey) -> bool) {
-        self.entries.retain(|e| keep(&e.0));
+    pub(super) fn retain(&mut self, keep: impl Fn(&WriteKey, &Counter) -> bool) {
+        self.entries.retain(|e| keep(&e.0, &e.1));
         self.reindex();
         self.next = 0;
         self.in_order = true;

@@ -433,7 +433,7 @@ impl Model {
         // Only rows added since, unless names were added since.
         fn rows_to_name<R: Ranked>(t: &Table<R>, rank: &mut Ranking<R>, all: bool, mut name: impl FnMut(&mut R)) {
             if all {
-                rank.rows.iter_mut().for_each(name);
+                live_mut(rank).for_each(name);
             } else {
                 for &slot in &t.fresh {
                     name(&mut rank.rows[slot as usize]);
@@ -476,10 +476,10 @@ impl Model {
     pub fn retire(&mut self, pid: u32) {
         self.fill_names();
         let a = &mut self.agg;
-        let (goroutines, goroutine_slots) = self.goroutines.take(&mut a.goroutines, |g| g.pid == pid);
-        let (threads, thread_slots) = self.threads.take(&mut a.threads, |t| t.pid == pid);
-        let (mut maps, map_slots) = self.maps.take(&mut a.maps, |m| m.pid == pid);
-        let (_, site_slots) = self.sites.take(&mut a.sites, |s| s.pid == pid);
+        let (goroutines, _) = self.goroutines.take(&mut a.goroutines, |g| g.pid == pid, usize::MAX);
+        let (threads, _) = self.threads.take(&mut a.threads, |t| t.pid == pid, usize::MAX);
+        let (mut maps, _) = self.maps.take(&mut a.maps, |m| m.pid == pid, usize::MAX);
+        self.sites.take(&mut a.sites, |s| s.pid == pid, usize::MAX);
         let (overlaps, keep) = std::mem::take(&mut self.overlaps).into_iter().partition(|o| o.pid == pid);
         self.overlaps = keep;
         for m in &mut maps {
@@ -489,15 +489,9 @@ impl Model {
         let findings = derive_findings(&overlaps, &maps, &self.names);
         let sites = self.names.sites.iter().filter(|(k, _)| k.0 == pid).map(|(k, v)| (k.1, v.clone())).collect();
         let info = self.processes.remove(&pid).unwrap_or(ProcessInfo { pid, ..Default::default() });
-        self.counts.retain(|k| k.pid != pid);
-        for (_, c) in &mut self.counts.entries {
-            if c.goroutine != UNLINKED.goroutine {
-                c.goroutine = goroutine_slots[c.goroutine as usize];
-                c.thread = thread_slots[c.thread as usize];
-                c.map = map_slots[c.map as usize];
-                c.site = site_slots[c.site as usize];
-            }
-        }
+        // The pid's rows are gone, and only its keys pointed at them (the
+        // other rows keep their slots).
+        self.counts.retain(|k, _| k.pid != pid);
         let n = &mut self.names;
         n.sites.retain(|k, _| k.0 != pid);
         n.map_types.retain(|k, _| k.0 != pid);
@@ -543,18 +537,25 @@ impl Model {
     /// request would otherwise add rows forever. Totals, threads and sites
     /// are unchanged; a folded instance written by several goroutines keeps
     /// its shared-map finding; maps with overlaps are never folded.
+    ///
+    /// Only when at least `min_rows` rows, and half of all, are idle (a
+    /// fold still looks at every row and counter key once), and at most
+    /// `limit` map rows and `limit` goroutine rows at a time: a fold costs
+    /// about what it takes out, so `limit` bounds how long the caller's
+    /// loop (which resumes processes stopped at exec) waits; the caller
+    /// folds again, with `min_rows` 0, until fewer than `limit` fold.
     /// Returns (map rows, goroutine rows) folded.
-    pub fn fold_idle(&mut self, idle: u32, min_rows: usize) -> (usize, usize) {
+    pub fn fold_idle(&mut self, idle: u32, min_rows: usize, limit: usize) -> (usize, usize) {
         let Some(cutoff) = self.epoch.checked_sub(idle) else { return (0, 0) };
-        // Only when at least `min_rows` rows, and half of all, are idle (a
-        // fold walks every row and counter key).
-        let a = &self.agg;
-        let idle_rows = a.maps.rows.iter().filter(|m| m.meta.active < cutoff).count()
-            + a.goroutines.rows.iter().filter(|g| g.meta.active < cutoff).count();
-        if idle_rows == 0 || idle_rows < min_rows.max((a.maps.len() + a.goroutines.len()) / 2) {
-            return (0, 0);
+        if min_rows > 0 {
+            let a = &self.agg;
+            let idle_rows = live(&a.maps).filter(|m| m.meta.active < cutoff).count()
+                + live(&a.goroutines).filter(|g| g.meta.active < cutoff).count();
+            if idle_rows < min_rows.max((a.maps.len() + a.goroutines.len()) / 2) {
+                return (0, 0);
+            }
         }
-        self.fold_where(|m| m.meta.active < cutoff, |g| g.meta.active < cutoff)
+        self.fold_where(|m| m.meta.active < cutoff, |g| g.meta.active < cutoff, limit)
     }
 
     /// Keeps at most `keep` rows per class — the busiest — and folds the
@@ -584,30 +585,36 @@ impl Model {
         let (names, a) = (&self.names, &self.agg);
         // The key `classes::map_classes` groups by.
         let class_of = |m: &MapRow| (m.pid, names.map_types.get(&(m.pid, m.map)), crate::model::classes::top_site(m).unwrap_or(0));
-        let fold_maps = beyond(a.maps.rows.iter().map(|m| (class_of(m), m.ops.total())), keep);
+        let fold_maps = beyond(live(&a.maps).map(|m| (class_of(m), m.ops.total())), keep);
         let fold_goroutines =
-            beyond(a.goroutines.rows.iter().map(|g| ((g.pid, names.created_by.get(&(g.pid, g.goid))), g.ops.total())), keep);
+            beyond(live(&a.goroutines).map(|g| ((g.pid, names.created_by.get(&(g.pid, g.goid))), g.ops.total())), keep);
         let map_ids: rustc_hash::FxHashSet<(u32, MapId)> =
-            a.maps.rows.iter().zip(&fold_maps).filter(|(_, f)| **f).map(|(m, _)| (m.pid, m.map)).collect();
+            live(&a.maps).zip(&fold_maps).filter(|(_, f)| **f).map(|(m, _)| (m.pid, m.map)).collect();
         let goroutine_ids: rustc_hash::FxHashSet<(u32, u64)> =
-            a.goroutines.rows.iter().zip(&fold_goroutines).filter(|(_, f)| **f).map(|(g, _)| (g.pid, g.goid)).collect();
-        self.fold_where(|m| map_ids.contains(&(m.pid, m.map)), |g| goroutine_ids.contains(&(g.pid, g.goid)))
+            live(&a.goroutines).zip(&fold_goroutines).filter(|(_, f)| **f).map(|(g, _)| (g.pid, g.goid)).collect();
+        self.fold_where(|m| map_ids.contains(&(m.pid, m.map)), |g| goroutine_ids.contains(&(g.pid, g.goid)), usize::MAX)
     }
 
     /// Folds the map and goroutine rows the predicates pick (maps with
-    /// overlaps excepted) into their classes; see `fold_idle`.
-    fn fold_where(&mut self, map: impl Fn(&MapRow) -> bool, goroutine: impl Fn(&GoroutineRow) -> bool) -> (usize, usize) {
+    /// overlaps excepted) into their classes, at most `limit` of each; see
+    /// `fold_idle`.
+    fn fold_where(
+        &mut self,
+        map: impl Fn(&MapRow) -> bool,
+        goroutine: impl Fn(&GoroutineRow) -> bool,
+        limit: usize,
+    ) -> (usize, usize) {
         let with_overlaps: rustc_hash::FxHashSet<(u32, MapId)> = self.overlaps.iter().map(|o| (o.pid, o.map)).collect();
         let idle_map = |m: &MapRow| map(m) && !with_overlaps.contains(&(m.pid, m.map));
         let idle_goroutine = |g: &GoroutineRow| goroutine(g);
-        let a = &mut self.agg;
-        if !a.maps.rows.iter().any(idle_map) && !a.goroutines.rows.iter().any(idle_goroutine) {
-            return (0, 0);
-        }
+        // Rows are named before they go (their classes are by name).
         self.fill_names();
         let a = &mut self.agg;
-        let (maps, map_slots) = self.maps.take(&mut a.maps, idle_map);
-        let (goroutines, goroutine_slots) = self.goroutines.take(&mut a.goroutines, idle_goroutine);
+        let (maps, map_slots) = self.maps.take(&mut a.maps, idle_map, limit);
+        let (goroutines, goroutine_slots) = self.goroutines.take(&mut a.goroutines, idle_goroutine, limit);
+        if maps.is_empty() && goroutines.is_empty() {
+            return (0, 0);
+        }
 
         // Their findings and classes.
         let names = &self.names;
@@ -657,39 +664,66 @@ impl Model {
         }
 
         // Counter keys of folded rows go (a key seen again is linked anew);
-        // the others follow their rows to their new slots.
-        let gone = |slots: &[u32], s: u32| slots[s as usize] == u32::MAX;
-        self.counts.entries.retain(|(_, c)| c.goroutine == u32::MAX || !(gone(&goroutine_slots, c.goroutine) || gone(&map_slots, c.map)));
-        for (_, c) in &mut self.counts.entries {
-            if c.goroutine != u32::MAX {
-                c.goroutine = goroutine_slots[c.goroutine as usize];
-                c.map = map_slots[c.map as usize];
+        // the others keep their slots.
+        // (Found in bitmaps of the slots just freed: small enough to stay
+        // in the cache while every key is looked at, unlike the rows.)
+        let bitmap = |len: usize, slots: &[u32]| {
+            let mut b = vec![0u64; len.div_ceil(64)];
+            for &s in slots {
+                b[s as usize / 64] |= 1 << (s % 64);
             }
-        }
-        self.counts.retain(|_| true);
+            b
+        };
+        let (gone_goroutines, gone_maps) = (bitmap(a.goroutines.rows.len(), &goroutine_slots), bitmap(a.maps.rows.len(), &map_slots));
+        let gone = |b: &[u64], s: u32| b[s as usize / 64] >> (s % 64) & 1 == 1;
+        self.counts.retain(|_, c| {
+            c.goroutine == UNLINKED.goroutine || !(gone(&gone_goroutines, c.goroutine) || gone(&gone_maps, c.map))
+        });
 
-        // Sets that name folded rows, and their names.
+        // Sets that name folded rows, and their names: only the rows that
+        // can name them are looked at.
         let folded_maps: rustc_hash::FxHashSet<(u32, MapId)> = maps.iter().map(|m| (m.pid, m.map)).collect();
         let folded_goroutines: rustc_hash::FxHashSet<(u32, u64)> = goroutines.iter().map(|g| (g.pid, g.goid)).collect();
-        for g in &mut a.goroutines.rows {
+        // A goroutine's maps are those it is a writer of, unless the map
+        // had more writers than it names (then all are looked at).
+        let crowded = maps.iter().any(|m| m.writers.len() >= MAX_WRITERS_PER_MAP);
+        let mut writers: Vec<u32> = if crowded {
+            (0..a.goroutines.rows.len() as u32).collect()
+        } else {
+            maps.iter()
+                .flat_map(|m| m.writers.iter().filter_map(|(goid, _)| self.goroutines.index.get(&(m.pid, *goid)).copied()))
+                .collect()
+        };
+        writers.sort_unstable();
+        writers.dedup();
+        for s in writers {
+            let g = &mut a.goroutines.rows[s as usize];
             let pid = g.pid;
             g.maps.retain(|m| !folded_maps.contains(&(pid, *m)));
         }
-        for s in &mut a.sites.rows {
+        // Sites (readers included) and threads of the processes folded in.
+        let pids: rustc_hash::FxHashSet<u32> = folded_maps.iter().map(|k| k.0).collect();
+        for s in live_mut(&mut a.sites).filter(|s| pids.contains(&s.pid)) {
             let pid = s.pid;
             s.maps.retain(|m| !folded_maps.contains(&(pid, *m)));
         }
-        for t in &mut a.threads.rows {
+        let pids: rustc_hash::FxHashSet<u32> = folded_goroutines.iter().map(|k| k.0).collect();
+        for t in live_mut(&mut a.threads).filter(|t| pids.contains(&t.pid)) {
             let pid = t.pid;
             t.goroutines.retain(|g| !folded_goroutines.contains(&(pid, *g)));
         }
-        self.names.map_types.retain(|k, _| !folded_maps.contains(k));
-        self.names.created_by.retain(|k, _| !folded_goroutines.contains(k));
-        self.named = None;
-        self.site_names = (usize::MAX, self.site_names.1.wrapping_add(1));
-        self.goroutines.rerank(&mut a.goroutines);
-        self.maps.rerank(&mut a.maps);
-        self.refresh_findings();
+        for k in &folded_maps {
+            self.names.map_types.remove(k);
+        }
+        for k in &folded_goroutines {
+            self.names.created_by.remove(k);
+        }
+        // The rows left were named at the start (`fill_names`) and no site
+        // name went: from here on, only names added make them look again.
+        let n = &self.names;
+        self.named = Some([n.created_by.len(), n.comms.len(), n.map_types.len(), n.sites.len()]);
+        // Nothing is ranked or derived here: the rows left keep their order,
+        // and the next tick makes ranks and findings (with the folded ones).
         let folded = (maps.len(), goroutines.len());
         // Freeing 10^5 rows takes ~0.1 s: off the caller's path (an exec
         // waiting to be resumed, the report).
@@ -754,11 +788,11 @@ impl Model {
         use crate::model::classes;
         let a = &self.agg;
         let maps = classes::merge_map_classes(
-            classes::map_classes(a.maps.rows.iter(), classes::live_site_name(&self.names)),
+            classes::map_classes(live(&a.maps), classes::live_site_name(&self.names)),
             self.folded.maps.values(),
         );
         let goroutines =
-            classes::merge_goroutine_classes(classes::goroutine_classes(a.goroutines.rows.iter()), self.folded.goroutines.values());
+            classes::merge_goroutine_classes(classes::goroutine_classes(live(&a.goroutines)), self.folded.goroutines.values());
         let mut rows = classes::class_rows(maps, goroutines);
         let mut prev = std::mem::take(&mut self.prev_classes);
         for r in &mut rows {

@@ -11,7 +11,9 @@ use super::*;
 /// identity) as ranked at the last tick, rows added since last.
 ///
 /// Rows stay where they were added (their slot: counter keys reach them
-/// through it); ranking reorders only `order`.
+/// through it); ranking reorders only `order`. A row taken out leaves a
+/// free slot behind (`RowMeta::free`), which the next new row fills: taking
+/// rows out costs what they hold, not what the whole table holds.
 #[derive(Clone, Debug)]
 pub struct Ranking<R> {
     /// By slot.
@@ -48,6 +50,17 @@ impl<R> Ranking<R> {
     pub fn iter(&self) -> RankingIter<'_, R> {
         RankingIter { order: self.order.iter(), rows: &self.rows }
     }
+}
+
+/// Every row of `rank`, in slot order (free slots skipped): cheaper than
+/// `Ranking::iter` where the order does not matter (memory is read in
+/// sequence).
+pub(super) fn live<R: Ranked>(rank: &Ranking<R>) -> impl Iterator<Item = &R> {
+    rank.rows.iter().filter(|r| !r.is_free())
+}
+
+pub(super) fn live_mut<R: Ranked>(rank: &mut Ranking<R>) -> impl Iterator<Item = &mut R> {
+    rank.rows.iter_mut().filter(|r| !r.is_free())
 }
 
 impl<R> std::ops::Index<usize> for Ranking<R> {
@@ -99,6 +112,7 @@ pub(super) trait Ranked: Default {
     fn id(&self) -> Self::Id;
     fn total(&self) -> u64;
     fn meta(&mut self) -> &mut RowMeta;
+    fn is_free(&self) -> bool;
     fn set_rate(&mut self, rate: f64);
     /// Sorts in what the running `set_counts` added to its sets.
     fn settle(&mut self);
@@ -119,6 +133,9 @@ macro_rules! ranked {
             }
             fn meta(&mut self) -> &mut RowMeta {
                 &mut self.meta
+            }
+            fn is_free(&self) -> bool {
+                self.meta.free
             }
             fn set_rate(&mut self, rate: f64) {
                 self.rate = rate;
@@ -146,6 +163,8 @@ pub(super) struct Table<R: Ranked> {
     pub(super) dirty: Vec<u32>,
     /// Slots added since names were last filled in.
     pub(super) fresh: Vec<u32>,
+    /// Free slots (`take`), filled before the rows grow.
+    pub(super) free: Vec<u32>,
     /// Ranking scratch: (total, identity) by slot, then (total, identity,
     /// slot) in ranking order.
     pub(super) now: Vec<(u64, R::Id)>,
@@ -158,6 +177,7 @@ impl<R: Ranked> Default for Table<R> {
             index: FxHashMap::default(),
             dirty: Vec::new(),
             fresh: Vec::new(),
+            free: Vec::new(),
             now: Vec::new(),
             keys: Vec::new(),
         }
@@ -168,8 +188,16 @@ impl<R: Ranked> Table<R> {
     /// The slot of the row `id`, added (ranked last) if new.
     pub(super) fn slot(&mut self, rank: &mut Ranking<R>, id: R::Id, make: impl FnOnce() -> R) -> u32 {
         *self.index.entry(id).or_insert_with(|| {
-            let slot = rank.rows.len() as u32;
-            rank.rows.push(make());
+            let slot = match self.free.pop() {
+                Some(s) => {
+                    rank.rows[s as usize] = make();
+                    s
+                }
+                None => {
+                    rank.rows.push(make());
+                    rank.rows.len() as u32 - 1
+                }
+            };
             rank.order.push(slot);
             self.fresh.push(slot);
             slot
@@ -236,45 +264,42 @@ impl<R: Ranked> Table<R> {
         }
     }
 
-    /// Moves the rows `mine` selects out (in ranking order) and forgets
-    /// them; the rows left get new slots: returns the old slot → new slot
-    /// map (`u32::MAX`: taken).
-    pub(super) fn take(&mut self, rank: &mut Ranking<R>, mine: impl Fn(&R) -> bool) -> (Vec<R>, Vec<u32>) {
-        let n = rank.rows.len();
-        let mut moved = vec![u32::MAX; n];
-        // By old slot; rows are large: each is moved once, never sorted.
-        let mut taken: Vec<Option<R>> = Vec::with_capacity(n);
-        let mut kept = Vec::with_capacity(n);
-        for (old, r) in std::mem::take(&mut rank.rows).into_iter().enumerate() {
-            if mine(&r) {
-                taken.push(Some(r));
-            } else {
-                moved[old] = kept.len() as u32;
-                kept.push(r);
-                taken.push(None);
+    /// Moves the rows `mine` selects out — at most `limit`, first in
+    /// slot order — and forgets them, returned in ranking order. Their
+    /// slots are free (`RowMeta::free`) until new rows fill them; the rows
+    /// left keep theirs. Also returns the slots freed. Costs a look at each
+    /// row and a move of each taken.
+    pub(super) fn take(&mut self, rank: &mut Ranking<R>, mine: impl Fn(&R) -> bool, limit: usize) -> (Vec<R>, Vec<u32>) {
+        let mut taken = vec![false; rank.rows.len()];
+        let mut n = 0;
+        for (s, r) in rank.rows.iter().enumerate() {
+            if n == limit {
+                break;
+            }
+            if !r.is_free() && mine(r) {
+                taken[s] = true;
+                n += 1;
             }
         }
-        rank.rows = kept;
-        // The taken rows in ranking order (then any the ranking lacks).
-        let mut out = Vec::with_capacity(n - rank.rows.len());
+        if n == 0 {
+            return (Vec::new(), Vec::new());
+        }
+        let mut out = Vec::with_capacity(n);
+        let freed_from = self.free.len();
         for &s in &rank.order {
-            if let Some(r) = taken[s as usize].take() {
-                out.push(r);
+            if taken[s as usize] {
+                let slot = &mut rank.rows[s as usize];
+                self.index.remove(&slot.id());
+                out.push(std::mem::take(slot));
+                slot.meta().free = true;
+                self.free.push(s);
             }
         }
-        out.extend(taken.into_iter().flatten());
-        rank.order.retain(|&s| moved[s as usize] != u32::MAX);
-        for s in &mut rank.order {
-            *s = moved[*s as usize];
-        }
-        self.index.clear();
-        self.index.extend(rank.rows.iter().enumerate().map(|(s, r)| (r.id(), s as u32)));
-        for list in [&mut self.fresh, &mut self.dirty] {
-            list.retain(|&s| moved[s as usize] != u32::MAX);
-            for s in list.iter_mut() {
-                *s = moved[*s as usize];
-            }
-        }
-        (out, moved)
+        debug_assert_eq!(out.len(), n, "every row is ranked");
+        let gone = |s: &u32| taken[*s as usize];
+        rank.order.retain(|s| !gone(s));
+        self.fresh.retain(|s| !gone(s));
+        self.dirty.retain(|s| !gone(s));
+        (out, self.free[freed_from..].to_vec())
     }
 }

@@ -182,11 +182,14 @@ pub(super) struct RowMeta {
     pub(super) dirty: bool,
     /// `Model::epoch` when it last counted (goroutine and map rows).
     pub(super) active: u32,
+    /// A free slot: its row was taken out (`Table::take`), and the slot
+    /// waits for the next new row.
+    pub(super) free: bool,
 }
 
 impl Default for RowMeta {
     fn default() -> Self {
-        Self { prev: NO_BASELINE, dirty: false, active: 0 }
+        Self { prev: NO_BASELINE, dirty: false, active: 0, free: false }
     }
 }
 

@@ -65,19 +65,41 @@ pub const FOLD_PRESSURE_IDLE_DRAINS: u32 = 10;
 /// ms with slices of 4,096 keys (20–100 ms each), 34–47 ms with 1,024.
 pub const FOLD_SLICE_KEYS: usize = 1024;
 
-/// Folds idle rows when due (see the constants above); `last_fold`: the
-/// epoch of the last periodic fold. Shared by the session and the bench.
-/// Returns (map rows, goroutine rows) folded.
-pub fn fold_step(model: &mut Model, last_fold: &mut u32) -> (usize, usize) {
+/// Rows (of each kind: map instances, goroutines) one fold step takes out
+/// at most: a step costs about what it takes (~0.4 µs a row, plus a look at
+/// every row and counter key), and the loop that resumes processes stopped
+/// at exec waits for it. A fold of more goes on at the next drains
+/// (`cargo xtask bench` row 15).
+pub const FOLD_STEP_ROWS: usize = 8192;
+
+/// Where the folding of idle rows stands (`fold_step`).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct FoldSchedule {
+    /// `Model::epoch` at the last periodic fold.
+    last: u32,
+    /// A fold that took `FOLD_STEP_ROWS` and may have more to take: its
+    /// idle window.
+    more: Option<u32>,
+}
+
+/// Folds idle rows when due (see the constants above), `FOLD_STEP_ROWS` of
+/// each kind at a time. Shared by the session and the bench. Returns (map
+/// rows, goroutine rows) folded.
+pub fn fold_step(model: &mut Model, at: &mut FoldSchedule) -> (usize, usize) {
     let live = model.agg.maps.len() + model.agg.goroutines.len();
-    if live > FOLD_PRESSURE_ROWS {
-        return model.fold_idle(FOLD_PRESSURE_IDLE_DRAINS, FOLD_PRESSURE_ROWS / 4);
-    }
-    if model.epoch() / FOLD_EVERY != *last_fold / FOLD_EVERY {
-        *last_fold = model.epoch();
-        return model.fold_idle(FOLD_IDLE_DRAINS, FOLD_MIN_ROWS);
-    }
-    (0, 0)
+    let (idle, min_rows) = if let Some(idle) = at.more {
+        (idle, 0)
+    } else if live > FOLD_PRESSURE_ROWS {
+        (FOLD_PRESSURE_IDLE_DRAINS, FOLD_PRESSURE_ROWS / 4)
+    } else if model.epoch() / FOLD_EVERY != at.last / FOLD_EVERY {
+        at.last = model.epoch();
+        (FOLD_IDLE_DRAINS, FOLD_MIN_ROWS)
+    } else {
+        return (0, 0);
+    };
+    let (maps, goroutines) = model.fold_idle(idle, min_rows, FOLD_STEP_ROWS);
+    at.more = (maps.max(goroutines) == FOLD_STEP_ROWS).then_some(idle);
+    (maps, goroutines)
 }
 
 pub struct Session {
@@ -100,8 +122,8 @@ pub struct Session {
     attached_exes: std::collections::HashMap<(u32, u64), ProcExe>,
     /// Testing: leave events in the ring buffer until `finish`.
     pub drain_at_exit_only: bool,
-    /// `Model::epoch` at the last `fold_idle`.
-    last_fold: u32,
+    /// Where the folding of idle rows stands.
+    last_fold: FoldSchedule,
     /// `-- CMD`: holds every process stopped at exec until resumed (see
     /// `host::exec_guard`); None for other targets, or if it cannot start.
     guard: Option<crate::host::exec_guard::ExecGuard>,
@@ -172,7 +194,7 @@ impl Session {
             exe_key: None,
             attached_exes: Default::default(),
             drain_at_exit_only: probe.debug_drain_at_exit,
-            last_fold: 0,
+            last_fold: FoldSchedule::default(),
             guard: None,
             exec_stall: probe.debug_exec_stall,
             execs_to_handle: probe.debug_ignore_execs_after,

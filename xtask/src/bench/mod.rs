@@ -30,6 +30,8 @@
 //!     instances a second for 10 simulated minutes.
 //! 13. Exec to resume under a full counter table, and 14. the snapshot of a
 //!     full table (`fulltable`).
+//! 15. The longest step of a fold of 200,000 idle rows (`foldstep`): what a
+//!     process stopped at exec may wait for.
 //!
 //! `--only ROWS` runs some rows alone (rows 6–9 are one run: any of them
 //! selects all four); such a run prints its table and leaves BENCHMARKS.md
@@ -37,7 +39,7 @@
 //!
 //! One file per row (`probe`: rows 1 and 4, `drain`: 2, `model`: 3,
 //! `budget`: 5, `real`: 6–9, `bpf`: 10, `lengths`: 11, `churnmem`: 12,
-//! `fulltable`: 13–14); `exec` runs the commands, `table` and
+//! `fulltable`: 13–14, `foldstep`: 15); `exec` runs the commands, `table` and
 //! `markdown` render. Counts come from JSON (mapaudit's report, the
 //! fixtures' and helper's output lines) read with serde_json.
 
@@ -46,6 +48,7 @@ mod budget;
 mod churnmem;
 mod drain;
 mod exec;
+mod foldstep;
 mod fulltable;
 mod lengths;
 mod markdown;
@@ -141,7 +144,10 @@ pub struct BenchArgs {
     /// (`probe_common::maps::WRITES_DEFAULT_ENTRIES`).
     #[arg(long, default_value_t = 16_384)]
     snapshot_entries: u32,
-    /// Only these rows (comma-separated numbers, 1–14; rows 6–9 run
+    /// Runs of the fold-step row (15); 0 skips it.
+    #[arg(long, default_value_t = 3)]
+    fold_runs: usize,
+    /// Only these rows (comma-separated numbers, 1–15; rows 6–9 run
     /// together): printed, BENCHMARKS.md untouched.
     #[arg(long, value_delimiter = ',', value_name = "ROWS", value_parser = clap::value_parser!(u32).range(1..=ROWS as i64))]
     only: Vec<u32>,
@@ -155,7 +161,7 @@ pub struct BenchArgs {
 }
 
 /// The rows of the table.
-const ROWS: u32 = 14;
+const ROWS: u32 = 15;
 
 /// Which rows a run makes: all, or those `--only` (and `--only-real`) name.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -245,6 +251,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     } else {
         Some(snapshot_cost(&bins.helper, args.snapshot_entries, args.snapshot_runs)?)
     };
+    let fold = if args.fold_runs == 0 || !want(15) { None } else { Some(foldstep::fold_step_cost(&bins.helper, args.fold_runs)?) };
     let res = Results {
         probe,
         body,
@@ -258,6 +265,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         churn_mem,
         exec_full,
         snapshot,
+        fold,
         goroutines: args.goroutines,
         writes_per_goroutine: args.writes,
     };
@@ -328,6 +336,8 @@ struct Results {
     exec_full: Option<ExecFull>,
     /// Row 14.
     snapshot: Option<Snapshot>,
+    /// Row 15.
+    fold: Option<foldstep::FoldStep>,
     goroutines: u64,
     writes_per_goroutine: u64,
 }
@@ -375,6 +385,9 @@ fn render_table(r: &Results) -> Table {
     }
     if let Some(s) = &r.snapshot {
         snapshot_row(&mut t, s);
+    }
+    if let Some(f) = &r.fold {
+        foldstep::fold_step_row(&mut t, f);
     }
     t
 }
@@ -627,6 +640,14 @@ mod tests {
                 slice_ms: 9.0,
                 slice_keys: 4096,
             }),
+            fold: Some(foldstep::FoldStep {
+                longest_ms: vec![12.0, 13.0, 14.0],
+                total_ms: vec![130.0; 3],
+                steps: 13,
+                step_rows: 8192,
+                folded_rows: 200_000,
+                idle_rows: 200_000,
+            }),
             goroutines: 4,
             writes_per_goroutine: 25_000,
         }
@@ -646,7 +667,7 @@ mod tests {
             assert!(l.starts_with("| ") || l.starts_with("|-"), "{l}");
             assert_eq!(cols(l), n, "{l}");
         }
-        for section in ["| 1 |", "| 2 |", "| 3 |", "| 4 |", "| 5 |", "| 6 | mapaudit's extra time / the race detector's |", "| 13 |", "| 14 |"] {
+        for section in ["| 1 |", "| 2 |", "| 3 |", "| 4 |", "| 5 |", "| 6 | mapaudit's extra time / the race detector's |", "| 13 |", "| 14 |", "| 15 |"] {
             assert!(md.contains(section), "{section} missing:\n{md}");
         }
         assert!(md.contains("+3.00 µs/read"), "{md}");
@@ -689,12 +710,12 @@ mod tests {
         let real = sel(&["--only", "7"]);
         assert!((6..=9).all(|n| real.wants(n)) && !real.wants(5) && !real.wants(10));
         assert_eq!(sel(&["--only-real"]), sel(&["--only", "6,7,8,9"]));
-        assert!(Cli::try_parse_from(["bench", "--only", "15"]).is_err());
+        assert!(Cli::try_parse_from(["bench", "--only", "16"]).is_err());
         assert!(Cli::try_parse_from(["bench", "--only", "0"]).is_err());
 
         let mut r = fake_results();
         (r.probe, r.body, r.reads, r.drain, r.model, r.bpf, r.lengths, r.churn_mem) = (None, None, None, None, None, None, None, None);
-        (r.budget, r.real, r.exec_full) = (Vec::new(), Vec::new(), None);
+        (r.budget, r.real, r.exec_full, r.fold) = (Vec::new(), Vec::new(), None, None);
         let md = render_table(&r).markdown();
         assert_eq!(md.lines().count(), 3, "{md}");
         assert!(md.lines().nth(2).unwrap().starts_with("| 14 |"), "{md}");

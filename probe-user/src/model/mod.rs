@@ -154,7 +154,16 @@ pub struct Folded {
     pub goroutine_rows: u64,
     /// The writer of each single-writer map instance folded while idle.
     pub(super) writers: Tombstones,
+    /// Folded instances and goroutines that sites' and threads' sets may
+    /// still name: pruned together once a fold is done (`prune_folded`),
+    /// not at each of its steps (a pass over every such set).
+    unpruned_maps: rustc_hash::FxHashSet<(u32, MapId)>,
+    unpruned_goroutines: rustc_hash::FxHashSet<(u32, u64)>,
 }
+
+/// Folded ids waiting for `Model::prune_folded` past which it runs even in
+/// the middle of a fold.
+const UNPRUNED_MAX: usize = 1 << 18;
 
 /// The only writer of map instances folded with one writer, by (pid, map):
 /// if the instance is written again, by another goroutine, it is shared all
@@ -509,6 +518,10 @@ impl Model {
         let (mine, others) = std::mem::take(&mut self.folded.findings).into_iter().partition(|f| f.pid == pid);
         self.folded.findings = others;
         findings.extend::<Vec<Finding>>(mine);
+        // Its sites and threads went with it; ids of the next program at
+        // this pid must not be pruned for its predecessor's sake.
+        self.folded.unpruned_maps.retain(|k| k.0 != pid);
+        self.folded.unpruned_goroutines.retain(|k| k.0 != pid);
         let folded_maps = self.folded.maps.extract_if(|k, _| k.0 == pid).map(|(_, c)| c).collect();
         let folded_goroutines = self.folded.goroutines.extract_if(|k, _| k.0 == pid).map(|(_, c)| c).collect();
         self.retired.push(Retired { info, goroutines, threads, maps, sites, findings, folded_maps, folded_goroutines });
@@ -607,13 +620,22 @@ impl Model {
         let with_overlaps: rustc_hash::FxHashSet<(u32, MapId)> = self.overlaps.iter().map(|o| (o.pid, o.map)).collect();
         let idle_map = |m: &MapRow| map(m) && !with_overlaps.contains(&(m.pid, m.map));
         let idle_goroutine = |g: &GoroutineRow| goroutine(g);
-        // Rows are named before they go (their classes are by name).
-        self.fill_names();
         let a = &mut self.agg;
-        let (maps, map_slots) = self.maps.take(&mut a.maps, idle_map, limit);
-        let (goroutines, goroutine_slots) = self.goroutines.take(&mut a.goroutines, idle_goroutine, limit);
+        let (mut maps, map_slots) = self.maps.take(&mut a.maps, idle_map, limit);
+        let (mut goroutines, goroutine_slots) = self.goroutines.take(&mut a.goroutines, idle_goroutine, limit);
         if maps.is_empty() && goroutines.is_empty() {
+            // (A fold whose last step took exactly `limit` ends here.)
+            if !(self.folded.unpruned_maps.is_empty() && self.folded.unpruned_goroutines.is_empty()) {
+                self.prune_folded();
+            }
             return (0, 0);
+        }
+        // Named before they go (their classes are by name); only these.
+        for m in maps.iter_mut().filter(|m| m.type_name.is_none()) {
+            m.type_name = self.names.map_types.get(&(m.pid, m.map)).cloned();
+        }
+        for g in goroutines.iter_mut().filter(|g| g.created_by.is_none()) {
+            g.created_by = self.names.created_by.get(&(g.pid, g.goid)).cloned();
         }
 
         // Their findings and classes.
@@ -701,27 +723,22 @@ impl Model {
             let pid = g.pid;
             g.maps.retain(|m| !folded_maps.contains(&(pid, *m)));
         }
-        // Sites (readers included) and threads of the processes folded in.
-        let pids: rustc_hash::FxHashSet<u32> = folded_maps.iter().map(|k| k.0).collect();
-        for s in live_mut(&mut a.sites).filter(|s| pids.contains(&s.pid)) {
-            let pid = s.pid;
-            s.maps.retain(|m| !folded_maps.contains(&(pid, *m)));
-        }
-        let pids: rustc_hash::FxHashSet<u32> = folded_goroutines.iter().map(|k| k.0).collect();
-        for t in live_mut(&mut a.threads).filter(|t| pids.contains(&t.pid)) {
-            let pid = t.pid;
-            t.goroutines.retain(|g| !folded_goroutines.contains(&(pid, *g)));
-        }
         for k in &folded_maps {
             self.names.map_types.remove(k);
         }
         for k in &folded_goroutines {
             self.names.created_by.remove(k);
         }
-        // The rows left were named at the start (`fill_names`) and no site
-        // name went: from here on, only names added make them look again.
-        let n = &self.names;
-        self.named = Some([n.created_by.len(), n.comms.len(), n.map_types.len(), n.sites.len()]);
+        // Names went: sizes no longer tell whether any were added.
+        self.named = None;
+        // Sites and threads: once the fold is done (fewer than `limit`
+        // taken), or once many wait.
+        self.folded.unpruned_maps.extend(folded_maps);
+        self.folded.unpruned_goroutines.extend(folded_goroutines);
+        let done = maps.len() < limit && goroutines.len() < limit;
+        if done || self.folded.unpruned_maps.len() + self.folded.unpruned_goroutines.len() > UNPRUNED_MAX {
+            self.prune_folded();
+        }
         // Nothing is ranked or derived here: the rows left keep their order,
         // and the next tick makes ranks and findings (with the folded ones).
         let folded = (maps.len(), goroutines.len());
@@ -729,6 +746,30 @@ impl Model {
         // waiting to be resumed, the report).
         std::thread::spawn(move || drop((maps, goroutines)));
         folded
+    }
+
+    /// Drops folded instances and goroutines from the sets of sites (the
+    /// maps written there) and threads (the goroutines that ran there),
+    /// unless they are rows again (written since). Costs a pass over the
+    /// sets of the processes involved.
+    fn prune_folded(&mut self) {
+        let f = &mut self.folded;
+        let (maps, goroutines) = (&self.maps.index, &self.goroutines.index);
+        f.unpruned_maps.retain(|k| !maps.contains_key(k));
+        f.unpruned_goroutines.retain(|k| !goroutines.contains_key(k));
+        let a = &mut self.agg;
+        let pids: rustc_hash::FxHashSet<u32> = f.unpruned_maps.iter().map(|k| k.0).collect();
+        for s in live_mut(&mut a.sites).filter(|s| pids.contains(&s.pid)) {
+            let pid = s.pid;
+            s.maps.retain(|m| !f.unpruned_maps.contains(&(pid, *m)));
+        }
+        let pids: rustc_hash::FxHashSet<u32> = f.unpruned_goroutines.iter().map(|k| k.0).collect();
+        for t in live_mut(&mut a.threads).filter(|t| pids.contains(&t.pid)) {
+            let pid = t.pid;
+            t.goroutines.retain(|g| !f.unpruned_goroutines.contains(&(pid, *g)));
+        }
+        f.unpruned_maps.clear();
+        f.unpruned_goroutines.clear();
     }
 
     /// Epochs so far (`add_counts` calls; see `fold_idle`).

@@ -531,9 +531,10 @@ impl Session {
     /// whatever the model's tick costs.
     pub fn drain_counters(&mut self) -> anyhow::Result<()> {
         self.fold_drained()?;
+        let t0 = Instant::now();
         let (maps, goroutines) = fold_step(&mut self.model, &mut self.last_fold);
         if maps + goroutines > 0 {
-            log::debug!("folded {maps} idle map instances and {goroutines} goroutines into their classes");
+            log::debug!("folded {maps} idle map instances and {goroutines} goroutines into their classes in {:?}", t0.elapsed());
         }
         Ok(())
     }

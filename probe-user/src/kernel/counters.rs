@@ -116,6 +116,13 @@ impl CounterTables {
         Ok(self.drain(out)? + self.drain(out)?)
     }
 
+    /// Empties both tables without a flip or a grace period: only once no
+    /// probe is attached and none runs (`Probes::detached_within`), so that
+    /// nothing can write them any more.
+    pub fn drain_detached(&mut self, out: &mut Vec<(WriteKey, Drained)>) -> anyhow::Result<usize> {
+        Ok(self.empty(self.current as usize ^ 1, out)? + self.empty(self.current as usize, out)?)
+    }
+
     /// CPUs the per-CPU values are kept for (the values read per key).
     pub fn ncpus(&self) -> usize {
         self.ncpus
@@ -238,8 +245,19 @@ pub struct Batch {
 /// (one small per-CPU array read).
 const POLL: std::time::Duration = std::time::Duration::from_millis(5);
 
+/// What a drain reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scope {
+    /// The active table (a period's drain).
+    Active,
+    /// Both tables, waiting for running probes (the final read).
+    All,
+    /// Both tables, at once: the probes are detached (`drain_detached`).
+    Detached,
+}
+
 enum Request {
-    Drain { id: u64, all: bool },
+    Drain { id: u64, scope: Scope },
 }
 
 /// The counter tables on a thread of their own: a drain waits for an RCU
@@ -266,9 +284,9 @@ impl Drainer {
             let (mut keys, mut drains, mut error) = (Vec::new(), Vec::new(), None);
             loop {
                 let wait = POLL.min(every.saturating_sub(period.elapsed()));
-                let (answers, all) = match req_rx.recv_timeout(wait) {
-                    Ok(Request::Drain { id, all }) => (Some(id), all),
-                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => (None, false),
+                let (answers, scope) = match req_rx.recv_timeout(wait) {
+                    Ok(Request::Drain { id, scope }) => (Some(id), scope),
+                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => (None, Scope::Active),
                     // The collector is gone: so is the recording.
                     Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
                 };
@@ -278,7 +296,11 @@ impl Drainer {
                 }
                 let t = std::time::Instant::now();
                 let before = keys.len();
-                let r = if all { tables.drain_all(&mut keys) } else { tables.drain(&mut keys) };
+                let r = match scope {
+                    Scope::Active => tables.drain(&mut keys),
+                    Scope::All => tables.drain_all(&mut keys),
+                    Scope::Detached => tables.drain_detached(&mut keys),
+                };
                 drains.push((keys.len() - before, t.elapsed()));
                 error = error.or(r.err().map(|e| format!("{e:#}")));
                 if !due {
@@ -299,12 +321,12 @@ impl Drainer {
         self.batches.try_iter().collect()
     }
 
-    /// Drains now (`all`: both tables, the final read) and returns every
-    /// batch up to and including that drain's.
-    pub fn sync(&mut self, all: bool) -> anyhow::Result<Vec<Batch>> {
+    /// Drains now what `scope` says and returns every batch up to and
+    /// including that drain's.
+    pub fn sync(&mut self, scope: Scope) -> anyhow::Result<Vec<Batch>> {
         self.next_id += 1;
         let id = self.next_id;
-        self.requests.send(Request::Drain { id, all }).map_err(|_| anyhow::anyhow!("the counter drainer thread is gone"))?;
+        self.requests.send(Request::Drain { id, scope }).map_err(|_| anyhow::anyhow!("the counter drainer thread is gone"))?;
         let mut out = Vec::new();
         loop {
             let b = self.batches.recv().map_err(|_| anyhow::anyhow!("the counter drainer thread is gone"))?;

@@ -704,6 +704,26 @@ impl Probes {
     }
 }
 
+impl Probes {
+    /// Whether `detach_all` has finished within `wait`: every probe is then
+    /// gone, and no program run is still in flight — the kernel returns from
+    /// a uprobe's unregistering only once its handlers have returned
+    /// (`uprobe_unregister_sync`; before 6.12, the uprobe's register lock,
+    /// which a handler holds while it runs). Counts in the tables are then
+    /// final and can be read without waiting for a grace period.
+    pub fn detached_within(&mut self, wait: std::time::Duration) -> bool {
+        let Some(h) = &self.detaching else { return false };
+        let t = std::time::Instant::now();
+        while !h.is_finished() {
+            if t.elapsed() >= wait {
+                return false;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        self.detaching.take().is_some_and(|h| h.join().is_ok())
+    }
+}
+
 impl Drop for Probes {
     fn drop(&mut self) {
         let t = std::time::Instant::now();

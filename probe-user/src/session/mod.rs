@@ -102,6 +102,10 @@ pub fn fold_step(model: &mut Model, at: &mut FoldSchedule) -> (usize, usize) {
     (maps, goroutines)
 }
 
+/// How long the final read waits for an early detach to finish before it
+/// reads with grace periods instead (two take ~25–50 ms here).
+const FINAL_READ_DETACH_WAIT: Duration = Duration::from_millis(30);
+
 pub struct Session {
     pub probes: Probes,
     pub collector: Collector,
@@ -618,9 +622,12 @@ impl Session {
     pub fn finish(&mut self, duty: Option<&mut Duty>, keep_per_class: Option<usize>) -> anyhow::Result<()> {
         let t = Instant::now();
         self.drain();
-        self.collector.snapshot_all(&mut self.model)?;
+        // Probes detached early (`record`) are usually gone by now; then
+        // the last counts are read at once, not two grace periods later.
+        let detached = self.probes.detached_within(FINAL_READ_DETACH_WAIT);
+        self.collector.snapshot_all(&mut self.model, detached)?;
         self.drain();
-        log::debug!("final read: {:?}", t.elapsed());
+        log::debug!("final read{}: {:?}", if detached { " (probes detached)" } else { "" }, t.elapsed());
         self.continue_unhandled_stops();
         // The last lengths, while a target that waits to be stopped is alive.
         self.sample_lengths();

@@ -441,13 +441,21 @@ impl Session {
     fn note_watchdog_resumes(&mut self) {
         let Some(g) = self.guard.as_mut() else { return };
         for pid in g.resumed_by_watchdog() {
-            self.model.watchdog_resumes += 1;
-            let exe = proc::proc_exe(pid).map(|e| e.display).unwrap_or_else(|_| "?".into());
-            log::warn!("pid {pid} ({exe}) resumed by the exec guard before its probes were attached");
-            self.model.warnings.push(format!(
-                "pid {pid} ({exe}) stood stopped at exec past --exec-stop-timeout and was resumed before its probes were attached: its writes before that are not counted"
-            ));
+            self.note_resumed_unaudited(
+                pid,
+                "resumed by the exec guard before its probes were attached",
+                "stood stopped at exec past --exec-stop-timeout and was resumed before its probes were attached: its writes before that are not counted",
+            );
         }
+    }
+
+    /// A process let go from its stop at exec without probes: counted, and
+    /// said in the log (`log`) and the report (`warning`).
+    fn note_resumed_unaudited(&mut self, pid: u32, log: &str, warning: &str) {
+        self.model.watchdog_resumes += 1;
+        let exe = proc::proc_exe(pid).map(|e| e.display).unwrap_or_else(|_| "?".into());
+        log::warn!("pid {pid} ({exe}) {log}");
+        self.model.warnings.push(format!("pid {pid} ({exe}) {warning}"));
     }
 
     /// At the end: continues every process the kernel stopped at exec that
@@ -461,12 +469,11 @@ impl Session {
         for (pid, ktime_ns) in resumed {
             // Taken over: the guard's sweep after mapaudit's exit skips it.
             self.probes.forget_exec_stopped(pid, ktime_ns);
-            self.model.watchdog_resumes += 1;
-            let exe = proc::proc_exe(pid).map(|e| e.display).unwrap_or_else(|_| "?".into());
-            log::warn!("pid {pid} ({exe}) stood stopped at exec when the recording ended; resumed it");
-            self.model.warnings.push(format!(
-                "pid {pid} ({exe}) stood stopped at exec when the recording ended and was resumed without probes: its writes are not counted"
-            ));
+            self.note_resumed_unaudited(
+                pid,
+                "stood stopped at exec when the recording ended; resumed it",
+                "stood stopped at exec when the recording ended and was resumed without probes: its writes are not counted",
+            );
         }
     }
 

@@ -142,7 +142,7 @@ pub struct BenchArgs {
     snapshot_runs: usize,
     /// Keys of the full table in row 14: mapaudit's default --max-entries
     /// (`probe_common::maps::WRITES_DEFAULT_ENTRIES`).
-    #[arg(long, default_value_t = 16_384)]
+    #[arg(long, default_value_t = 32_768)]
     snapshot_entries: u32,
     /// Runs of the fold-step row (15); 0 skips it.
     #[arg(long, default_value_t = 3)]

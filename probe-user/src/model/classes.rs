@@ -443,6 +443,26 @@ mod fold_tests {
     }
 
     #[test]
+    fn a_row_written_again_in_the_middle_of_a_fold_is_named_once_by_its_thread_and_site() {
+        let mut m = idle_crowd();
+        assert_eq!(m.fold_idle(5, 0, 7), (7, 7));
+        // Goroutine 10 and its map were among the first folded; both count again.
+        let folded: Vec<u64> = (10..110).filter(|g| m.goroutine(1, *g).is_none()).collect();
+        assert_eq!(folded.len(), 7);
+        let g = folded[0];
+        let map = 0xa00 + g - 10;
+        m.add_counts([(key(g, map, 1, 0x10), 4)]);
+        while m.fold_idle(5, 0, 7) != (0, 0) {}
+        m.tick(std::time::Duration::from_secs(1));
+        let t = &m.agg.threads[0];
+        assert_eq!(t.goroutines.as_slice(), &[1, g], "the busy cache's goroutine and the one written again, once each");
+        let site = m.agg.sites.iter().find(|s| s.pc == 0x10).unwrap();
+        assert_eq!(site.maps.as_slice(), &[MapId { addr: map, inst: 1 }]);
+        assert_eq!(m.map(1, MapId { addr: map, inst: 1 }).map(|r| r.ops.writes), Some(4));
+        assert_eq!(m.agg.totals.writes, 301 + 10 + 4, "every write counted once");
+    }
+
+    #[test]
     fn a_folded_single_writer_map_written_again_by_another_goroutine_is_shared() {
         let mut m = Model::new();
         // A cache written once by goroutine 7, then idle, then folded; many

@@ -750,8 +750,9 @@ impl Model {
 
     /// Drops folded instances and goroutines from the sets of sites (the
     /// maps written there) and threads (the goroutines that ran there),
-    /// unless they are rows again (written since). Costs a pass over the
-    /// sets of the processes involved.
+    /// unless they are rows again (written since: their new rows added them
+    /// once more, so repeated ids go too). Costs a pass over the sets of the
+    /// processes involved.
     fn prune_folded(&mut self) {
         let f = &mut self.folded;
         let (maps, goroutines) = (&self.maps.index, &self.goroutines.index);
@@ -762,11 +763,13 @@ impl Model {
         for s in live_mut(&mut a.sites).filter(|s| pids.contains(&s.pid)) {
             let pid = s.pid;
             s.maps.retain(|m| !f.unpruned_maps.contains(&(pid, *m)));
+            s.maps.settle_dedup();
         }
         let pids: rustc_hash::FxHashSet<u32> = f.unpruned_goroutines.iter().map(|k| k.0).collect();
         for t in live_mut(&mut a.threads).filter(|t| pids.contains(&t.pid)) {
             let pid = t.pid;
             t.goroutines.retain(|g| !f.unpruned_goroutines.contains(&(pid, *g)));
+            t.goroutines.settle_dedup();
         }
         f.unpruned_maps.clear();
         f.unpruned_goroutines.clear();

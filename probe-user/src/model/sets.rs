@@ -76,6 +76,17 @@ impl<K: Ord + Copy> IdSet<K> {
         true
     }
 
+    /// Sorts in what was added and drops repeated ids.
+    pub(super) fn settle_dedup(&mut self) {
+        self.settle();
+        let before = self.ids.len();
+        self.ids.dedup();
+        if self.ids.len() != before {
+            self.sorted = self.ids.len();
+            trim(&mut self.ids);
+        }
+    }
+
     pub(super) fn settle(&mut self) {
         if self.sorted < self.ids.len() {
             merge_tail(&mut self.ids, self.sorted, |k| *k);

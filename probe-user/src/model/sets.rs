@@ -64,7 +64,7 @@ impl<K: Ord + Copy> IdSet<K> {
 
     /// Adds `k`, known to be new.
     pub(super) fn push_new(&mut self, k: K) {
-        self.ids.push(k);
+        push_small(&mut self.ids, k);
     }
 
     /// Adds `k` unless present; whether it was added.
@@ -72,7 +72,7 @@ impl<K: Ord + Copy> IdSet<K> {
         if self.contains(&k) {
             return false;
         }
-        self.ids.push(k);
+        push_small(&mut self.ids, k);
         true
     }
 
@@ -123,6 +123,18 @@ fn merge_tail<T: Copy, K: Ord>(v: &mut [T], sorted: usize, key: impl Fn(&T) -> K
             v[k] = tail[j];
         }
     }
+}
+
+/// Pushes `x`, growing a short `v` one element at a time: most sets and
+/// tallies hold one or two entries for good (a per-request goroutine's one
+/// site, its map's one writer), and a Vec's first growth to 4 entries was
+/// given back by `trim` at the next settle — an allocation and a copy per
+/// set, several per new counter key under churn.
+fn push_small<T>(v: &mut Vec<T>, x: T) {
+    if v.len() == v.capacity() && v.len() < 4 {
+        v.reserve_exact(1);
+    }
+    v.push(x);
 }
 
 /// Gives back what growing left unused: most sets and tallies are small
@@ -206,7 +218,7 @@ impl<K: Ord + Hash + Copy, V: Default> Tally<K, V> {
             return (i, false);
         }
         let i = self.entries.len() as u32;
-        self.entries.push((k, V::default()));
+        push_small(&mut self.entries, (k, V::default()));
         match &mut self.index {
             Some(ix) => {
                 ix.insert(k, i);
@@ -227,6 +239,9 @@ impl<K: Ord + Hash + Copy, V: Default> Tally<K, V> {
         let Self { entries, order, .. } = self;
         if order.len() < entries.len() {
             let sorted = order.len();
+            if entries.len() <= 4 {
+                order.reserve_exact(entries.len() - sorted);
+            }
             order.extend(sorted as u32..entries.len() as u32);
             merge_tail(order, sorted, |&i| entries[i as usize].0);
             trim(entries);

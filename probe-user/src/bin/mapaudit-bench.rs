@@ -211,7 +211,7 @@ fn churn(seconds: u64, rate: u64) -> anyhow::Result<serde_json::Value> {
     let mut peak_rows = 0usize;
     let t = Instant::now();
     let mut n: u64 = 0;
-    let mut last_fold = Default::default();
+    let mut schedule = Default::default();
     for d in 0..drains {
         let keys: Vec<(WriteKey, u64)> = (0..per_drain)
             .flat_map(|_| {
@@ -237,7 +237,7 @@ fn churn(seconds: u64, rate: u64) -> anyhow::Result<serde_json::Value> {
             })
             .collect();
         m.add_counts(keys);
-        fold_step(&mut m, &mut last_fold);
+        fold_step(&mut m, &mut schedule);
         peak_rows = peak_rows.max(m.agg.maps.len() + m.agg.goroutines.len());
         if (d + 1) % per_minute == 0 {
             samples.push(serde_json::json!({

@@ -463,6 +463,21 @@ mod fold_tests {
     }
 
     #[test]
+    fn rows_all_written_again_before_the_prune_are_named_once() {
+        let mut m = idle_crowd();
+        assert_eq!(m.fold_idle(5, 0, 7), (7, 7));
+        // Every per-request goroutine writes its map again: the 7 folded
+        // come back as new rows, and nothing is idle any more.
+        m.add_counts((0..100u64).map(|i| (key(10 + i, 0xa00 + i, 1, 0x10), 1)));
+        assert_eq!(m.fold_idle(5, 0, 7), (0, 0));
+        m.tick(std::time::Duration::from_secs(1));
+        let t = &m.agg.threads[0];
+        assert_eq!(t.goroutines.len(), 101, "goroutine 1 and the 100, once each");
+        let site = m.agg.sites.iter().find(|s| s.pc == 0x10).unwrap();
+        assert_eq!(site.maps.len(), 100);
+    }
+
+    #[test]
     fn a_folded_single_writer_map_written_again_by_another_goroutine_is_shared() {
         let mut m = Model::new();
         // A cache written once by goroutine 7, then idle, then folded; many

@@ -755,18 +755,20 @@ impl Model {
     /// processes involved.
     fn prune_folded(&mut self) {
         let f = &mut self.folded;
+        // (The processes before the ids written again are set aside: their
+        // sets may name those twice.)
+        let map_pids: rustc_hash::FxHashSet<u32> = f.unpruned_maps.iter().map(|k| k.0).collect();
+        let goroutine_pids: rustc_hash::FxHashSet<u32> = f.unpruned_goroutines.iter().map(|k| k.0).collect();
         let (maps, goroutines) = (&self.maps.index, &self.goroutines.index);
         f.unpruned_maps.retain(|k| !maps.contains_key(k));
         f.unpruned_goroutines.retain(|k| !goroutines.contains_key(k));
         let a = &mut self.agg;
-        let pids: rustc_hash::FxHashSet<u32> = f.unpruned_maps.iter().map(|k| k.0).collect();
-        for s in live_mut(&mut a.sites).filter(|s| pids.contains(&s.pid)) {
+        for s in live_mut(&mut a.sites).filter(|s| map_pids.contains(&s.pid)) {
             let pid = s.pid;
             s.maps.retain(|m| !f.unpruned_maps.contains(&(pid, *m)));
             s.maps.settle_dedup();
         }
-        let pids: rustc_hash::FxHashSet<u32> = f.unpruned_goroutines.iter().map(|k| k.0).collect();
-        for t in live_mut(&mut a.threads).filter(|t| pids.contains(&t.pid)) {
+        for t in live_mut(&mut a.threads).filter(|t| goroutine_pids.contains(&t.pid)) {
             let pid = t.pid;
             t.goroutines.retain(|g| !f.unpruned_goroutines.contains(&(pid, *g)));
             t.goroutines.settle_dedup();

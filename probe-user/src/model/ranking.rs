@@ -13,7 +13,8 @@ use super::*;
 /// Rows stay where they were added (their slot: counter keys reach them
 /// through it); ranking reorders only `order`. A row taken out leaves a
 /// free slot behind (`RowMeta::free`), which the next new row fills: taking
-/// rows out costs what they hold, not what the whole table holds.
+/// rows out costs what they hold, not what the whole table holds. `rows`
+/// keeps the length of the most rows ever live at once.
 #[derive(Clone, Debug)]
 pub struct Ranking<R> {
     /// By slot.

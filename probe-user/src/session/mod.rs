@@ -66,7 +66,7 @@ pub const FOLD_PRESSURE_IDLE_DRAINS: u32 = 10;
 pub const FOLD_SLICE_KEYS: usize = 1024;
 
 /// Rows (of each kind: map instances, goroutines) one fold step takes out
-/// at most: a step costs about what it takes (~0.4 µs a row, plus a look at
+/// at most: a step costs about what it takes (~0.8 µs a row, plus a look at
 /// every row and counter key), and the loop that resumes processes stopped
 /// at exec waits for it. A fold of more goes on at the next drains
 /// (`cargo xtask bench` row 15).
@@ -127,7 +127,7 @@ pub struct Session {
     /// Testing: leave events in the ring buffer until `finish`.
     pub drain_at_exit_only: bool,
     /// Where the folding of idle rows stands.
-    last_fold: FoldSchedule,
+    fold_schedule: FoldSchedule,
     /// `-- CMD`: holds every process stopped at exec until resumed (see
     /// `host::exec_guard`); None for other targets, or if it cannot start.
     guard: Option<crate::host::exec_guard::ExecGuard>,
@@ -198,7 +198,7 @@ impl Session {
             exe_key: None,
             attached_exes: Default::default(),
             drain_at_exit_only: probe.debug_drain_at_exit,
-            last_fold: FoldSchedule::default(),
+            fold_schedule: FoldSchedule::default(),
             guard: None,
             exec_stall: probe.debug_exec_stall,
             execs_to_handle: probe.debug_ignore_execs_after,
@@ -543,7 +543,7 @@ impl Session {
     pub fn drain_counters(&mut self) -> anyhow::Result<()> {
         self.fold_drained()?;
         let t0 = Instant::now();
-        let (maps, goroutines) = fold_step(&mut self.model, &mut self.last_fold);
+        let (maps, goroutines) = fold_step(&mut self.model, &mut self.fold_schedule);
         if maps + goroutines > 0 {
             log::debug!("folded {maps} idle map instances and {goroutines} goroutines into their classes in {:?}", t0.elapsed());
         }

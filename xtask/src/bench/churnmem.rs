@@ -4,9 +4,8 @@
 //! session's own schedule), in simulated time (`mapaudit-bench churn`): the
 //! RSS the model takes, once a minute. Bounded means it stops growing.
 
-use std::process::Command;
 
-use anyhow::{Context as _, bail};
+use anyhow::Context as _;
 
 use super::*;
 
@@ -23,13 +22,8 @@ pub(super) struct ChurnMemory {
 }
 
 pub(super) fn churn_memory(helper: &std::path::Path, seconds: u64) -> anyhow::Result<ChurnMemory> {
-    let mut cmd = Command::new(helper);
-    cmd.args(["churn", &seconds.to_string(), &CHURN_RATE.to_string()]);
-    let out = capture_for(cmd, std::time::Duration::from_secs(seconds * 4 + 600))?;
-    if !out.success {
-        bail!("mapaudit-bench churn failed ({}): {}", out.status, out.stderr.trim());
-    }
-    let j = json_line(&out.stdout).with_context(|| format!("mapaudit-bench churn: no JSON line in {}", out.stdout))?;
+    let args = ["churn".to_string(), seconds.to_string(), CHURN_RATE.to_string()];
+    let j = helper_json(helper, &args, std::time::Duration::from_secs(seconds * 4 + 600))?;
     let field = |k: &str| num(&j, k).with_context(|| format!("mapaudit-bench churn: no {k} in {j}"));
     let rss_mib = j["samples"].as_array().map(|a| a.iter().filter_map(|s| num(s, "rss_mib")).collect()).unwrap_or_default();
     Ok(ChurnMemory {

@@ -14,6 +14,20 @@ use anyhow::{Context as _, bail};
 use super::*;
 use crate::{is_root, root};
 
+/// Runs `mapaudit-bench ARGS` (killed after `timeout`) and returns the JSON
+/// object it prints; a failed run, or one that printed none, is an error
+/// naming the subcommand.
+pub(super) fn helper_json(helper: &std::path::Path, args: &[String], timeout: Duration) -> anyhow::Result<serde_json::Value> {
+    let sub = args.first().map_or("", String::as_str);
+    let mut cmd = Command::new(helper);
+    cmd.args(args);
+    let out = capture_for(cmd, timeout)?;
+    if !out.success {
+        bail!("mapaudit-bench {sub} failed ({}): {}", out.status, out.stderr.trim());
+    }
+    json_line(&out.stdout).with_context(|| format!("mapaudit-bench {sub}: no JSON line in {}", out.stdout))
+}
+
 /// No single run may take longer than this.
 pub(super) const RUN_TIMEOUT: Duration = Duration::from_secs(180);
 

@@ -6,9 +6,8 @@
 //! process may wait. `mapaudit-bench fold 100000 20000`: 100,000 idle
 //! instances and goroutines of an exited process beside 20,000 live ones.
 
-use std::process::Command;
 
-use anyhow::{Context as _, bail};
+use anyhow::Context as _;
 
 use super::*;
 
@@ -37,13 +36,7 @@ impl FoldStep {
 pub(super) fn fold_step_cost(helper: &std::path::Path, runs: usize) -> anyhow::Result<FoldStep> {
     let mut r = FoldStep::default();
     for _ in 0..runs {
-        let mut cmd = Command::new(helper);
-        cmd.args(["fold", &IDLE.to_string(), &LIVE.to_string()]);
-        let out = capture_for(cmd, std::time::Duration::from_secs(300))?;
-        if !out.success {
-            bail!("mapaudit-bench fold failed ({}): {}", out.status, out.stderr.trim());
-        }
-        let j = json_line(&out.stdout).with_context(|| format!("mapaudit-bench fold: no JSON line in {}", out.stdout))?;
+        let j = helper_json(helper, &["fold".to_string(), IDLE.to_string(), LIVE.to_string()], RUN_TIMEOUT)?;
         let field = |k: &str| num(&j, k).with_context(|| format!("mapaudit-bench fold: no {k} in {j}"));
         r.longest_ms.push(field("longest_step_ms")?);
         r.total_ms.push(field("fold_ms")?);

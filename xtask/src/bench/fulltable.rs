@@ -21,7 +21,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use anyhow::{Context as _, bail};
+use anyhow::Context as _;
 use serde_json::Value;
 
 use super::*;
@@ -188,13 +188,7 @@ impl Snapshot {
 }
 
 pub(super) fn snapshot_cost(helper: &Path, entries: u32, runs: usize) -> anyhow::Result<Snapshot> {
-    let mut cmd = Command::new(helper);
-    cmd.args(["snapshot", &entries.to_string(), &runs.to_string()]);
-    let out = capture(cmd)?;
-    if !out.success {
-        bail!("mapaudit-bench snapshot failed ({}): {}", out.status, out.stderr.trim());
-    }
-    let j = json_line(&out.stdout).with_context(|| format!("mapaudit-bench snapshot: no JSON line in {}", out.stdout))?;
+    let j = helper_json(helper, &["snapshot".to_string(), entries.to_string(), runs.to_string()], RUN_TIMEOUT)?;
     Snapshot::from_json(&j)
 }
 

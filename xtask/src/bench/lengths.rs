@@ -4,9 +4,8 @@
 //! runs in the probe: the target only sees a read of its memory by another
 //! process (no stop, no fault, no signal), so no effect on it is expected.
 
-use std::process::Command;
 
-use anyhow::{Context as _, bail};
+use anyhow::Context as _;
 
 use super::*;
 
@@ -24,13 +23,7 @@ pub(super) struct LengthsCost {
 pub(super) fn lengths_cost(helper: &std::path::Path, runs: usize, rounds: usize) -> anyhow::Result<LengthsCost> {
     let mut c = LengthsCost::default();
     for _ in 0..runs {
-        let mut cmd = Command::new(helper);
-        cmd.args(["lengths", &LEN_MAPS.to_string(), &rounds.to_string()]);
-        let out = capture(cmd)?;
-        if !out.success {
-            bail!("mapaudit-bench lengths failed ({}): {}", out.status, out.stderr.trim());
-        }
-        let j = json_line(&out.stdout).with_context(|| format!("mapaudit-bench lengths: no JSON line in {}", out.stdout))?;
+        let j = helper_json(helper, &["lengths".to_string(), LEN_MAPS.to_string(), rounds.to_string()], RUN_TIMEOUT)?;
         let num = |k: &str| num(&j, k).with_context(|| format!("mapaudit-bench lengths: no {k} in {j}"));
         c.read_us.push(num("read_us")?);
         c.read_ns_per_map.push(num("read_ns_per_map")?);

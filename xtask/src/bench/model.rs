@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context as _, bail};
+use anyhow::Context as _;
 
 use super::*;
 use crate::{is_root, root};
@@ -41,13 +41,8 @@ pub(super) fn model_cost(bins: &Bins, args: &BenchArgs) -> anyhow::Result<ModelC
     let mut m = ModelCost::default();
     for i in 0..args.model_runs {
         eprintln!("xtask: model run {}/{}", i + 1, args.model_runs);
-        let mut c = Command::new(&bins.helper);
-        c.args(["model", &MODEL_GOROUTINES.to_string(), &MODEL_MAPS.to_string()]);
-        let out = capture(c)?;
-        if !out.success {
-            bail!("mapaudit-bench model failed ({}): {}", out.status, out.stderr.trim());
-        }
-        let j = json_line(&out.stdout).with_context(|| format!("mapaudit-bench model: no JSON line in {}", out.stdout))?;
+        let args = ["model".to_string(), MODEL_GOROUTINES.to_string(), MODEL_MAPS.to_string()];
+        let j = helper_json(&bins.helper, &args, RUN_TIMEOUT)?;
         let opt = |k: &str| num(&j, k);
         let num = |k: &str| num(&j, k).with_context(|| format!("mapaudit-bench model: no {k} in {j}"));
         m.tick_ms.push(num("tick_ms")?);

@@ -8,6 +8,7 @@
 //!   mapaudit-bench churn SECONDS RATE     (model memory under map churn)
 //!   mapaudit-bench lengths MAPS ROUNDS    (map-length sampling per refresh)
 //!   mapaudit-bench snapshot ENTRIES RUNS  (drain of a full counter table; root)
+//!   mapaudit-bench end REQUESTS           (a record's last model pass after churn)
 
 use std::time::{Duration, Instant};
 
@@ -34,9 +35,10 @@ fn main() {
         Some("fold") => fold(num(2, 100_000), num(3, 20_000), num(4, mapaudit::session::FOLD_STEP_ROWS as u64) as usize),
         Some("lengths") => lengths(num(2, 32) as usize, num(3, 1000) as usize),
         Some("lengths-target") => lengths_target(num(2, 32) as usize),
+        Some("end") => end(num(2, 6_000)),
         Some("snapshot") => snapshot(num(2, u64::from(probe_common::maps::WRITES_DEFAULT_ENTRIES)), num(3, 5) as usize),
         _ => Err(anyhow::anyhow!(
-            "usage: mapaudit-bench drain RATE SECONDS | model GOROUTINES MAPS | churn SECONDS RATE | lengths MAPS ROUNDS | snapshot ENTRIES RUNS"
+            "usage: mapaudit-bench drain RATE SECONDS | model GOROUTINES MAPS | churn SECONDS RATE | lengths MAPS ROUNDS | snapshot ENTRIES RUNS | end REQUESTS"
         )),
     };
     match result {
@@ -306,6 +308,62 @@ fn fold(idle: u64, live: u64, step_rows: usize) -> anyhow::Result<serde_json::Va
         "step_rows": step_rows,
         "fold_ms": ms(total),
         "longest_step_ms": ms(longest),
+    }))
+}
+
+/// The end of a `record` of a server that made a goroutine and maps per
+/// request (as `churn-bench -n REQUESTS`: per request a handler goroutine
+/// writing 4 maps of its own, 3 writes and a delete each at sites of their
+/// own, a client goroutine writing 4 more, and a cache every handler
+/// writes): the model holds every instance (none was idle long enough to
+/// fold), and `Session::finish` keeps the busiest `ROWS_PER_CLASS` of each
+/// class (`Model::fold_crowded`), then makes the last model pass and the
+/// report. Times each part; this is wall time a user waits for after the
+/// command exits.
+fn end(requests: u64) -> anyhow::Result<serde_json::Value> {
+    let mut m = Model::new();
+    let (pid, cache) = (1000u32, 0xc000_0000u64);
+    let key = |goid: u64, map: u64, inst: u32, pc: u64, r: u8| WriteKey { pid, tid: 2000 + (goid % 8) as u32, goid, map, pc, routine: r, _pad: [0; 3], inst };
+    for j in 0..17u64 {
+        m.names.sites.insert((pid, 0x40_0000 + j * 0x10), Location { function: format!("main.site{j}"), file: "/src/main.go".into(), line: j as u32 + 1 });
+    }
+    // A drain brings ~100 requests' keys (churn-bench: 6,000 in ~0.6 s).
+    let mut keys = Vec::new();
+    for r in 0..requests {
+        // Addresses come back (the allocator, the stacks): instances differ.
+        let (handler, client) = (100 + 2 * r, 101 + 2 * r);
+        keys.push((key(handler, cache, 1, 0x40_0100, routine::MAPASSIGN_FASTSTR), 1));
+        for (g, base) in [(handler, 0), (client, 4)] {
+            for j in 0..4u64 {
+                let (map, inst) = (0xc100_0000 + (r % 64) * 0x400 + (base + j) * 0x40, (r * 8 + base + j + 2) as u32);
+                keys.push((key(g, map, inst, 0x40_0000 + (base + j) * 0x10, routine::MAPASSIGN_FASTSTR), 3));
+                keys.push((key(g, map, inst, 0x40_0000 + (base + j) * 0x10 + 8, routine::MAPDELETE_FASTSTR), 1));
+            }
+        }
+        if r % 100 == 99 || r + 1 == requests {
+            m.add_counts(std::mem::take(&mut keys));
+        }
+        if r % 250 == 249 {
+            m.tick(Duration::from_millis(250));
+        }
+    }
+    let rows = m.agg.maps.len() + m.agg.goroutines.len();
+    let t = Instant::now();
+    let (maps, goroutines) = m.fold_crowded(mapaudit::cmd::record::ROWS_PER_CLASS);
+    let fold = t.elapsed();
+    m.tick(Duration::from_millis(250));
+    let tick = t.elapsed() - fold;
+    let t = Instant::now();
+    let rep = mapaudit::output::report::build(&m, "t", 1.0);
+    let report = t.elapsed();
+    Ok(serde_json::json!({
+        "requests": requests,
+        "rows": rows,
+        "folded_rows": maps + goroutines,
+        "fold_ms": ms(fold),
+        "tick_ms": ms(tick),
+        "report_ms": ms(report),
+        "report_maps": rep.processes.iter().map(|p| p.maps.len()).sum::<usize>(),
     }))
 }
 

@@ -705,6 +705,21 @@ impl Probes {
 }
 
 impl Probes {
+    /// Whether every task the kernel tracked (`TRACKED`: the command, its
+    /// threads and everything they forked) has passed its exit tracepoint,
+    /// which removes its own entry. A program run happens in the context of
+    /// the task that hit the probe, so a task's last run has returned
+    /// before its exit: with none left, nothing counted under
+    /// `maps_tracked_only` can still be writing the tables, and the final
+    /// read needs neither a grace period nor the detach. A stale entry (a
+    /// thread that exec'd and took its leader's pid) only makes this say
+    /// no: the final read then waits, as before.
+    pub fn no_tracked_task_left(&self) -> bool {
+        let Some(map) = self.ebpf.map(names::TRACKED) else { return false };
+        let Ok(m) = BpfHashMap::<&MapData, u32, Tracked>::try_from(map) else { return false };
+        m.keys().next().is_none()
+    }
+
     /// Whether `detach_all` has finished within `wait`: every probe is then
     /// gone, and no program run is still in flight — the kernel returns from
     /// a uprobe's unregistering only once its handlers have returned

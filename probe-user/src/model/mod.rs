@@ -621,9 +621,10 @@ impl Model {
         let idle_map = |m: &MapRow| map(m) && !with_overlaps.contains(&(m.pid, m.map));
         let idle_goroutine = |g: &GoroutineRow| goroutine(g);
         let a = &mut self.agg;
-        let (mut maps, map_slots) = self.maps.take(&mut a.maps, idle_map, limit);
-        let (mut goroutines, goroutine_slots) = self.goroutines.take(&mut a.goroutines, idle_goroutine, limit);
-        if maps.is_empty() && goroutines.is_empty() {
+        // The rows stay in their (now free) slots until new rows fill them.
+        let map_slots = self.maps.free_in_place(&mut a.maps, idle_map, limit);
+        let goroutine_slots = self.goroutines.free_in_place(&mut a.goroutines, idle_goroutine, limit);
+        if map_slots.is_empty() && goroutine_slots.is_empty() {
             // (A fold whose last step took exactly `limit` ends here.)
             if !(self.folded.unpruned_maps.is_empty() && self.folded.unpruned_goroutines.is_empty()) {
                 self.prune_folded();
@@ -631,17 +632,29 @@ impl Model {
             return (0, 0);
         }
         // Named before they go (their classes are by name); only these.
-        for m in maps.iter_mut().filter(|m| m.type_name.is_none()) {
-            m.type_name = self.names.map_types.get(&(m.pid, m.map)).cloned();
+        for &s in &map_slots {
+            let m = &mut a.maps.rows[s as usize];
+            if m.type_name.is_none() {
+                m.type_name = self.names.map_types.get(&(m.pid, m.map)).cloned();
+            }
         }
-        for g in goroutines.iter_mut().filter(|g| g.created_by.is_none()) {
-            g.created_by = self.names.created_by.get(&(g.pid, g.goid)).cloned();
+        for &s in &goroutine_slots {
+            let g = &mut a.goroutines.rows[s as usize];
+            if g.created_by.is_none() {
+                g.created_by = self.names.created_by.get(&(g.pid, g.goid)).cloned();
+            }
         }
+        let maps: Vec<&MapRow> = map_slots.iter().map(|&s| &a.maps.rows[s as usize]).collect();
+        let goroutines: Vec<&GoroutineRow> = goroutine_slots.iter().map(|&s| &a.goroutines.rows[s as usize]).collect();
 
         // Their findings and classes.
         let names = &self.names;
         let mut cache = FxHashMap::default();
-        for m in maps.iter().filter(|m| m.writers.len() > 1) {
+        // Busiest first (rows come in slot order), so that a kind's
+        // finding names its busiest instances' goroutines first.
+        let mut shared: Vec<&MapRow> = maps.iter().copied().filter(|m| m.writers.len() > 1).collect();
+        shared.sort_by(|a, b| b.ops.total().cmp(&a.ops.total()).then((a.pid, a.map).cmp(&(b.pid, b.map))));
+        for m in shared {
             // One finding per kind of shared map (type and sites), however
             // many instances: they stay in every tick's findings.
             let f = shared_finding(m, names, &mut cache).0;
@@ -659,7 +672,7 @@ impl Model {
             }
         }
         let site = |pid: u32, pc: u64| names.sites.get(&(pid, pc)).cloned();
-        for c in crate::model::classes::map_classes(maps.iter(), site) {
+        for c in crate::model::classes::map_classes(maps.iter().copied(), site) {
             let key = (c.pid, c.type_name.clone(), c.site_pc);
             match self.folded.maps.get_mut(&key) {
                 Some(f) => f.absorb(&c),
@@ -668,7 +681,7 @@ impl Model {
                 }
             }
         }
-        for c in crate::model::classes::goroutine_classes(goroutines.iter()) {
+        for c in crate::model::classes::goroutine_classes(goroutines.iter().copied()) {
             let key = (c.pid, c.created_by.as_ref().map(Location::short));
             match self.folded.goroutines.get_mut(&key) {
                 Some(f) => f.absorb(&c),
@@ -706,11 +719,12 @@ impl Model {
         // can name them are looked at.
         let folded_maps: rustc_hash::FxHashSet<(u32, MapId)> = maps.iter().map(|m| (m.pid, m.map)).collect();
         let folded_goroutines: rustc_hash::FxHashSet<(u32, u64)> = goroutines.iter().map(|g| (g.pid, g.goid)).collect();
+        drop(goroutines);
         // A goroutine's maps are those it is a writer of, unless the map
         // had more writers than it names (then all are looked at).
         let crowded = maps.iter().any(|m| m.writers.len() >= MAX_WRITERS_PER_MAP);
         let mut writers: Vec<u32> = if crowded {
-            (0..a.goroutines.rows.len() as u32).collect()
+            (0..a.goroutines.rows.len() as u32).filter(|&s| !a.goroutines.rows[s as usize].meta.free).collect()
         } else {
             maps.iter()
                 .flat_map(|m| m.writers.iter().filter_map(|(goid, _)| self.goroutines.index.get(&(m.pid, *goid)).copied()))
@@ -735,17 +749,13 @@ impl Model {
         // taken), or once many wait.
         self.folded.unpruned_maps.extend(folded_maps);
         self.folded.unpruned_goroutines.extend(folded_goroutines);
-        let done = maps.len() < limit && goroutines.len() < limit;
+        let done = map_slots.len() < limit && goroutine_slots.len() < limit;
         if done || self.folded.unpruned_maps.len() + self.folded.unpruned_goroutines.len() > UNPRUNED_MAX {
             self.prune_folded();
         }
         // Nothing is ranked or derived here: the rows left keep their order,
         // and the next tick makes ranks and findings (with the folded ones).
-        let folded = (maps.len(), goroutines.len());
-        // Freeing 10^5 rows takes ~0.1 s: off the caller's path (an exec
-        // waiting to be resumed, the report).
-        std::thread::spawn(move || drop((maps, goroutines)));
-        folded
+        (map_slots.len(), goroutine_slots.len())
     }
 
     /// Drops folded instances and goroutines from the sets of sites (the

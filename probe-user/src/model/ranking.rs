@@ -265,6 +265,39 @@ impl<R: Ranked> Table<R> {
         }
     }
 
+    /// Frees the slots of the rows `mine` selects — at most `limit`, first
+    /// in slot order — and forgets them, leaving each row where it is, to
+    /// be read by the caller and dropped when a new row fills its slot
+    /// (`RowMeta::free` hides it meanwhile). Returns the slots, in slot
+    /// order. Moving 10^4–10^5 rows out instead costs a fresh buffer's
+    /// page faults, ~0.5 µs a row.
+    pub(super) fn free_in_place(&mut self, rank: &mut Ranking<R>, mine: impl Fn(&R) -> bool, limit: usize) -> Vec<u32> {
+        let mut taken = vec![false; rank.rows.len()];
+        let mut slots = Vec::new();
+        for (s, r) in rank.rows.iter_mut().enumerate() {
+            if slots.len() == limit {
+                break;
+            }
+            if !r.is_free() && mine(r) {
+                taken[s] = true;
+                self.index.remove(&r.id());
+                r.meta().free = true;
+                slots.push(s as u32);
+            }
+        }
+        if slots.is_empty() {
+            return slots;
+        }
+        self.free.extend_from_slice(&slots);
+        let gone = |s: &u32| taken[*s as usize];
+        let before = rank.order.len();
+        rank.order.retain(|s| !gone(s));
+        debug_assert_eq!(before - rank.order.len(), slots.len(), "every row is ranked");
+        self.fresh.retain(|s| !gone(s));
+        self.dirty.retain(|s| !gone(s));
+        slots
+    }
+
     /// Moves the rows `mine` selects out — at most `limit`, first in
     /// slot order — and forgets them, returned in ranking order. Their
     /// slots are free (`RowMeta::free`) until new rows fill them; the rows

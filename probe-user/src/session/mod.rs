@@ -629,12 +629,19 @@ impl Session {
     pub fn finish(&mut self, duty: Option<&mut Duty>, keep_per_class: Option<usize>) -> anyhow::Result<()> {
         let t = Instant::now();
         self.drain();
-        // Probes detached early (`record`) are usually gone by now; then
-        // the last counts are read at once, not two grace periods later.
-        let detached = self.probes.detached_within(FINAL_READ_DETACH_WAIT);
+        // The last counts are read at once, not two grace periods later,
+        // when nothing can be counting any more: every task of the command
+        // has exited (only its tasks count), or the probes detached early
+        // (`record`) are gone.
+        let quiescent = matches!(self.target, Target::Command(_)) && self.probes.no_tracked_task_left();
+        let detached = quiescent || self.probes.detached_within(FINAL_READ_DETACH_WAIT);
         self.collector.snapshot_all(&mut self.model, detached)?;
         self.drain();
-        log::debug!("final read{}: {:?}", if detached { " (probes detached)" } else { "" }, t.elapsed());
+        log::debug!(
+            "final read{}: {:?}",
+            if quiescent { " (every tracked task exited)" } else if detached { " (probes detached)" } else { "" },
+            t.elapsed()
+        );
         self.continue_unhandled_stops();
         // The last lengths, while a target that waits to be stopped is alive.
         self.sample_lengths();

@@ -485,9 +485,9 @@ impl Model {
     pub fn retire(&mut self, pid: u32) {
         self.fill_names();
         let a = &mut self.agg;
-        let (goroutines, _) = self.goroutines.take(&mut a.goroutines, |g| g.pid == pid, usize::MAX);
-        let (threads, _) = self.threads.take(&mut a.threads, |t| t.pid == pid, usize::MAX);
-        let (mut maps, _) = self.maps.take(&mut a.maps, |m| m.pid == pid, usize::MAX);
+        let goroutines = self.goroutines.take(&mut a.goroutines, |g| g.pid == pid, usize::MAX);
+        let threads = self.threads.take(&mut a.threads, |t| t.pid == pid, usize::MAX);
+        let mut maps = self.maps.take(&mut a.maps, |m| m.pid == pid, usize::MAX);
         self.sites.take(&mut a.sites, |s| s.pid == pid, usize::MAX);
         let (overlaps, keep) = std::mem::take(&mut self.overlaps).into_iter().partition(|o| o.pid == pid);
         self.overlaps = keep;

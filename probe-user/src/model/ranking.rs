@@ -272,68 +272,64 @@ impl<R: Ranked> Table<R> {
     /// order. Moving 10^4–10^5 rows out instead costs a fresh buffer's
     /// page faults, ~0.5 µs a row.
     pub(super) fn free_in_place(&mut self, rank: &mut Ranking<R>, mine: impl Fn(&R) -> bool, limit: usize) -> Vec<u32> {
+        let (taken, slots) = Self::pick(rank, mine, limit);
+        for &s in &slots {
+            let r = &mut rank.rows[s as usize];
+            self.index.remove(&r.id());
+            r.meta().free = true;
+        }
+        self.free.extend_from_slice(&slots);
+        self.unrank(rank, &taken, slots.len());
+        slots
+    }
+
+    /// Moves the rows `mine` selects out — at most `limit`, first in
+    /// slot order — and forgets them, returned in ranking order (a retired
+    /// process keeps its rows ranked). Their slots are free
+    /// (`RowMeta::free`) until new rows fill them; the rows left keep
+    /// theirs. Costs a look at each row and a move of each taken.
+    pub(super) fn take(&mut self, rank: &mut Ranking<R>, mine: impl Fn(&R) -> bool, limit: usize) -> Vec<R> {
+        let (taken, slots) = Self::pick(rank, mine, limit);
+        let mut out = Vec::with_capacity(slots.len());
+        for &s in rank.order.iter().filter(|&&s| taken[s as usize]) {
+            let slot = &mut rank.rows[s as usize];
+            self.index.remove(&slot.id());
+            out.push(std::mem::take(slot));
+            slot.meta().free = true;
+            self.free.push(s);
+        }
+        self.unrank(rank, &taken, out.len());
+        out
+    }
+
+    /// The rows `mine` selects, at most `limit`, first in slot order: a
+    /// mark per slot, and the slots.
+    fn pick(rank: &Ranking<R>, mine: impl Fn(&R) -> bool, limit: usize) -> (Vec<bool>, Vec<u32>) {
         let mut taken = vec![false; rank.rows.len()];
         let mut slots = Vec::new();
-        for (s, r) in rank.rows.iter_mut().enumerate() {
+        for (s, r) in rank.rows.iter().enumerate() {
             if slots.len() == limit {
                 break;
             }
             if !r.is_free() && mine(r) {
                 taken[s] = true;
-                self.index.remove(&r.id());
-                r.meta().free = true;
                 slots.push(s as u32);
             }
         }
-        if slots.is_empty() {
-            return slots;
+        (taken, slots)
+    }
+
+    /// Drops the `taken` slots (`n` of them) from the ranking and from the
+    /// rows waiting to be named or re-ranked.
+    fn unrank(&mut self, rank: &mut Ranking<R>, taken: &[bool], n: usize) {
+        if n == 0 {
+            return;
         }
-        self.free.extend_from_slice(&slots);
         let gone = |s: &u32| taken[*s as usize];
         let before = rank.order.len();
         rank.order.retain(|s| !gone(s));
-        debug_assert_eq!(before - rank.order.len(), slots.len(), "every row is ranked");
+        debug_assert_eq!(before - rank.order.len(), n, "every row is ranked");
         self.fresh.retain(|s| !gone(s));
         self.dirty.retain(|s| !gone(s));
-        slots
-    }
-
-    /// Moves the rows `mine` selects out — at most `limit`, first in
-    /// slot order — and forgets them, returned in ranking order. Their
-    /// slots are free (`RowMeta::free`) until new rows fill them; the rows
-    /// left keep theirs. Also returns the slots freed. Costs a look at each
-    /// row and a move of each taken.
-    pub(super) fn take(&mut self, rank: &mut Ranking<R>, mine: impl Fn(&R) -> bool, limit: usize) -> (Vec<R>, Vec<u32>) {
-        let mut taken = vec![false; rank.rows.len()];
-        let mut n = 0;
-        for (s, r) in rank.rows.iter().enumerate() {
-            if n == limit {
-                break;
-            }
-            if !r.is_free() && mine(r) {
-                taken[s] = true;
-                n += 1;
-            }
-        }
-        if n == 0 {
-            return (Vec::new(), Vec::new());
-        }
-        let mut out = Vec::with_capacity(n);
-        let freed_from = self.free.len();
-        for &s in &rank.order {
-            if taken[s as usize] {
-                let slot = &mut rank.rows[s as usize];
-                self.index.remove(&slot.id());
-                out.push(std::mem::take(slot));
-                slot.meta().free = true;
-                self.free.push(s);
-            }
-        }
-        debug_assert_eq!(out.len(), n, "every row is ranked");
-        let gone = |s: &u32| taken[*s as usize];
-        rank.order.retain(|s| !gone(s));
-        self.fresh.retain(|s| !gone(s));
-        self.dirty.retain(|s| !gone(s));
-        (out, self.free[freed_from..].to_vec())
     }
 }

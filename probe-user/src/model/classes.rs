@@ -438,8 +438,8 @@ mod fold_tests {
         assert_eq!(steps.agg.maps.iter().map(|r| r.ops.writes).sum::<u64>(), 200 + 11);
         // A folded row stays in its slot until a new one fills it: nothing
         // of it shows through.
-        let instances = steps.agg.maps.iter().filter(|r| r.map.addr != 0xc0);
-        assert!(instances.clone().all(|r| r.writers.len() == 1 && r.writers.iter().all(|(g, _)| *g >= 500) && r.map.inst == 2));
+        let mut instances = steps.agg.maps.iter().filter(|r| r.map.addr != 0xc0);
+        assert!(instances.all(|r| r.writers.len() == 1 && r.writers.iter().all(|(g, _)| *g >= 500) && r.map.inst == 2));
         assert_eq!(steps.agg.maps.iter().filter(|r| r.map.addr == 0xc0).map(|r| r.writers.len()).next(), Some(2));
         let site = steps.agg.sites.iter().find(|s| s.pc == 0x10).unwrap();
         assert_eq!(site.maps.len(), 100, "the site names only the new instances");
